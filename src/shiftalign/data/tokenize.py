@@ -1,0 +1,115 @@
+"""Chat templating, tokenisation and the truncation rule.
+
+Conversational prompts go through the tokenizer's own chat template (with the generation prompt);
+a tokenizer without one uses :data:`FALLBACK_TEMPLATE`. Plain-text prompts are used as they are
+(TRL's convention) unless ``wrap_text_as_chat`` is set, which makes them a single user turn.
+A response is its text followed by one EOS token; nothing else is added (TRL's DPO convention).
+
+Truncation rule (``truncation: truncate``), applied per sequence (prompt + one response):
+1. a prompt longer than ``max_prompt_length`` first loses whole earlier turns, keeping any system
+   message and the last user turn; if still too long it keeps its last ``max_prompt_length`` tokens;
+2. each response keeps its first ``max_length - len(prompt)`` tokens.
+With ``truncation: skip`` an over-long example is dropped instead. Both are counted and reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .schema import Example
+
+FALLBACK_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+@dataclass
+class Tokenized:
+    """Token ids of one example: a shared prompt and one or more responses (branches)."""
+
+    index: int
+    id: str
+    prompt_ids: list[int]
+    completion_ids: list[list[int]]
+    weight: float = 1.0
+    label: bool | None = None
+
+    @property
+    def row_length(self) -> int:
+        return len(self.prompt_ids) + sum(len(c) for c in self.completion_ids)
+
+
+@dataclass
+class TruncationReport:
+    truncated_prompts: int = 0
+    truncated_responses: int = 0
+    skipped: int = 0
+    skipped_ids: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.truncated_prompts} prompts and {self.truncated_responses} responses truncated, "
+                f"{self.skipped} examples skipped as over-long")
+
+
+def _render_prompt(tokenizer, prompt, wrap_text_as_chat: bool) -> str:
+    if isinstance(prompt, str) and not wrap_text_as_chat:
+        return prompt
+    messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    template = None if getattr(tokenizer, "chat_template", None) else FALLBACK_TEMPLATE
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, chat_template=template)
+
+
+def _response_text(completion) -> str:
+    return completion if isinstance(completion, str) else "".join(m["content"] for m in completion)
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _shorten_prompt(tokenizer, prompt, wrap: bool, limit: int) -> list[int]:
+    """Drop earlier turns (keep system + last user turn onwards), then keep the last `limit` tokens."""
+    ids = _encode(tokenizer, _render_prompt(tokenizer, prompt, wrap))
+    if len(ids) > limit and isinstance(prompt, list):
+        system = [m for m in prompt[:1] if m["role"] == "system"]
+        last_user = max((i for i, m in enumerate(prompt) if m["role"] == "user"), default=len(prompt) - 1)
+        ids = _encode(tokenizer, _render_prompt(tokenizer, system + prompt[last_user:], wrap))
+    return ids[-limit:]
+
+
+def tokenize_examples(examples: list[Example], tokenizer, max_length: int, max_prompt_length: int,
+                      truncation: str = "truncate", wrap_text_as_chat: bool = False,
+                      ) -> tuple[list[Tokenized], TruncationReport]:
+    if max_prompt_length >= max_length:
+        raise ValueError("max_prompt_length must be smaller than max_length")
+    eos = tokenizer.eos_token_id
+    report, out = TruncationReport(), []
+    for i, ex in enumerate(examples):
+        prompt_ids = _encode(tokenizer, _render_prompt(tokenizer, ex.prompt, wrap_text_as_chat))
+        completions = [_encode(tokenizer, _response_text(c)) + [eos] for c in ex.completions]
+        too_long = len(prompt_ids) > max_prompt_length or any(len(prompt_ids) + len(c) > max_length for c in completions)
+        if too_long and truncation == "skip":
+            report.skipped += 1
+            report.skipped_ids.append(ex.id)
+            continue
+        if too_long:
+            if len(prompt_ids) > max_prompt_length:
+                prompt_ids = _shorten_prompt(tokenizer, ex.prompt, wrap_text_as_chat, max_prompt_length)
+                report.truncated_prompts += 1
+            budget = max_length - len(prompt_ids)
+            report.truncated_responses += sum(len(c) > budget for c in completions)
+            completions = [c[:budget] for c in completions]
+        weight = 1.0 if ex.weight is None else ex.weight
+        out.append(Tokenized(i, ex.id, prompt_ids, completions, weight, ex.label))
+    return out, report
+
+
+def add_mismatched_branch(items: list[Tokenized], max_length: int) -> None:
+    """Append to each example the response of the next example (cyclic), cut to fit ``max_length``:
+    the mismatched pairs (x_i, y_{i+1}) from which KTO estimates its KL reference point
+    (Ethayarajh et al., 2024, "KTO: Model Alignment as Prospect Theoretic Optimization", Eq. 8)."""
+    firsts = [it.completion_ids[0] for it in items]
+    for j, it in enumerate(items):
+        other = firsts[(j + 1) % len(items)][: max_length - len(it.prompt_ids)]
+        it.completion_ids = [it.completion_ids[0], other]

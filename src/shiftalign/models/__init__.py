@@ -1,0 +1,1 @@
+"""Models: loading (HF path or name, the packaged default), LoRA, reward heads, tiny test models."""

@@ -1,0 +1,78 @@
+"""Load a causal LM (policy) or a reward model (causal-LM body + scalar head) and its tokenizer.
+
+- any HF causal LM by local path or hub name (``trust_remote_code`` only when asked);
+- ``path: default`` is the packaged SmolLM2-135M-Instruct (see ``models.packaged``);
+- ``dtype: auto`` keeps fp32 weights and picks the compute precision: fp32 on a CPU (bf16 autocast
+  on a CPU without fast bf16 matmul is ~100x slower), bf16 autocast on a GPU that supports it;
+- LoRA through ``peft``: the reference model is then the base with the adapter disabled;
+- reward models are saved so ``AutoModelForSequenceClassification.from_pretrained`` loads them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import ModelConfig
+from ..errors import ConfigError
+from .packaged import resolve_model_path
+
+
+def mixed_precision(cfg: ModelConfig) -> str:
+    """accelerate's ``mixed_precision`` for this config: 'no' or 'bf16'."""
+    if cfg.dtype == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    if cfg.dtype in ("float32", "fp32"):
+        return "no"
+    if cfg.dtype in ("bfloat16", "bf16"):
+        return "bf16"
+    raise ConfigError(f"model.dtype: expected auto, float32 or bfloat16, got {cfg.dtype!r}")
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(path), trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if tok.eos_token_id is None:
+        raise ConfigError(f"the tokenizer of {path} has no EOS token; responses need one")
+    return tok
+
+
+def _finish(model, cfg: ModelConfig):
+    if cfg.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        task = "SEQ_CLS" if hasattr(model, "score") else "CAUSAL_LM"
+        lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                          target_modules=cfg.lora.target_modules, task_type=task)
+        model = get_peft_model(model, lora)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if cfg.lora is not None:
+            model.enable_input_require_grads()
+    return model
+
+
+def load_policy(cfg: ModelConfig):
+    """(model, tokenizer) of a causal LM, LoRA-wrapped when configured."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(cfg.path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code,
+                                                 attn_implementation=cfg.attn_implementation)
+    return _finish(model, cfg), load_tokenizer(cfg.path, cfg.trust_remote_code)
+
+
+def load_reward_model(cfg: ModelConfig):
+    """(model, tokenizer) of a sequence-classification model with one output (a scalar reward).
+    From a causal LM checkpoint the body is reused and the scalar head starts fresh."""
+    from transformers import AutoModelForSequenceClassification
+
+    path = resolve_model_path(cfg.path)
+    tok = load_tokenizer(cfg.path, cfg.trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=1, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code,
+        attn_implementation=cfg.attn_implementation)
+    model.config.pad_token_id = tok.pad_token_id
+    return _finish(model, cfg), tok

@@ -1,0 +1,1 @@
+"""Pure tensor math shared by losses, trainers and estimators."""

@@ -1,0 +1,126 @@
+"""Steps shared by the offline recipes: accelerator, data, loss, reference log-probs, training, saving."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig, dump_config, from_dict
+from ..data.load import attach_weights, load_examples, load_weights
+from ..data.tokenize import add_mismatched_branch, tokenize_examples
+from ..errors import ConfigError
+from ..io import atomic_path, write_json_atomic, write_text_atomic
+from ..losses import LOSSES, LossSpec
+from ..models.load import mixed_precision
+from ..models.packaged import cache_root
+from ..train.loop import Task, Trainer
+from ..train.reference import cached_reference_logps
+
+ROW_KIND = {"paired": "paired", "reward": "paired", "unpaired": "unpaired", "sft": "sft"}
+
+
+def make_accelerator(cfg: RunConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    trackers = cfg.train.report_to or None
+    acc = Accelerator(mixed_precision=mixed_precision(cfg.model), cpu=not torch.cuda.is_available(),
+                      log_with=trackers, project_dir=cfg.output_dir)
+    set_seed(cfg.seed)
+    if trackers:
+        acc.init_trackers(Path(cfg.output_dir).name)
+    return acc
+
+
+def resolve_loss(cfg: RunConfig, allowed_kinds: tuple[str, ...]) -> tuple[LossSpec, object]:
+    knobs = dict(cfg.loss)
+    if "name" not in knobs:
+        raise ConfigError("loss.name is required")
+    spec = LOSSES.get(knobs.pop("name"))
+    if spec.kind not in allowed_kinds:
+        ok = [n for n in LOSSES.names() if LOSSES.get(n).kind in allowed_kinds]
+        raise ConfigError(f"loss '{spec.name}' does not fit recipe '{cfg.recipe}'; use one of {', '.join(ok)}")
+    return spec, from_dict(spec.params, knobs, "loss")
+
+
+def prepare_items(cfg: RunConfig, spec: LossSpec, tokenizer, source: str, split: str, log, weights=True):
+    d = cfg.data
+    examples = load_examples(source, ROW_KIND[spec.kind], split)
+    if weights and d.weights:
+        examples = attach_weights(examples, load_weights(d.weights), d.weights, d.missing_weight)
+    items, report = tokenize_examples(examples, tokenizer, d.max_length, d.max_prompt_length, d.truncation,
+                                      d.wrap_text_as_chat)
+    log(f"{source}: {len(items)} examples; {report.summary()}")
+    if not items:
+        raise ConfigError(f"{source}: no example is left after truncation (max_length={d.max_length})")
+    if spec.kind == "unpaired":
+        add_mismatched_branch(items, d.max_length)
+    for i, it in enumerate(items):
+        it.index = i
+    return items, report
+
+
+def reference_for(cfg: RunConfig, spec: LossSpec, model, items, pad_id, acc, log):
+    if not spec.needs_reference or items is None:
+        return None
+    d = cfg.data
+    settings = {"max_length": d.max_length, "max_prompt_length": d.max_prompt_length, "truncation": d.truncation,
+                "precision": mixed_precision(cfg.model)}
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root() / "reference"
+    return cached_reference_logps(model, items, pad_id, cfg.train.reference_batch_size, cache, settings,
+                                  acc.device, acc.process_index, acc.num_processes, log)
+
+
+def write_start(cfg: RunConfig, acc) -> None:
+    if acc.is_main_process:
+        write_text_atomic(Path(cfg.output_dir) / "config.yaml", dump_config(cfg))
+
+
+def save_final(cfg: RunConfig, acc, hf_model, tokenizer, summary: dict) -> Path:
+    out = Path(cfg.output_dir)
+    if acc.is_main_process:
+        if hasattr(hf_model, "merge_and_unload"):
+            with atomic_path(out / "adapter") as tmp:
+                hf_model.save_pretrained(tmp)
+            hf_model = hf_model.merge_and_unload()
+        with atomic_path(out / "model") as tmp:
+            hf_model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            write_text_atomic(tmp / "shiftalign_config.yaml", dump_config(cfg))
+        write_json_atomic(out / "summary.json", summary)
+    acc.wait_for_everyone()
+    return out / "model"
+
+
+def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, log, eval_extra=None) -> dict:
+    train_items, report = prepare_items(cfg, spec, tokenizer, cfg.data.train, cfg.data.split, log)
+    eval_items = None
+    if cfg.data.eval:
+        eval_items, _ = prepare_items(cfg, spec, tokenizer, cfg.data.eval, cfg.data.eval_split, log, weights=False)
+    model.to(acc.device)
+    task = Task(scorer=scorer, spec=spec, params=params, train_items=train_items, pad_id=tokenizer.pad_token_id,
+                eval_items=eval_items, eval_extra=eval_extra,
+                ref_train=reference_for(cfg, spec, model, train_items, tokenizer.pad_token_id, acc, log),
+                ref_eval=reference_for(cfg, spec, model, eval_items, tokenizer.pad_token_id, acc, log))
+    trainer = Trainer(cfg, task, acc)
+    result = trainer.fit()
+    result["data"] = {"train_examples": len(train_items), "truncated_prompts": report.truncated_prompts,
+                      "truncated_responses": report.truncated_responses, "skipped": report.skipped}
+    path = save_final(cfg, acc, acc.unwrap_model(trainer.model).model, tokenizer, result)
+    log(f"model: {path}\n[shiftalign] metrics: {Path(cfg.output_dir) / 'metrics.jsonl'}\n"
+        f"[shiftalign] config: {Path(cfg.output_dir) / 'config.yaml'}")
+    return result
+
+
+def logger(acc):
+    def log(msg: str) -> None:
+        if acc.is_main_process:
+            print(f"[shiftalign] {msg}", flush=True)
+    return log
+
+
+def env_summary() -> str:
+    return json.dumps({"threads": torch.get_num_threads(), "cpus": os.cpu_count()})

@@ -1,0 +1,52 @@
+"""Recipe ``preference``: direct preference learning (DPO, IPO, cDPO, robust DPO, SimPO, SLiC on
+paired rows; KTO on unpaired rows), the loss chosen by ``loss.name``.
+
+Reference log-probs are pre-computed and cached (``train.reference``). Evaluation adds the exact
+per-token KL(pi || pi_ref) of the next-token distributions along the eval responses.
+
+    shiftalign train configs/dpo.yaml loss.beta=0.2
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ..models.load import load_policy
+from ..ops.logprobs import CompletionLogProbs, backbone_hidden, response_logits
+from ..train.reference import reference_context
+from . import RECIPES
+from .common import logger, make_accelerator, resolve_loss, run, write_start
+
+
+def token_kl_extra(reference):
+    """Eval hook: summed KL(pi(.|ctx) || pi_ref(.|ctx)) over response positions, and their count."""
+
+    def extra(scorer, batch, out):
+        policy = scorer.model
+        logp = torch.log_softmax(response_logits(policy, backbone_hidden(policy, batch), batch), -1)
+        ref_model = policy if reference is None else reference
+        with reference_context(ref_model) if reference is None else torch.no_grad():
+            logq = torch.log_softmax(response_logits(ref_model, backbone_hidden(ref_model, batch), batch), -1)
+        kl = (logp.exp() * (logp - logq)).sum(-1)
+        return {"kl_sum": kl.sum(), "_kl_tokens": float(kl.numel())}
+
+    return extra
+
+
+def main(cfg):
+    acc = make_accelerator(cfg)
+    log = logger(acc)
+    spec, params = resolve_loss(cfg, ("paired", "unpaired"))
+    write_start(cfg, acc)
+    model, tokenizer = load_policy(cfg.model)
+    extra = None
+    if cfg.data.eval:
+        # With LoRA the reference is the base (adapter disabled); otherwise a frozen copy, kept only for evaluation.
+        reference = None if cfg.model.lora is not None else copy.deepcopy(model).eval().requires_grad_(False).to(acc.device)
+        extra = token_kl_extra(reference)
+    return run(cfg, spec, params, model, tokenizer, CompletionLogProbs(model), acc, log, eval_extra=extra)
+
+
+RECIPES.register("preference", main)

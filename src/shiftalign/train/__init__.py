@@ -1,0 +1,1 @@
+"""The one training loop, checkpointing, reference log-prob cache and metric logging."""

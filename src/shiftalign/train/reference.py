@@ -1,0 +1,80 @@
+"""Reference-model log-probs, computed once and cached on disk.
+
+The reference pi_ref of the DPO family is frozen, so its response log-probs ``(N, k)`` are computed
+once, in inference mode with large batches, before training starts, and stored as safetensors
+(no pickle) under a fingerprint of (reference weights, model config, every example's token ids,
+settings). A later run with the same fingerprint reads them back instead of recomputing.
+With LoRA the reference is the base model with the adapter disabled: no second copy in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..data.batching import collate
+from ..data.tokenize import Tokenized
+from ..io import atomic_path
+from ..ops.logprobs import branch_logps
+
+
+def reference_context(model):
+    """Context in which ``model`` computes as the reference (adapter disabled for PEFT models)."""
+    return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
+
+
+def fingerprint(model, items: list[Tokenized], settings: dict) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    cfg = getattr(model, "config", None)
+    h.update(json.dumps(cfg.to_dict() if cfg is not None else {}, sort_keys=True, default=str).encode())
+    for name, t in sorted(model.state_dict().items()):
+        if "lora_" in name:  # the reference is the base model: adapter weights do not change it
+            continue
+        h.update(name.encode())
+        h.update(t.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    for it in items:
+        h.update(json.dumps([it.prompt_ids, it.completion_ids]).encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+@torch.inference_mode()
+def compute_logps(model, items: list[Tokenized], pad_id: int, batch_size: int, device, rank: int = 0,
+                  world_size: int = 1) -> torch.Tensor:
+    """``(N, k)`` reference log-probs; with several processes each computes a shard and they are summed."""
+    k = len(items[0].completion_ids)
+    out = torch.zeros(len(items), k, dtype=torch.float32, device=device)
+    mine = sorted(range(rank, len(items), world_size), key=lambda i: items[i].row_length)
+    was_training = model.training
+    model.eval()
+    with reference_context(model):
+        for s in range(0, len(mine), batch_size):
+            idx = mine[s:s + batch_size]
+            batch = {key: v.to(device) for key, v in collate([items[i] for i in idx], pad_id).items()}
+            out[torch.tensor(idx, device=device)] = branch_logps(model, batch)["logps"].float()
+    model.train(was_training)
+    if world_size > 1:
+        torch.distributed.all_reduce(out)
+    return out.cpu()
+
+
+def cached_reference_logps(model, items, pad_id: int, batch_size: int, cache_dir, settings: dict, device,
+                           rank: int = 0, world_size: int = 1, log=print) -> torch.Tensor:
+    fp = fingerprint(model, items, settings)
+    path = Path(cache_dir) / f"{fp}.safetensors"
+    if path.exists():
+        log(f"reference log-probs: cache hit {path.name} ({len(items)} examples)")
+        return load_file(path)["logps"]
+    t0 = time.perf_counter()
+    logps = compute_logps(model, items, pad_id, batch_size, device, rank, world_size)
+    log(f"reference log-probs: computed for {len(items)} examples in {time.perf_counter() - t0:.1f}s")
+    if rank == 0:
+        with atomic_path(path) as tmp:
+            save_file({"logps": logps.contiguous()}, str(tmp), metadata={"fingerprint": fp, "ids": json.dumps([it.id for it in items])})
+    return logps

@@ -1,0 +1,43 @@
+"""Building a Trainer on a tiny model in-process, for loop-level tests."""
+
+from shiftalign.config import RunConfig, from_dict
+from shiftalign.recipes.common import make_accelerator, prepare_items, reference_for, resolve_loss
+from shiftalign.train.loop import Task, Trainer
+
+
+def make_trainer(tiny_dir, train_file, out_dir, loss="dpo", **train):
+    from shiftalign.models.load import load_policy
+    from shiftalign.ops.logprobs import CompletionLogProbs
+
+    t = {"batch_size": 8, "micro_batch_size": 2, "lr": 1e-3, "epochs": 1, "progress": False, "max_grad_norm": 0.0}
+    t.update(train)
+    cfg = from_dict(RunConfig, {"recipe": "preference", "output_dir": str(out_dir), "model": {"path": tiny_dir},
+                                "data": {"train": train_file}, "train": t, "loss": {"name": loss}})
+    acc = make_accelerator(cfg)
+    spec, params = resolve_loss(cfg, ("paired", "unpaired"))
+    model, tok = load_policy(cfg.model)
+    items, _ = prepare_items(cfg, spec, tok, train_file, "train", lambda m: None)
+    ref = reference_for(cfg, spec, model, items, tok.pad_token_id, acc, lambda m: None)
+    task = Task(CompletionLogProbs(model), spec, params, items, tok.pad_token_id, ref_train=ref)
+    return Trainer(cfg, task, acc)
+
+
+def params_of(trainer):
+    return {n: p.detach().clone() for n, p in trainer.acc.unwrap_model(trainer.model).named_parameters()}
+
+
+def grads_after_step(trainer, step_indices):
+    """Run one step but capture the gradients the optimiser sees."""
+    captured = {}
+    orig = trainer.optimizer.step
+
+    def step(*a, **k):
+        for n, p in trainer.acc.unwrap_model(trainer.model).named_parameters():
+            if p.grad is not None:
+                captured[n] = p.grad.detach().clone()
+        return orig(*a, **k)
+
+    trainer.optimizer.step = step
+    record = trainer.train_step(step_indices)
+    trainer.optimizer.step = orig
+    return record, captured
