@@ -127,6 +127,7 @@ class Trainer:
         grad_norm = None
         if t.max_grad_norm > 0:
             grad_norm = float(self.acc.clip_grad_norm_(self.model.parameters(), t.max_grad_norm))
+        lr = self.scheduler.get_last_lr()[0]  # the rate this step used
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -138,7 +139,7 @@ class Trainer:
         record["weight_sum"] = W
         if grad_norm is not None:
             record["grad_norm"] = grad_norm
-        record["lr"] = self.scheduler.get_last_lr()[0]
+        record["lr"] = lr
         record["tokens"] = float(self._sum(torch.tensor(float(tokens))))
         return record
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from ..data.batching import collate
 from ..data.tokenize import Tokenized
 from ..io import atomic_path
-from ..ops.logprobs import branch_logps
+from ..ops.logprobs import branch_logps, unwrap_hf
 
 
 def reference_context(model):
@@ -30,13 +30,15 @@ def reference_context(model):
 
 
 def fingerprint(model, items: list[Tokenized], settings: dict) -> str:
+    """Of the reference function: base weights under their plain names (a LoRA-wrapped model and
+    its base share a fingerprint), model config, token ids of every example, and settings."""
+    hf = unwrap_hf(model)
     h = hashlib.blake2b(digest_size=16)
-    cfg = getattr(model, "config", None)
-    h.update(json.dumps(cfg.to_dict() if cfg is not None else {}, sort_keys=True, default=str).encode())
-    for name, t in sorted(model.state_dict().items()):
+    h.update(json.dumps(hf.config.to_diff_dict(), sort_keys=True, default=str).encode())
+    for name, t in sorted(hf.state_dict().items()):
         if "lora_" in name:  # the reference is the base model: adapter weights do not change it
             continue
-        h.update(name.encode())
+        h.update(name.replace(".base_layer", "").encode())
         h.update(t.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
     for it in items:
         h.update(json.dumps([it.prompt_ids, it.completion_ids]).encode())

@@ -1,0 +1,29 @@
+"""Run by test_distributed under torchrun: one optimiser step on the same global batch; rank 0 saves
+the step loss and the gradients the optimiser saw."""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import grads_after_step, make_trainer  # noqa: E402
+
+
+def main():
+    tiny_dir, data, out = sys.argv[1:4]
+    tr = make_trainer(tiny_dir, data, Path(out) / "run", batch_size=8, micro_batch_size=2)
+    record, grads = grads_after_step(tr, list(range(8)))
+    if tr.acc.is_main_process:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in grads.items()}, str(Path(out) / "grads.safetensors"))
+        (Path(out) / "record.json").write_text(json.dumps({**record, "world": tr.acc.num_processes,
+                                                            "type": str(tr.acc.distributed_type)}))
+    tr.acc.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
