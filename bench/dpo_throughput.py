@@ -2,6 +2,7 @@
 
 Arms (each in its own process, so peak RSS is that arm's alone):
 - ``shiftalign``  : the preference recipe (tree rows, cached reference log-probs), fp32;
+- ``shiftalign_bf16`` : the same with ``model.dtype: bfloat16`` (bf16 autocast, fp32 weights);
 - ``trl_default`` : TRL's DPOTrainer as it comes (its defaults: bf16, gradient checkpointing);
 - ``trl_tuned``   : TRL's DPOTrainer tuned for a CPU (fp32, no gradient checkpointing).
 
@@ -10,7 +11,7 @@ Reported per arm: median wall time per optimiser step with reference log-probs i
 computes them inside each step; shiftalign pre-computes them once, and that time is spread over
 the steps), tokens/s (prompt + response tokens of the chosen and rejected sequences), peak RSS.
 
-    python bench/dpo_throughput.py --steps 4 --default-steps 2 --out bench/results/dpo_throughput.json
+    python bench/dpo_throughput.py --steps 6 --default-steps 4
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_shiftalign(data: str, steps: int, work: Path) -> dict:
+def run_shiftalign(data: str, steps: int, work: Path, dtype: str = "auto") -> dict:
     from shiftalign.config import from_dict, RunConfig
     from shiftalign.recipes import RECIPES
     from shiftalign.train import reference
@@ -67,7 +68,7 @@ def run_shiftalign(data: str, steps: int, work: Path) -> dict:
     reference.compute_logps = timed
     cfg = from_dict(RunConfig, {
         "recipe": "preference", "output_dir": str(work / "run"), "cache_dir": str(work / "refcache"),
-        "model": {"path": "default"}, "data": {"train": data, "max_length": 1024, "max_prompt_length": 512},
+        "model": {"path": "default", "dtype": dtype}, "data": {"train": data, "max_length": 1024, "max_prompt_length": 512},
         "loss": {"name": "dpo", "beta": 0.1},
         "train": {"batch_size": 8, "micro_batch_size": 8, "lr": 5e-7, "max_steps": steps, "progress": False,
                   "reference_batch_size": 16, "max_grad_norm": 1.0}})
@@ -126,8 +127,8 @@ def child(arm: str, data: str, steps: int) -> None:
 
     work = Path(tempfile.mkdtemp(prefix=f"bench-{arm}-"))
     t0 = time.perf_counter()
-    if arm == "shiftalign":
-        res = run_shiftalign(data, steps, work)
+    if arm.startswith("shiftalign"):
+        res = run_shiftalign(data, steps, work, "bfloat16" if arm.endswith("bf16") else "auto")
     else:
         res = run_trl(data, steps, work, tuned=arm == "trl_tuned")
     res.update(arm=arm, wall=time.perf_counter() - t0, peak_rss_mb=_rss_mb(), threads=torch.get_num_threads())
@@ -136,9 +137,9 @@ def child(arm: str, data: str, steps: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=4, help="optimiser steps for shiftalign and tuned TRL")
-    ap.add_argument("--default-steps", type=int, default=2, help="steps for TRL as it comes (~200 s each here)")
-    ap.add_argument("--arms", default="shiftalign,trl_tuned,trl_default")
+    ap.add_argument("--steps", type=int, default=6, help="optimiser steps for shiftalign and tuned TRL")
+    ap.add_argument("--default-steps", type=int, default=4, help="steps for TRL as it comes")
+    ap.add_argument("--arms", default="shiftalign,shiftalign_bf16,trl_tuned,trl_default")
     ap.add_argument("--out", default="bench/results/dpo_throughput.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
@@ -167,7 +168,7 @@ def main() -> None:
         r["step_with_reference"] = r["median_step"] + r["reference_time"] / len(r["step_times"])
         r["tokens_per_s"] = tokens / r["step_with_reference"]
         results[arm] = r
-        print(f"{arm:12s} step {r['step_with_reference']:7.2f} s (median {r['median_step']:.2f} + reference "
+        print(f"{arm:16s} step {r['step_with_reference']:7.2f} s (median {r['median_step']:.2f} + reference "
               f"{r['reference_time']:.2f}/{len(r['step_times'])})  {r['tokens_per_s']:7.1f} tok/s  "
               f"peak RSS {r['peak_rss_mb']:.0f} MB  first loss {r['losses'][0] if r['losses'] else None}", flush=True)
     base = results.get("trl_tuned")
@@ -175,7 +176,7 @@ def main() -> None:
         for arm, r in results.items():
             r["time_ratio_vs_trl_tuned"] = r["step_with_reference"] / base["step_with_reference"]
             r["rss_ratio_vs_trl_tuned"] = r["peak_rss_mb"] / base["peak_rss_mb"]
-            print(f"{arm:12s} time x{r['time_ratio_vs_trl_tuned']:.3f}  peak RSS x{r['rss_ratio_vs_trl_tuned']:.3f} "
+            print(f"{arm:16s} time x{r['time_ratio_vs_trl_tuned']:.3f}  peak RSS x{r['rss_ratio_vs_trl_tuned']:.3f} "
                   f"of TRL tuned")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

