@@ -95,3 +95,31 @@ def test_weighted_training_reads_weights_file(tmp_path, tiny_dir):
     # An id missing from the weights file is an error by default.
     wfile.write_text("".join(json.dumps({"id": i, "weight": 1.0}) + "\n" for i in ids[:7]))
     assert main(["train", str(tmp_path / "c.yaml"), f"output_dir={tmp_path / 'run2'}"]) == 2
+
+
+def test_policy_ratio_weights_forms():
+    import torch
+
+    from shiftalign.reweight.policy_ratio import PolicyRatioConfig, policy_ratio_weights
+
+    out = {"logps": torch.tensor([[-2.0, -4.0], [-6.0, -8.0]]), "lengths": torch.tensor([[2.0, 4.0], [2.0, 4.0]]),
+           "ref_logps": torch.tensor([[-2.0, -4.0], [-5.0, -7.0]])}
+    w = policy_ratio_weights(out, PolicyRatioConfig(form="wpo", normalize="none"))
+    assert torch.allclose(w, torch.tensor([np.exp(-1 - 1), np.exp(-3 - 2)]).float())
+    wb = policy_ratio_weights(out, PolicyRatioConfig(form="wpo"))
+    assert wb.mean().item() == pytest.approx(1.0) and torch.allclose(wb / wb[0], w / w[0])
+    # relative: policy == reference -> r = 1 -> r_a = 1; r = e^-1 with a = 0.5 -> 1 / (0.5 + 0.5 e)
+    wr = policy_ratio_weights(out, PolicyRatioConfig(form="relative", alpha=0.5, normalize="none"))
+    assert wr[0].item() == pytest.approx(1.0)
+    assert wr[1].item() == pytest.approx(1 / (0.5 + 0.5 * np.e), rel=1e-5)
+
+
+def test_policy_ratio_in_training(tmp_path, tiny_dir, prefs):
+    cfg = {"recipe": "preference", "output_dir": str(tmp_path / "run"), "model": {"path": tiny_dir},
+           "data": {"train": prefs}, "loss": {"name": "dpo"}, "policy_ratio": {"form": "relative", "alpha": 0.5},
+           "train": {"batch_size": 8, "micro_batch_size": 4, "progress": False, "lr": 1e-2, "epochs": 2}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml")]) == 0
+    recs = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert recs[0]["policy_weight"] == pytest.approx(1.0)  # policy == reference at the first step
+    assert all("policy_weight" in r for r in recs)

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
+from .reweight.policy_ratio import PolicyRatioConfig
 
 
 @dataclass
@@ -83,6 +84,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: dict = field(default_factory=lambda: {"name": "dpo"})  # name + that loss's parameters
+    # Per-step weights from the policy-likelihood ratio (see reweight.policy_ratio); null: off.
+    policy_ratio: "PolicyRatioConfig | None" = None
 
 
 def _hints(cls):

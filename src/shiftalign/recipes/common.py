@@ -101,8 +101,15 @@ def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, l
     if cfg.data.eval:
         eval_items, _ = prepare_items(cfg, spec, tokenizer, cfg.data.eval, cfg.data.eval_split, log, weights=False)
     model.to(acc.device)
+    dynamic = None
+    if cfg.policy_ratio is not None:
+        if spec.kind != "paired" or scorer.__class__.__name__ != "CompletionLogProbs":
+            raise ConfigError("policy_ratio weights need a paired preference loss (recipe preference)")
+        from ..reweight.policy_ratio import policy_ratio_weights
+
+        dynamic = lambda out: policy_ratio_weights(out, cfg.policy_ratio)  # noqa: E731
     task = Task(scorer=scorer, spec=spec, params=params, train_items=train_items, pad_id=tokenizer.pad_token_id,
-                eval_items=eval_items, eval_extra=eval_extra,
+                eval_items=eval_items, eval_extra=eval_extra, dynamic_weights=dynamic,
                 ref_train=reference_for(cfg, spec, model, train_items, tokenizer.pad_token_id, acc, log),
                 ref_eval=reference_for(cfg, spec, model, eval_items, tokenizer.pad_token_id, acc, log))
     trainer = Trainer(cfg, task, acc)

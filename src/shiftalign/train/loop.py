@@ -46,6 +46,7 @@ class Task:
     ref_train: torch.Tensor | None = None  # (N, k) reference log-probs, by dataset position
     ref_eval: torch.Tensor | None = None
     eval_extra: Callable | None = None  # (unwrapped scorer, batch, out) -> dict of summed metrics
+    dynamic_weights: Callable | None = None  # out -> (B,) detached factor on the static weights
 
 
 def _to(batch: dict, device) -> dict:
@@ -98,6 +99,10 @@ class Trainer:
         if "labels" in batch:
             out["labels"] = batch["labels"]
         loss, metrics = self.task.spec.compute(out, self.task.params)
+        if self.task.dynamic_weights is not None:
+            factor = self.task.dynamic_weights(out)
+            batch["weights"] = batch["weights"] * factor
+            metrics = {**metrics, "policy_weight": factor}
         return batch, out, loss, metrics
 
     # -- one optimiser step --------------------------------------------------------------------
