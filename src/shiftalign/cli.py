@@ -3,6 +3,7 @@
     shiftalign train CONFIG.yaml [key=value ...]     train with a recipe (sft, reward, preference)
     shiftalign config CONFIG.yaml [key=value ...]    print the resolved config and exit
     shiftalign weights fit CONFIG.yaml [key=value]   density-ratio weights of source pairs toward target rows
+    shiftalign sample CONFIG.yaml [key=value ...]    n responses per prompt from a policy (resumable JSONL)
 
 Overrides use dotted keys (``train.lr=1e-6``, ``loss.beta=0.2``); values are parsed as YAML.
 Unknown keys, bad values and bad data rows stop the run with a message and a non-zero exit.
@@ -26,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
                             "train.lr=1e-6 loss.beta=0.2 model.path=PATH")
         sp.add_argument("config", help="YAML config file (see configs/)")
         sp.add_argument("overrides", nargs="*", help="key=value overrides")
+    sp = sub.add_parser("sample", help="sample n responses per prompt from a policy (see configs/sample.yaml)")
+    sp.add_argument("config")
+    sp.add_argument("overrides", nargs="*", help="key=value overrides, e.g. sampling.n=8 policy.path=PATH")
     w = sub.add_parser("weights", help="density-ratio weights (shiftalign weights fit CONFIG)")
     wsub = w.add_subparsers(dest="action", required=True)
     wf = wsub.add_parser("fit", help="fit weights of source pairs toward target rows; writes weights.jsonl, "
@@ -40,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .config import dump_config, load_config
 
+        if args.command == "sample":
+            from .rollout.sample import SampleConfig, main as sample
+
+            sample(load_config(args.config, args.overrides, SampleConfig))
+            return 0
         if args.command == "weights":
             from .recipes.weights import WeightsConfig, main as fit_weights
 

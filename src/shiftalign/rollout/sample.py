@@ -1,0 +1,191 @@
+"""``shiftalign sample``: n responses per prompt from a policy, streamed to JSONL, resumable.
+
+Batched Hugging Face ``generate`` with the KV cache and left padding; prompts sorted by length so a
+batch pads little; temperature / top-p / top-k / max new tokens / seed; stops at EOS. Each row
+records the sampling parameters, the response's token ids and its log-prob under the policy
+itself (temperature 1, no truncation: log pi(y|x), what density ratios and online RL need), taken
+from the raw logits of the same generation pass.
+
+Rows are appended prompt by prompt (all n samples of a prompt together, flushed and fsynced); a
+rerun skips prompts whose n samples are already in the file and drops a half-written last line.
+Under ``accelerate launch`` / ``torchrun`` each process samples its share of the prompts into its
+own shard file and the main process merges them. With ``backend: vllm`` (when vLLM is installed)
+generation runs on vLLM; the log-prob then comes from vLLM's cumulative log-prob of the response.
+
+    shiftalign sample configs/sample.yaml policy.path=runs/dpo/model n=8
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import ModelConfig
+from ..data.load import load_examples
+from ..data.tokenize import _encode, _render_prompt
+from ..errors import ConfigError
+from ..io import write_text_atomic
+
+
+@dataclass
+class SamplingParams:
+    n: int = 4  # responses per prompt
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    seed: int = 0
+
+
+@dataclass
+class SampleConfig:
+    prompts: str = ""  # prompt rows (a `prompt` field; ids as in data.load)
+    output: str = "runs/samples.jsonl"
+    policy: ModelConfig = field(default_factory=ModelConfig)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    batch_size: int = 32  # sequences per generate call (prompts x n)
+    max_prompt_length: int = 512
+    wrap_text_as_chat: bool = False  # plain-text prompts become a user turn of the chat template
+    backend: str = "hf"  # hf | vllm
+    split: str = "train"
+    progress: bool = True
+
+
+def finished_prompts(path: Path, n: int) -> set[str]:
+    """Prompt ids with all n samples in ``path``; a truncated last line is dropped from the file."""
+    if not path.exists():
+        return set()
+    lines, good = path.read_text(encoding="utf-8").splitlines(keepends=True), []
+    for ln in lines:
+        try:
+            good.append(json.loads(ln))
+        except json.JSONDecodeError:
+            break  # a half-written line from a killed run: everything after it is discarded
+    if len(good) != len(lines) or (lines and not lines[-1].endswith("\n")):
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in good))
+    counts: dict[str, int] = {}
+    for r in good:
+        counts[r["prompt_id"]] = counts.get(r["prompt_id"], 0) + 1
+    return {p for p, c in counts.items() if c >= n}
+
+
+def _append(path: Path, rows: list[dict]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@torch.inference_mode()
+def generate_hf(model, tokenizer, prompt_ids: list[list[int]], p: SamplingParams, seed: int) -> list[list[dict]]:
+    """For each prompt, n dicts {completion_ids, logp, finished}: one batched, left-padded generate."""
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    L = max(map(len, prompt_ids))
+    ids = torch.full((len(prompt_ids), L), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p_ids in enumerate(prompt_ids):
+        ids[i, L - len(p_ids):] = torch.tensor(p_ids)
+        mask[i, L - len(p_ids):] = 1
+    torch.manual_seed(seed)
+    greedy = p.temperature == 0
+    ids, mask = ids.repeat_interleave(p.n, 0), mask.repeat_interleave(p.n, 0)  # n rows per prompt
+    out = model.generate(
+        input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=not greedy,
+        temperature=None if greedy else p.temperature, top_p=None if greedy else p.top_p,
+        top_k=(p.top_k or None) if not greedy else None, max_new_tokens=p.max_new_tokens,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
+        return_dict_in_generate=True, output_logits=True, use_cache=True)
+    seqs = out.sequences[:, L:].cpu()
+    logits = torch.stack(out.logits, 1).float().cpu()  # (B*n, new, V): raw, before temperature / top-p
+    token_logps = torch.log_softmax(logits, -1).gather(-1, seqs[..., None])[..., 0]
+    results: list[list[dict]] = [[] for _ in prompt_ids]
+    for j in range(seqs.shape[0]):
+        toks = seqs[j].tolist()
+        finished = tokenizer.eos_token_id in toks
+        k = toks.index(tokenizer.eos_token_id) + 1 if finished else len(toks)
+        results[j // p.n].append({"completion_ids": toks[:k], "logp": float(token_logps[j, :k].sum()),
+                                  "finished": finished})
+    return results
+
+
+def generate_vllm(model_path: str, prompt_ids: list[list[int]], p: SamplingParams, seed: int) -> list[list[dict]]:
+    try:
+        from vllm import LLM, SamplingParams as VSP
+    except ImportError:
+        raise ConfigError("backend vllm needs vLLM installed: pip install 'shiftalign[vllm]'") from None
+    llm = LLM(model=model_path, seed=seed)
+    sp = VSP(n=p.n, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k or -1, max_tokens=p.max_new_tokens,
+             seed=seed, logprobs=0)
+    outs = llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], sp)
+    return [[{"completion_ids": list(c.token_ids), "logp": float(c.cumulative_logprob or 0.0),
+              "finished": c.finish_reason == "stop"} for c in o.outputs] for o in outs]
+
+
+def main(cfg: SampleConfig, log=print) -> Path:
+    from ..models.load import load_policy
+    from ..models.packaged import resolve_model_path
+
+    if cfg.sampling.n < 1:
+        raise ConfigError("sampling.n must be >= 1")
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    out = Path(cfg.output)
+    shard = out if world == 1 else out.with_name(f"{out.stem}.rank-{rank}{out.suffix}")
+    shard.parent.mkdir(parents=True, exist_ok=True)
+    examples = load_examples(cfg.prompts, "prompt", cfg.split)[rank::world]
+    done = finished_prompts(shard, cfg.sampling.n)
+    todo = [e for e in examples if e.id not in done]
+    log(f"[shiftalign] sample: {len(examples)} prompts ({len(done)} already done) x {cfg.sampling.n} -> {out}")
+    model, tok = load_policy(cfg.policy) if cfg.backend == "hf" else (None, None)
+    if cfg.backend == "hf":
+        model.eval().to("cuda" if torch.cuda.is_available() else "cpu")
+    elif cfg.backend != "vllm":
+        raise ConfigError(f"backend must be hf or vllm, got {cfg.backend!r}")
+    if tok is None:
+        from ..models.load import load_tokenizer
+        tok = load_tokenizer(cfg.policy.path)
+    encoded = [(e, _encode(tok, _render_prompt(tok, e.prompt, cfg.wrap_text_as_chat))[-cfg.max_prompt_length:]) for e in todo]
+    encoded.sort(key=lambda t: len(t[1]))
+    per_batch = max(1, cfg.batch_size // cfg.sampling.n)
+    params = asdict(cfg.sampling)
+    bar = tqdm(total=len(encoded), disable=not (cfg.progress and rank == 0), desc="sample", unit="prompt")
+    tokens, t0 = 0, time.perf_counter()
+    for s in range(0, len(encoded), per_batch):
+        chunk = encoded[s:s + per_batch]
+        seed = random.Random(f"{cfg.sampling.seed}:{chunk[0][0].id}").randrange(2**31)
+        ids = [c[1] for c in chunk]
+        if cfg.backend == "hf":
+            results = generate_hf(model, tok, ids, cfg.sampling, seed)
+        else:
+            results = generate_vllm(resolve_model_path(cfg.policy.path), ids, cfg.sampling, seed)
+        rows = []
+        for (ex, _), samples in zip(chunk, results):
+            for k, smp in enumerate(samples):
+                tokens += len(smp["completion_ids"])
+                rows.append({"id": f"{ex.id}-{k}", "prompt_id": ex.id, "prompt": ex.prompt,
+                             "completion": tok.decode(smp["completion_ids"], skip_special_tokens=True),
+                             "completion_ids": smp["completion_ids"], "logp": smp["logp"],
+                             "n_tokens": len(smp["completion_ids"]), "finished": smp["finished"],
+                             "policy": cfg.policy.path, "sampling": params})
+        _append(shard, rows)
+        bar.update(len(chunk))
+        bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
+    bar.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+        if rank == 0:
+            parts = [out.with_name(f"{out.stem}.rank-{r}{out.suffix}") for r in range(world)]
+            write_text_atomic(out, "".join(p.read_text(encoding="utf-8") for p in parts))
+    log(f"[shiftalign] samples: {out} ({tokens} new tokens in {time.perf_counter() - t0:.1f}s)")
+    return out
