@@ -70,8 +70,9 @@ def reference_for(cfg: RunConfig, spec: LossSpec, model, items, pad_id, acc, log
     settings = {"max_length": d.max_length, "max_prompt_length": d.max_prompt_length, "truncation": d.truncation,
                 "precision": mixed_precision(cfg.model)}
     cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root() / "reference"
-    return cached_reference_logps(model, items, pad_id, cfg.train.reference_batch_size, cache, settings,
-                                  acc.device, acc.process_index, acc.num_processes, log)
+    with acc.autocast():  # the reference in the same precision as the policy's forward in training
+        return cached_reference_logps(model, items, pad_id, cfg.train.reference_batch_size, cache, settings,
+                                      acc.device, acc.process_index, acc.num_processes, log)
 
 
 def write_start(cfg: RunConfig, acc) -> None:
