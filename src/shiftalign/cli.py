@@ -4,6 +4,7 @@
     shiftalign config CONFIG.yaml [key=value ...]    print the resolved config and exit
     shiftalign weights fit CONFIG.yaml [key=value]   density-ratio weights of source pairs toward target rows
     shiftalign sample CONFIG.yaml [key=value ...]    n responses per prompt from a policy (resumable JSONL)
+    shiftalign label CONFIG.yaml [key=value ...]     preference labels for samples (reward model or LLM judge)
 
 Overrides use dotted keys (``train.lr=1e-6``, ``loss.beta=0.2``); values are parsed as YAML.
 Unknown keys, bad values and bad data rows stop the run with a message and a non-zero exit.
@@ -30,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("sample", help="sample n responses per prompt from a policy (see configs/sample.yaml)")
     sp.add_argument("config")
     sp.add_argument("overrides", nargs="*", help="key=value overrides, e.g. sampling.n=8 policy.path=PATH")
+    lp = sub.add_parser("label", help="label pairs of samples with a reward model or an LLM judge "
+                        "(see configs/label_rm.yaml, configs/label_judge.yaml)")
+    lp.add_argument("config")
+    lp.add_argument("overrides", nargs="*", help="key=value overrides, e.g. labeller=judge")
     w = sub.add_parser("weights", help="density-ratio weights (shiftalign weights fit CONFIG)")
     wsub = w.add_subparsers(dest="action", required=True)
     wf = wsub.add_parser("fit", help="fit weights of source pairs toward target rows; writes weights.jsonl, "
@@ -48,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
             from .rollout.sample import SampleConfig, main as sample
 
             sample(load_config(args.config, args.overrides, SampleConfig))
+            return 0
+        if args.command == "label":
+            from .recipes.label import LabelConfig, main as label
+
+            label(load_config(args.config, args.overrides, LabelConfig))
             return 0
         if args.command == "weights":
             from .recipes.weights import WeightsConfig, main as fit_weights

@@ -1,0 +1,167 @@
+"""Chat backends for the LLM judge: any OpenAI-compatible server (the ``openai`` SDK with a base
+URL: OpenAI, vLLM, llama.cpp, Ollama), Anthropic (the ``anthropic`` SDK), and a local Hugging Face
+model (default: the packaged SmolLM2-135M-Instruct).
+
+Every backend answers ``await chat(messages, max_tokens, temperature)`` with a :class:`Reply` or
+raises :class:`CallError` saying whether the failure is worth retrying and any ``retry-after``.
+API keys are read from the environment variable named in the config and kept only inside the SDK
+client; they are never part of a config, a log line, a cache key or an output row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from .limits import parse_retry_after
+
+
+@dataclass
+class BackendConfig:
+    kind: str = "local"  # openai | anthropic | local
+    model: str = "default"  # the API's model name, or a local HF path ("default": packaged SmolLM2)
+    base_url: str | None = None  # OpenAI-compatible server, or an Anthropic-compatible endpoint
+    api_key_env: str | None = None  # name of the environment variable holding the key
+    logprobs: bool = True  # ask for token log-probs (soft labels) where the backend gives them
+
+
+@dataclass
+class Reply:
+    text: str
+    finish_reason: str  # stop | length | refusal | other
+    input_tokens: int = 0
+    output_tokens: int = 0
+    top_logprobs: list[dict[str, float]] = field(default_factory=list)  # per output token: token -> logprob
+
+
+class CallError(Exception):
+    def __init__(self, message: str, retryable: bool, retry_after: float | None = None, fatal: bool = False):
+        super().__init__(message)
+        self.retryable, self.retry_after, self.fatal = retryable, retry_after, fatal
+
+
+def _key(cfg: BackendConfig, default_env: str) -> str:
+    env = cfg.api_key_env or default_env
+    key = os.environ.get(env)
+    if not key:
+        raise ConfigError(f"the {cfg.kind} judge reads its API key from the environment variable {env}, which is not set")
+    return key
+
+
+def _status_error(status: int, headers, message: str) -> CallError:
+    if status in (401, 403):
+        return CallError(f"HTTP {status}: authentication refused", retryable=False, fatal=True)
+    retryable = status == 429 or status == 408 or status >= 500
+    return CallError(f"HTTP {status}: {message[:200]}", retryable, parse_retry_after(headers) if retryable else None)
+
+
+class OpenAIBackend:
+    def __init__(self, cfg: BackendConfig, timeout: float):
+        import openai
+
+        self.cfg, self.openai = cfg, openai
+        self.client = openai.AsyncOpenAI(api_key=_key(cfg, "OPENAI_API_KEY"), base_url=cfg.base_url,
+                                         max_retries=0, timeout=timeout)
+
+    async def chat(self, messages, max_tokens: int, temperature: float) -> Reply:
+        o = self.openai
+        kw = {"logprobs": True, "top_logprobs": 5} if self.cfg.logprobs else {}
+        try:
+            r = await self.client.chat.completions.create(model=self.cfg.model, messages=messages,
+                                                          max_tokens=max_tokens, temperature=temperature, **kw)
+        except o.APIStatusError as e:
+            raise _status_error(e.status_code, e.response.headers, str(e)) from None
+        except (o.APITimeoutError, o.APIConnectionError) as e:
+            raise CallError(f"{type(e).__name__}: {e}", retryable=True) from None
+        choice = r.choices[0]
+        msg = choice.message
+        finish = {"stop": "stop", "length": "length", "content_filter": "refusal"}.get(choice.finish_reason, "other")
+        if getattr(msg, "refusal", None):
+            finish = "refusal"
+        tops = []
+        if choice.logprobs is not None and choice.logprobs.content:
+            tops = [{t.token: t.logprob for t in (c.top_logprobs or [])} | {c.token: c.logprob} for c in choice.logprobs.content]
+        usage = r.usage
+        return Reply(msg.content or "", finish, getattr(usage, "prompt_tokens", 0) or 0,
+                     getattr(usage, "completion_tokens", 0) or 0, tops)
+
+
+class AnthropicBackend:
+    def __init__(self, cfg: BackendConfig, timeout: float):
+        import anthropic
+
+        self.cfg, self.anthropic = cfg, anthropic
+        self.client = anthropic.AsyncAnthropic(api_key=_key(cfg, "ANTHROPIC_API_KEY"), base_url=cfg.base_url,
+                                               max_retries=0, timeout=timeout)
+        import inspect
+
+        self.takes_temperature = "temperature" in inspect.signature(self.client.messages.create).parameters
+
+    async def chat(self, messages, max_tokens: int, temperature: float) -> Reply:
+        a = self.anthropic
+        system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+        turns = [m for m in messages if m["role"] != "system"]
+        kw = {"system": system} if system else {}
+        if self.takes_temperature:  # recent SDKs no longer expose it; the model's default is used then
+            kw["temperature"] = temperature
+        try:
+            r = await self.client.messages.create(model=self.cfg.model, messages=turns, max_tokens=max_tokens, **kw)
+        except a.APIStatusError as e:
+            raise _status_error(e.status_code, e.response.headers, str(e)) from None
+        except (a.APITimeoutError, a.APIConnectionError) as e:
+            raise CallError(f"{type(e).__name__}: {e}", retryable=True) from None
+        text = "".join(getattr(b, "text", "") for b in r.content)
+        finish = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "refusal": "refusal"}.get(
+            r.stop_reason, "other")
+        return Reply(text, finish, r.usage.input_tokens, r.usage.output_tokens)
+
+
+class LocalBackend:
+    """A local causal LM as judge: greedy decoding with the chat template; top log-probs per token."""
+
+    def __init__(self, cfg: BackendConfig, timeout: float):
+        import torch
+
+        from ..config import ModelConfig
+        from ..models.load import load_policy
+
+        self.torch = torch
+        self.model, self.tok = load_policy(ModelConfig(path=cfg.model))
+        self.model.eval()
+        self.lock = asyncio.Lock()  # one generate at a time: the model is not re-entrant
+
+    def _generate(self, messages, max_tokens: int) -> Reply:
+        torch = self.torch
+        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids = torch.tensor([self.tok(text, add_special_tokens=False)["input_ids"]])
+        with torch.inference_mode():
+            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_tokens,
+                                      eos_token_id=self.tok.eos_token_id, pad_token_id=self.tok.pad_token_id,
+                                      return_dict_in_generate=True, output_logits=True)
+        new = out.sequences[0, ids.shape[1]:].tolist()
+        finished = self.tok.eos_token_id in new
+        if finished:
+            new = new[: new.index(self.tok.eos_token_id)]
+        tops = []
+        for step in out.logits[: len(new)]:
+            lp = torch.log_softmax(step[0].float(), -1)
+            v, i = lp.topk(5)
+            tops.append({self.tok.decode([int(t)]): float(x) for t, x in zip(i, v) if math.isfinite(float(x))})
+        return Reply(self.tok.decode(new, skip_special_tokens=True), "stop" if finished else "length",
+                     ids.shape[1], len(new), tops)
+
+    async def chat(self, messages, max_tokens: int, temperature: float) -> Reply:
+        async with self.lock:
+            return await asyncio.to_thread(self._generate, messages, max_tokens)
+
+
+BACKENDS = {"openai": OpenAIBackend, "anthropic": AnthropicBackend, "local": LocalBackend}
+
+
+def make_backend(cfg: BackendConfig, timeout: float):
+    if cfg.kind not in BACKENDS:
+        raise ConfigError(f"judge backend kind must be one of {', '.join(BACKENDS)}, got {cfg.kind!r}")
+    return BACKENDS[cfg.kind](cfg, timeout)

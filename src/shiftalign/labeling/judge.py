@@ -1,0 +1,190 @@
+"""Pairwise LLM judge: both orders, tolerant parsing with one re-ask, explicit unlabelled records.
+
+For a prompt x and two responses (y1, y2) the judge is asked twice, with y1 as A and y2 as B and
+the other way round (Zheng et al., 2023, "Judging LLM-as-a-Judge with MT-Bench and Chatbot Arena",
+Sec. 3.4: position bias). Each answer is parsed to A, B or tie and mapped back to y1 / y2 / tie:
+
+- both orders prefer the same response -> that response is chosen, confidence 1 (or the soft
+  probability from token log-probs when the backend gives them);
+- one order prefers, the other says tie -> chosen with confidence 0.75, or a tie if
+  ``partial: tie``;
+- the orders disagree, or both say tie -> a tie: recorded, never turned into a label.
+
+An answer that cannot be parsed, or that was cut off, gets one re-ask; then the item is recorded as
+unlabelled with its reason (unparseable, truncated, refusal, deadline, budget, HTTP errors). A
+failed call never becomes a default verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import re
+import time
+from dataclasses import dataclass
+
+from .cache import ResponseCache, cache_key
+from .clients import CallError, Reply
+from .limits import Limiter
+
+SYSTEM = ("You are an impartial judge. Compare two responses to the user's prompt and decide which one is "
+          "better: more helpful, correct, harmless and clear. Ignore the order in which they appear and their length.")
+TEMPLATE = ("[Prompt]\n{prompt}\n\n[Response A]\n{a}\n\n[Response B]\n{b}\n\n"
+            "Explain briefly, then end with your verdict on its own line: [[A]] if A is better, [[B]] if B is "
+            "better, or [[tie]].")
+REASK = "Reply with exactly one of [[A]], [[B]] or [[tie]] and nothing else."
+
+
+@dataclass
+class JudgeConfig:
+    system: str = SYSTEM
+    template: str = TEMPLATE  # with {prompt}, {a}, {b}
+    max_tokens: int = 256
+    temperature: float = 0.0
+    partial: str = "label"  # one order prefers, the other ties: label (confidence 0.75) | tie
+
+
+def template_hash(cfg: JudgeConfig) -> str:
+    return hashlib.sha256((cfg.system + "\x00" + cfg.template + "\x00" + REASK).encode()).hexdigest()[:16]
+
+
+_PATTERNS = [
+    re.compile(r"\[\[\s*(a|b|tie)\s*\]\]", re.I),
+    re.compile(r"verdict\s*[:\-]?\s*\**\s*\[?\s*(a|b|tie)\b", re.I),
+    re.compile(r"\b(?:response|assistant)\s+(a|b)\s+is\s+(?:better|preferred)", re.I),
+]
+
+
+def parse_verdict(text: str) -> str | None:
+    """'A', 'B', 'tie' or None. The last match wins (judges reason first, then conclude)."""
+    for pat in _PATTERNS:
+        found = pat.findall(text or "")
+        if found:
+            v = found[-1].lower()
+            return "tie" if v == "tie" else v.upper()
+    stripped = (text or "").strip().strip(".*[]() ").lower()
+    return {"a": "A", "b": "B", "tie": "tie"}.get(stripped)
+
+
+def soft_preference(reply: Reply) -> float | None:
+    """P(A) / (P(A) + P(B)) at the verdict token, when the reply carries top log-probs."""
+    for tops in reversed(reply.top_logprobs):
+        a = [v for k, v in tops.items() if k.strip().strip("[]").upper() == "A"]
+        b = [v for k, v in tops.items() if k.strip().strip("[]").upper() == "B"]
+        if a or b:
+            pa = sum(math.exp(v) for v in a)
+            pb = sum(math.exp(v) for v in b)
+            return pa / (pa + pb) if pa + pb > 0 else None
+    return None
+
+
+@dataclass
+class Outcome:
+    verdict: str | None  # A | B | tie | None
+    reason: str | None  # why there is no verdict
+    soft_a: float | None = None
+    cached: bool = False
+
+
+class PairJudge:
+    def __init__(self, backend, backend_name: str, model: str, cfg: JudgeConfig, limiter: Limiter,
+                 cache: ResponseCache | None):
+        self.backend, self.backend_name, self.model = backend, backend_name, model
+        self.cfg, self.limiter, self.cache = cfg, limiter, cache
+        self.thash = template_hash(cfg)
+        self.requests = 0
+        self.fatal: str | None = None
+
+    async def _call(self, messages, key: str, deadline: float) -> Reply:
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return Reply(**hit)
+        lim = self.limiter
+        est_in = sum(len(m["content"]) for m in messages) // 3 + 16
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.fatal:
+                raise CallError(self.fatal, retryable=False)
+            reserved = lim.budget.reserve(est_in, self.cfg.max_tokens)
+            if reserved is None:
+                raise CallError("budget", retryable=False)
+            await lim.rpm.take(1)
+            await lim.tpm.take(est_in + self.cfg.max_tokens)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                lim.budget.settle(reserved, 0, 0)
+                raise CallError("deadline", retryable=False)
+            try:
+                async with lim.sem:
+                    self.requests += 1
+                    reply = await asyncio.wait_for(self.backend.chat(messages, self.cfg.max_tokens, self.cfg.temperature),
+                                                   timeout=remaining)
+            except asyncio.TimeoutError:
+                lim.budget.settle(reserved, 0, 0)
+                raise CallError("deadline", retryable=False) from None
+            except CallError as e:
+                lim.budget.settle(reserved, 0, 0)
+                if e.fatal:
+                    self.fatal = str(e)
+                if not e.retryable or attempt >= lim.cfg.max_attempts:
+                    raise
+                wait = lim.backoff(attempt, e.retry_after)
+                if time.monotonic() + wait >= deadline:
+                    raise CallError("deadline", retryable=False) from None
+                await asyncio.sleep(wait)
+                continue
+            lim.budget.settle(reserved, reply.input_tokens, reply.output_tokens)
+            lim.tpm.refund(max(0, est_in + self.cfg.max_tokens - reply.input_tokens - reply.output_tokens))
+            if self.cache is not None:
+                self.cache.put(key, reply.__dict__)
+            return reply
+
+    async def ask(self, prompt: str, a: str, b: str, deadline: float) -> Outcome:
+        """One order: the verdict on (A, B), with one re-ask when unparseable or cut off."""
+        cfg = self.cfg
+        messages = [{"role": "system", "content": cfg.system},
+                    {"role": "user", "content": cfg.template.format(prompt=prompt, a=a, b=b)}]
+        base = dict(backend=self.backend_name, model=self.model, template=self.thash, prompt=prompt, a=a, b=b,
+                    max_tokens=cfg.max_tokens, temperature=cfg.temperature)
+        try:
+            reply = await self._call(messages, cache_key(**base, reask=False), deadline)
+            if reply.finish_reason == "refusal":
+                return Outcome(None, "refusal")
+            verdict = parse_verdict(reply.text)
+            if verdict is None:
+                first_problem = "truncated" if reply.finish_reason == "length" else "unparseable"
+                messages += [{"role": "assistant", "content": reply.text}, {"role": "user", "content": REASK}]
+                reply = await self._call(messages, cache_key(**base, reask=True), deadline)
+                if reply.finish_reason == "refusal":
+                    return Outcome(None, "refusal")
+                verdict = parse_verdict(reply.text)
+                if verdict is None:
+                    return Outcome(None, first_problem)
+            return Outcome(verdict, None, soft_preference(reply))
+        except CallError as e:
+            return Outcome(None, str(e))
+
+    async def judge_pair(self, prompt: str, y1: str, y2: str, deadline_s: float) -> dict:
+        """Both orders -> {'label': 'first'|'second'|'tie'|None, 'confidence', 'reason', 'verdicts'}."""
+        deadline = time.monotonic() + deadline_s
+        o1, o2 = await asyncio.gather(self.ask(prompt, y1, y2, deadline), self.ask(prompt, y2, y1, deadline))
+        verdicts = [o1.verdict, o2.verdict]
+        if o1.verdict is None or o2.verdict is None:
+            reason = o1.reason or o2.reason
+            return {"label": None, "confidence": None, "reason": reason, "verdicts": verdicts}
+        vote = {"A": 1, "B": -1, "tie": 0}
+        s = vote[o1.verdict] - vote[o2.verdict]  # +: y1 preferred, -: y2 preferred
+        soft = None
+        if o1.soft_a is not None and o2.soft_a is not None:
+            soft = (o1.soft_a + (1 - o2.soft_a)) / 2  # P(y1 better), averaged over both orders
+        if abs(s) == 2 or (abs(s) == 1 and self.cfg.partial == "label"):
+            label = "first" if s > 0 else "second"
+            conf = 1.0 if abs(s) == 2 else 0.75
+            if soft is not None:
+                conf = soft if s > 0 else 1 - soft
+            return {"label": label, "confidence": conf, "reason": None, "verdicts": verdicts, "soft_first": soft}
+        why = "position disagreement" if o1.verdict != "tie" and o2.verdict != "tie" else "tie"
+        return {"label": "tie", "confidence": None, "reason": why, "verdicts": verdicts, "soft_first": soft}

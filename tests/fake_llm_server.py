@@ -1,0 +1,128 @@
+"""A loopback HTTP server speaking the OpenAI chat-completions and Anthropic messages wire formats,
+with faults injected by markers in the judged prompt. For tests and bench/labeling_throughput.py.
+
+Verdict rule: the response containing "good" wins ([[A]] or [[B]]); both or neither: [[tie]].
+``biased=True`` always answers [[A]] (a position-biased judge). Markers in the prompt:
+FAULT429 (first request: 429 + retry-after: 1), FAULT500 (first request: 500), SLOW (sleeps
+``slow_seconds``), MALFORMED (never a verdict), REASKOK (no verdict first, then a good one),
+TRUNC (cut off at max tokens), REFUSE (a refusal).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeLLM:
+    def __init__(self, biased: bool = False, latency: float = 0.0, slow_seconds: float = 3.0):
+        self.biased, self.latency, self.slow_seconds = biased, latency, slow_seconds
+        self.requests = 0
+        self.by_status: dict[int, int] = {}
+        self.seen: dict[str, int] = {}
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                status, payload, headers = server.respond(self.path, body)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @property
+    def openai_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def anthropic_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def verdict(self, user_text: str) -> str:
+        if self.biased:
+            return "A"
+        a = re.search(r"\[Response A\]\n(.*?)\n\n\[Response B\]", user_text, re.S)
+        b = re.search(r"\[Response B\]\n(.*?)\n\n", user_text, re.S)
+        ga = bool(a and "good" in a.group(1))
+        gb = bool(b and "good" in b.group(1))
+        return "A" if ga and not gb else "B" if gb and not ga else "tie"
+
+    def respond(self, path: str, body: dict):
+        anthropic = path.endswith("/messages")
+        msgs = [m for m in body.get("messages", []) if m["role"] == "user"]
+        first = msgs[0]["content"] if msgs else ""
+        reask = len(msgs) > 1
+        key = json.dumps(body.get("messages"), sort_keys=True)
+        with self.lock:
+            self.requests += 1
+            n = self.seen[key] = self.seen.get(key, 0) + 1
+        if self.latency:
+            time.sleep(self.latency)
+        if "SLOW" in first:
+            time.sleep(self.slow_seconds)
+
+        def count(status):
+            with self.lock:
+                self.by_status[status] = self.by_status.get(status, 0) + 1
+
+        if "FAULT429" in first and n == 1:
+            count(429)
+            return 429, {"error": {"type": "rate_limit_error", "message": "slow down"}}, {"retry-after": "1"}
+        if "FAULT500" in first and n == 1:
+            count(500)
+            return 500, {"error": {"type": "api_error", "message": "boom"}}, {}
+        v = self.verdict(first)
+        finish, refusal = "stop", None
+        if "MALFORMED" in first or ("REASKOK" in first and not reask):
+            text = "Both responses have merits; it is hard to say."
+        elif "TRUNC" in first:
+            text, finish = "Looking at the two responses, the first one", "length"
+        elif "REFUSE" in first:
+            text, finish, refusal = "", "refusal", "I can't help with that."
+        else:
+            text = f"Reasoning done.\n[[{v}]]" if not reask else f"[[{v}]]"
+        count(200)
+        if anthropic:
+            stop = {"stop": "end_turn", "length": "max_tokens", "refusal": "refusal"}[finish]
+            return 200, {"id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"),
+                         "content": [{"type": "text", "text": text}], "stop_reason": stop, "stop_sequence": None,
+                         "usage": {"input_tokens": len(first) // 4, "output_tokens": len(text) // 4 + 1}}, {}
+        logprobs = None
+        if body.get("logprobs") and finish == "stop":
+            p = {"A": 0.9, "B": 0.08, "tie": 0.02} if v == "A" else {"A": 0.08, "B": 0.9, "tie": 0.02} \
+                if v == "B" else {"A": 0.05, "B": 0.05, "tie": 0.9}
+            tops = [{"token": t, "logprob": math.log(q), "bytes": None} for t, q in p.items()]
+            logprobs = {"content": [{"token": v, "logprob": math.log(p[v]), "bytes": None, "top_logprobs": tops}]}
+        msg = {"role": "assistant", "content": text or None, "refusal": refusal}
+        return 200, {"id": "c1", "object": "chat.completion", "created": 0, "model": body.get("model"),
+                     "choices": [{"index": 0, "message": msg, "finish_reason": finish, "logprobs": logprobs}],
+                     "usage": {"prompt_tokens": len(first) // 4, "completion_tokens": len(text) // 4 + 1,
+                               "total_tokens": len(first) // 4 + len(text) // 4 + 1}}, {}
