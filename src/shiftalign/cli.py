@@ -5,6 +5,7 @@
     shiftalign weights fit CONFIG.yaml [key=value]   density-ratio weights of source pairs toward target rows
     shiftalign sample CONFIG.yaml [key=value ...]    n responses per prompt from a policy (resumable JSONL)
     shiftalign label CONFIG.yaml [key=value ...]     preference labels for samples (reward model or LLM judge)
+    shiftalign iterate CONFIG.yaml [key=value ...]   rounds of sample -> label -> train
 
 Overrides use dotted keys (``train.lr=1e-6``, ``loss.beta=0.2``); values are parsed as YAML.
 Unknown keys, bad values and bad data rows stop the run with a message and a non-zero exit.
@@ -35,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(see configs/label_rm.yaml, configs/label_judge.yaml)")
     lp.add_argument("config")
     lp.add_argument("overrides", nargs="*", help="key=value overrides, e.g. labeller=judge")
+    it = sub.add_parser("iterate", help="rounds of sample -> label -> train (see configs/iterate.yaml)")
+    it.add_argument("config")
+    it.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rounds=3 reference=previous")
     w = sub.add_parser("weights", help="density-ratio weights (shiftalign weights fit CONFIG)")
     wsub = w.add_subparsers(dest="action", required=True)
     wf = wsub.add_parser("fit", help="fit weights of source pairs toward target rows; writes weights.jsonl, "
@@ -58,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
             from .recipes.label import LabelConfig, main as label
 
             label(load_config(args.config, args.overrides, LabelConfig))
+            return 0
+        if args.command == "iterate":
+            from .recipes.iterate import IterateConfig, main as iterate
+
+            iterate(load_config(args.config, args.overrides, IterateConfig))
             return 0
         if args.command == "weights":
             from .recipes.weights import WeightsConfig, main as fit_weights

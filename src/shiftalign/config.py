@@ -80,6 +80,7 @@ class RunConfig:
     output_dir: str = "runs/default"
     seed: int = 0
     cache_dir: str | None = None  # reference log-prob cache; default: $SHIFTALIGN_CACHE/reference
+    reference: str | None = None  # reference model path; default: the policy's starting weights (model.path)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

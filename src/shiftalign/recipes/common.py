@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig, dump_config, from_dict
+from ..config import ModelConfig, RunConfig, dump_config, from_dict
 from ..data.load import attach_weights, load_examples, load_weights
 from ..data.tokenize import add_mismatched_branch, tokenize_examples
 from ..errors import ConfigError
@@ -70,9 +70,26 @@ def reference_for(cfg: RunConfig, spec: LossSpec, model, items, pad_id, acc, log
     settings = {"max_length": d.max_length, "max_prompt_length": d.max_prompt_length, "truncation": d.truncation,
                 "precision": mixed_precision(cfg.model)}
     cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root() / "reference"
+    if cfg.reference is not None:
+        model = load_reference(cfg, acc)
     with acc.autocast():  # the reference in the same precision as the policy's forward in training
         return cached_reference_logps(model, items, pad_id, cfg.train.reference_batch_size, cache, settings,
                                       acc.device, acc.process_index, acc.num_processes, log)
+
+
+def load_reference(cfg: RunConfig, acc):
+    """The frozen reference model named by ``cfg.reference`` (loaded once per process)."""
+    global _REFERENCE
+    if _REFERENCE is None or _REFERENCE[0] != cfg.reference:
+        from ..models.load import load_policy
+
+        ref, _ = load_policy(ModelConfig(path=cfg.reference, trust_remote_code=cfg.model.trust_remote_code,
+                                         attn_implementation=cfg.model.attn_implementation))
+        _REFERENCE = (cfg.reference, ref.eval().requires_grad_(False).to(acc.device))
+    return _REFERENCE[1]
+
+
+_REFERENCE = None
 
 
 def write_start(cfg: RunConfig, acc) -> None:

@@ -48,10 +48,12 @@ def _jsonl(rows) -> str:
 def main(cfg: LabelConfig, log=print) -> dict:
     out = Path(cfg.output_dir)
     run = LABELLERS.get(cfg.labeller)
-    groups = grouped_samples(cfg.samples)
-    log(f"[shiftalign] label: {sum(map(len, groups))} samples of {len(groups)} prompts with {cfg.labeller}")
+    groups, set_aside = grouped_samples(cfg.samples)
+    log(f"[shiftalign] label: {sum(map(len, groups))} samples of {len(groups)} prompts with {cfg.labeller}"
+        + (f" ({len(set_aside)} empty responses set aside)" if set_aside else ""))
     out.mkdir(parents=True, exist_ok=True)
     pairs, dropped, stats = run(groups, cfg, out, log)
+    dropped = set_aside + dropped
     summary = {"labeller": cfg.labeller, "pairs": len(pairs), "unlabelled": len(dropped),
                "reasons": dict(Counter(str(d["reason"]) for d in dropped)), **stats}
     write_text_atomic(out / "pseudo_pairs.jsonl", _jsonl(pairs))

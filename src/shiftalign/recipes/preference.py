@@ -44,7 +44,13 @@ def main(cfg):
     extra = None
     if cfg.data.eval:
         # With LoRA the reference is the base (adapter disabled); otherwise a frozen copy, kept only for evaluation.
-        reference = None if cfg.model.lora is not None else copy.deepcopy(model).eval().requires_grad_(False).to(acc.device)
+        if cfg.reference is not None:
+            from .common import load_reference
+            reference = load_reference(cfg, acc)
+        elif cfg.model.lora is not None:
+            reference = None
+        else:
+            reference = copy.deepcopy(model).eval().requires_grad_(False).to(acc.device)
         extra = token_kl_extra(reference)
     return run(cfg, spec, params, model, tokenizer, CompletionLogProbs(model), acc, log, eval_extra=extra)
 

@@ -1,0 +1,109 @@
+"""``shiftalign iterate CONFIG``: rounds of sample -> label -> train on the policy's own samples.
+
+Round r (directory ``output_dir/round-r``):
+1. sample n responses per target prompt from the current policy (``rollout.sample``, resumable);
+2. label pairs of them (``recipes.label``: reward model or LLM judge; the judge's cache makes a
+   restarted round free of repeated requests);
+3. train the policy on the pseudo-pairs with any loss of the DPO family (``recipes.preference``),
+   optionally mixed with the source pairs, themselves optionally density-ratio weighted;
+4. write ``round-r/done.json``; the next round starts from this round's model.
+The reference of round r is the initial policy (``reference: initial``, the iterative DPO of Xiong
+et al., 2024, "Iterative Preference Learning from Human Feedback") or the previous round's policy
+(``reference: previous``, as in Yuan et al., 2024, "Self-Rewarding Language Models").
+A rerun skips finished rounds and resumes the unfinished one inside each stage.
+
+    shiftalign iterate configs/iterate.yaml
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import RunConfig, dump_config
+from ..data.load import load_weights
+from ..errors import ConfigError
+from ..io import write_json_atomic, write_text_atomic
+from ..models.packaged import resolve_model_path
+from ..rollout.sample import SampleConfig
+from ..rollout.sample import main as sample_main
+from . import RECIPES
+from .label import LabelConfig
+from .label import main as label_main
+
+
+@dataclass
+class IterateConfig:
+    output_dir: str = "runs/iterate"
+    rounds: int = 2
+    prompts: str = ""  # target prompts
+    reference: str = "initial"  # initial | previous
+    sample: SampleConfig = field(default_factory=SampleConfig)  # prompts/output/policy are set per round
+    label: LabelConfig = field(default_factory=LabelConfig)  # samples/output_dir are set per round
+    train: RunConfig = field(default_factory=RunConfig)  # data.train/model.path/output_dir set per round
+    mix_source: str | None = None  # source preference pairs to add to every round's training set
+    mix_weights: str | None = None  # density-ratio weights file for the source pairs (joined on id)
+
+
+def _training_set(pseudo: Path, cfg: IterateConfig, out: Path) -> Path:
+    rows = [json.loads(l) for l in pseudo.read_text(encoding="utf-8").splitlines() if l.strip()]
+    if cfg.mix_source:
+        weights = load_weights(cfg.mix_weights) if cfg.mix_weights else {}
+        for l in Path(cfg.mix_source).read_text(encoding="utf-8").splitlines():
+            if l.strip():
+                r = json.loads(l)
+                if weights and str(r.get("id")) in weights:
+                    r["weight"] = weights[str(r["id"])]
+                rows.append(r)
+    if not rows:
+        raise ConfigError(f"{pseudo}: the labeller produced no pairs and there is no mix_source to train on")
+    write_text_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return out
+
+
+def main(cfg: IterateConfig, log=print) -> list[dict]:
+    if cfg.reference not in ("initial", "previous"):
+        raise ConfigError(f"reference must be initial or previous, got {cfg.reference!r}")
+    root = Path(cfg.output_dir)
+    write_text_atomic(root / "config.yaml", dump_config(cfg))
+    initial = resolve_model_path(cfg.train.model.path)
+    policy, history = initial, []
+    for r in range(1, cfg.rounds + 1):
+        rd = root / f"round-{r}"
+        done = rd / "done.json"
+        if done.exists():
+            info = json.loads(done.read_text())
+            policy = info["model"]
+            history.append(info)
+            log(f"[shiftalign] round {r}: already done ({policy})")
+            continue
+        log(f"[shiftalign] round {r}/{cfg.rounds}: policy {policy}")
+        s = copy.deepcopy(cfg.sample)
+        s.prompts, s.output = cfg.prompts, str(rd / "samples.jsonl")
+        s.policy = copy.deepcopy(cfg.train.model)
+        s.policy.path, s.policy.lora = policy, None
+        s.sampling.seed = cfg.sample.sampling.seed + r
+        sample_main(s, log)
+
+        lab = copy.deepcopy(cfg.label)
+        lab.samples, lab.output_dir, lab.seed = s.output, str(rd / "labels"), cfg.label.seed + r
+        summary_file = rd / "labels" / "label_summary.json"
+        label_summary = json.loads(summary_file.read_text()) if summary_file.exists() else label_main(lab, log)
+
+        t = copy.deepcopy(cfg.train)
+        t.recipe, t.output_dir = "preference", str(rd / "train")
+        t.model.path = policy
+        t.reference = initial if cfg.reference == "initial" else policy
+        t.data.train = str(_training_set(rd / "labels" / "pseudo_pairs.jsonl", cfg, rd / "train_pairs.jsonl"))
+        result = RECIPES.get("preference")(t)
+        policy = str(rd / "train" / "model")
+        info = {"round": r, "model": policy, "samples": s.output, "labels": label_summary,
+                "train_examples": result["data"]["train_examples"], "train": result["train"], "eval": result["eval"]}
+        write_json_atomic(done, info)
+        with open(root / "rounds.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(info) + "\n")
+        history.append(info)
+    log(f"[shiftalign] iterate: {len(history)} rounds; final policy {policy}")
+    return history
