@@ -29,13 +29,15 @@ class FakeLLM:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
             def log_message(self, *a):
                 pass
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-                status, payload, headers = server.respond(self.path, body)
+                status, payload, headers, delay = server.respond(self.path, body)
+                time.sleep(delay)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -84,10 +86,7 @@ class FakeLLM:
         with self.lock:
             self.requests += 1
             n = self.seen[key] = self.seen.get(key, 0) + 1
-        if self.latency:
-            time.sleep(self.latency)
-        if "SLOW" in first:
-            time.sleep(self.slow_seconds)
+        delay = self.latency + (self.slow_seconds if "SLOW" in first else 0.0)
 
         def count(status):
             with self.lock:
@@ -95,10 +94,10 @@ class FakeLLM:
 
         if "FAULT429" in first and n == 1:
             count(429)
-            return 429, {"error": {"type": "rate_limit_error", "message": "slow down"}}, {"retry-after": "1"}
+            return 429, {"error": {"type": "rate_limit_error", "message": "slow down"}}, {"retry-after": "1"}, delay
         if "FAULT500" in first and n == 1:
             count(500)
-            return 500, {"error": {"type": "api_error", "message": "boom"}}, {}
+            return 500, {"error": {"type": "api_error", "message": "boom"}}, {}, delay
         v = self.verdict(first)
         finish, refusal = "stop", None
         if "MALFORMED" in first or ("REASKOK" in first and not reask):
@@ -114,7 +113,7 @@ class FakeLLM:
             stop = {"stop": "end_turn", "length": "max_tokens", "refusal": "refusal"}[finish]
             return 200, {"id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"),
                          "content": [{"type": "text", "text": text}], "stop_reason": stop, "stop_sequence": None,
-                         "usage": {"input_tokens": len(first) // 4, "output_tokens": len(text) // 4 + 1}}, {}
+                         "usage": {"input_tokens": len(first) // 4, "output_tokens": len(text) // 4 + 1}}, {}, delay
         logprobs = None
         if body.get("logprobs") and finish == "stop":
             p = {"A": 0.9, "B": 0.08, "tie": 0.02} if v == "A" else {"A": 0.08, "B": 0.9, "tie": 0.02} \
@@ -125,4 +124,47 @@ class FakeLLM:
         return 200, {"id": "c1", "object": "chat.completion", "created": 0, "model": body.get("model"),
                      "choices": [{"index": 0, "message": msg, "finish_reason": finish, "logprobs": logprobs}],
                      "usage": {"prompt_tokens": len(first) // 4, "completion_tokens": len(text) // 4 + 1,
-                               "total_tokens": len(first) // 4 + len(text) // 4 + 1}}, {}
+                               "total_tokens": len(first) // 4 + len(text) // 4 + 1}}, {}, delay
+
+
+def serve_asyncio(fake: FakeLLM, port_q, stop_event) -> None:
+    """Serve ``fake`` from an asyncio server (one thread, no GIL contention between requests):
+    for throughput benchmarks, where a thread per connection would itself be the bottleneck."""
+    import asyncio
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                path = line.split()[1].decode()
+                length = 0
+                while True:
+                    h = await reader.readline()
+                    if h in (b"\r\n", b"\n", b""):
+                        break
+                    k, _, v = h.decode().partition(":")
+                    if k.strip().lower() == "content-length":
+                        length = int(v.strip())
+                body = json.loads(await reader.readexactly(length) or b"{}")
+                status, payload, headers, delay = fake.respond(path, body)
+                await asyncio.sleep(delay)
+                data = json.dumps(payload).encode()
+                head = [f"HTTP/1.1 {status} X", "content-type: application/json", f"content-length: {len(data)}"]
+                head += [f"{k}: {v}" for k, v in headers.items()]
+                writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port_q.put(server.sockets[0].getsockname()[1])
+        while not stop_event.is_set():
+            await asyncio.sleep(0.1)
+        server.close()
+
+    asyncio.run(main())

@@ -30,3 +30,19 @@ def test_sample_weights_weighted_dpo(tmp_path, monkeypatch):
     steps = [x for x in recs if "weight_ess_fraction" in x]
     assert len(steps) == 3 and all(0 < x["weight_ess_fraction"] <= 1 for x in steps)
     assert recs[-1]["eval/accuracy"] >= 0
+
+
+def test_reward_model_then_two_rounds_of_iterate(tmp_path, monkeypatch):
+    """Reward recipe on the bundled pairs, then `iterate` for two rounds labelled by that reward model."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("SHIFTALIGN_CACHE")
+    rm = tmp_path / "rm"
+    assert main(["train", "configs/reward.yaml", f"output_dir={rm}", "train.epochs=1", "train.progress=false"]) == 0
+    it = tmp_path / "it"
+    assert main(["iterate", "configs/iterate.yaml", f"output_dir={it}", f"label.reward_model.models=[{rm / 'model'}]",
+                 "sample.sampling.n=2", "sample.sampling.max_new_tokens=24", "sample.progress=false",
+                 "train.train.progress=false", f"train.cache_dir={tmp_path / 'ref'}"]) == 0
+    rounds = [json.loads(l) for l in (it / "rounds.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rounds] == [1, 2]
+    assert all(r["labels"]["pairs"] > 0 for r in rounds)
+    assert (it / "round-2" / "train" / "model" / "model.safetensors").exists()

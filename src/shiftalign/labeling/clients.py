@@ -11,6 +11,7 @@ client; they are never part of a config, a log line, a cache key or an output ro
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -70,23 +71,33 @@ class OpenAIBackend:
         o = self.openai
         kw = {"logprobs": True, "top_logprobs": 5} if self.cfg.logprobs else {}
         try:
-            r = await self.client.chat.completions.create(model=self.cfg.model, messages=messages,
-                                                          max_tokens=max_tokens, temperature=temperature, **kw)
+            # The SDK's generic POST (same auth, base URL, timeouts and typed errors) with a plain
+            # body and a plain dict back: the typed request transform and response models cost ~2 ms of
+            # CPU per request, which at 32 requests in flight delays each wave of replies by ~70 ms.
+            body = {"model": self.cfg.model, "messages": messages, "max_tokens": max_tokens,
+                    "temperature": temperature, **kw}
+            r = await self.client.post("/chat/completions", cast_to=dict, body=body)
         except o.APIStatusError as e:
             raise _status_error(e.status_code, e.response.headers, str(e)) from None
         except (o.APITimeoutError, o.APIConnectionError) as e:
             raise CallError(f"{type(e).__name__}: {e}", retryable=True) from None
-        choice = r.choices[0]
-        msg = choice.message
-        finish = {"stop": "stop", "length": "length", "content_filter": "refusal"}.get(choice.finish_reason, "other")
-        if getattr(msg, "refusal", None):
+        except (json.JSONDecodeError, ValueError) as e:
+            raise CallError(f"malformed response body: {e}", retryable=True) from None
+        try:
+            choice = r["choices"][0]
+            msg = choice["message"]
+        except (KeyError, IndexError, TypeError):
+            raise CallError("response without choices", retryable=True) from None
+        finish = {"stop": "stop", "length": "length", "content_filter": "refusal"}.get(choice.get("finish_reason"), "other")
+        if msg.get("refusal"):
             finish = "refusal"
         tops = []
-        if choice.logprobs is not None and choice.logprobs.content:
-            tops = [{t.token: t.logprob for t in (c.top_logprobs or [])} | {c.token: c.logprob} for c in choice.logprobs.content]
-        usage = r.usage
-        return Reply(msg.content or "", finish, getattr(usage, "prompt_tokens", 0) or 0,
-                     getattr(usage, "completion_tokens", 0) or 0, tops)
+        content_lp = (choice.get("logprobs") or {}).get("content") or []
+        for c in content_lp:
+            tops.append({t["token"]: t["logprob"] for t in (c.get("top_logprobs") or [])} | {c["token"]: c["logprob"]})
+        usage = r.get("usage") or {}
+        return Reply(msg.get("content") or "", finish, usage.get("prompt_tokens") or 0,
+                     usage.get("completion_tokens") or 0, tops)
 
 
 class AnthropicBackend:
