@@ -107,3 +107,14 @@ def test_soft_labels_and_key_never_written(tmp_path, monkeypatch):
     assert pairs[0]["provenance"]["confidence"] == pytest.approx((0.9 / 0.98 + 0.9 / 0.98) / 2, abs=1e-3)
     for f in list((tmp_path / "out").iterdir()) + [tmp_path / "cache.sqlite"]:
         assert b"SECRET" not in f.read_bytes(), f
+
+
+def test_local_judge_never_defaults_a_verdict(tmp_path, tiny_dir):
+    """A tiny random local model cannot answer the template: every pair must end unlabelled with a reason."""
+    cfg = from_dict(LabelConfig, {
+        "samples": samples(tmp_path, ["plain one", "plain two"]), "output_dir": str(tmp_path / "loc"),
+        "labeller": "judge", "progress": False,
+        "judge": {"backend": {"kind": "local", "model": tiny_dir}, "judge": {"max_tokens": 8}}})
+    summary = label_main(cfg, log=lambda m: None)
+    assert summary["pairs"] == 0 and summary["unlabelled"] == 3
+    assert set(summary["reasons"]) <= {"truncated", "unparseable", "identical responses"}

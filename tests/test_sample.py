@@ -59,3 +59,28 @@ def test_sample_greedy_is_deterministic(tmp_path, tiny_dir):
     for r in rows:
         by_prompt.setdefault(r["prompt_id"], []).append(r["completion_ids"])
     assert all(a == b for a, b in by_prompt.values())
+
+
+def test_two_processes_shard_and_merge(tmp_path, tiny_dir):
+    """Under torchrun each process samples its share of the prompts; the main process merges."""
+    import os
+    import subprocess
+    import sys
+
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"p{i}", "prompt": f"hello {i}"} for i in range(6)])
+    cfg = _cfg(tmp_path, tiny_dir, prompts)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29544", "-m", "shiftalign.cli", "sample", cfg], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(l) for l in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert sorted({r["prompt_id"] for r in rows}) == [f"p{i}" for i in range(6)] and len(rows) == 18
+    shards = [json.loads(l)["prompt_id"] for l in (tmp_path / "s.rank-1.jsonl").read_text().splitlines()]
+    assert set(shards) == {"p1", "p3", "p5"}
+
+
+def test_vllm_backend_when_installed(tmp_path, tiny_dir):
+    pytest.importorskip("vllm")
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "hello"}])
+    assert main(["sample", _cfg(tmp_path, tiny_dir, prompts, backend="vllm")]) == 0
