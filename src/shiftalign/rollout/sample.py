@@ -135,8 +135,10 @@ def main(cfg: SampleConfig, log=print) -> Path:
 
     if cfg.sampling.n < 1:
         raise ConfigError("sampling.n must be >= 1")
-    rank = int(os.environ.get("RANK", 0))
-    world = int(os.environ.get("WORLD_SIZE", 1))
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # joins the process group under torchrun / accelerate
+    rank, world = state.process_index, state.num_processes
     out = Path(cfg.output)
     shard = out if world == 1 else out.with_name(f"{out.stem}.rank-{rank}{out.suffix}")
     shard.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +148,7 @@ def main(cfg: SampleConfig, log=print) -> Path:
     log(f"[shiftalign] sample: {len(examples)} prompts ({len(done)} already done) x {cfg.sampling.n} -> {out}")
     model, tok = load_policy(cfg.policy) if cfg.backend == "hf" else (None, None)
     if cfg.backend == "hf":
-        model.eval().to("cuda" if torch.cuda.is_available() else "cpu")
+        model.eval().to(state.device)
     elif cfg.backend != "vllm":
         raise ConfigError(f"backend must be hf or vllm, got {cfg.backend!r}")
     if tok is None:
@@ -180,10 +182,7 @@ def main(cfg: SampleConfig, log=print) -> Path:
         bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
     bar.close()
     if world > 1:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.barrier()
+        state.wait_for_everyone()
         if rank == 0:
             parts = [out.with_name(f"{out.stem}.rank-{r}{out.suffix}") for r in range(world)]
             write_text_atomic(out, "".join(p.read_text(encoding="utf-8") for p in parts))
