@@ -2,8 +2,8 @@
 
     shiftalign train CONFIG.yaml [key=value ...]     train with a recipe (sft, reward, preference)
     shiftalign config CONFIG.yaml [key=value ...]    print the resolved config and exit
-    shiftalign weights fit CONFIG.yaml [key=value]   density-ratio weights of source pairs toward target rows
     shiftalign sample CONFIG.yaml [key=value ...]    n responses per prompt from a policy (resumable JSONL)
+    shiftalign weights fit CONFIG.yaml [key=value]   density-ratio weights of source pairs toward target rows
     shiftalign label CONFIG.yaml [key=value ...]     preference labels for samples (reward model or LLM judge)
     shiftalign iterate CONFIG.yaml [key=value ...]   rounds of sample -> label -> train
 
@@ -14,72 +14,66 @@ Unknown keys, bad values and bad data rows stop the run with a message and a non
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from .errors import ShiftalignError
+
+# command -> (module, config class, entry point, help, example override). The module is imported
+# only when its command runs, so `shiftalign --help` stays fast.
+COMMANDS = {
+    "train": ("shiftalign.config", "RunConfig", None, "train with the recipe named in the config (sft, reward, "
+              "preference)", "train.lr=1e-6 loss.beta=0.2"),
+    "config": ("shiftalign.config", "RunConfig", None, "print the resolved config (defaults + file + overrides) "
+               "and exit", "model.path=PATH"),
+    "sample": ("shiftalign.rollout.sample", "SampleConfig", "main", "sample n responses per prompt from a policy "
+               "(configs/sample.yaml)", "sampling.n=8 policy.path=PATH"),
+    "weights fit": ("shiftalign.recipes.weights", "WeightsConfig", "main", "fit density-ratio weights of source "
+                    "pairs toward target rows; writes weights.jsonl, diagnostics.json, weights.png "
+                    "(configs/weights.yaml)", "estimator.name=ulsif"),
+    "label": ("shiftalign.recipes.label", "LabelConfig", "main", "label pairs of samples with a reward model or an "
+              "LLM judge (configs/label_rm.yaml, configs/label_judge.yaml)", "labeller=judge"),
+    "iterate": ("shiftalign.recipes.iterate", "IterateConfig", "main", "rounds of sample -> label -> train "
+                "(configs/iterate.yaml)", "rounds=3 reference=previous"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shiftalign", description="Alignment as domain adaptation: trainers, "
                                 "density-ratio re-weighting and pseudo-labelling.")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, helptext in [("train", "train with the recipe named in the config (sft, reward, preference)"),
-                           ("config", "print the resolved config (defaults + file + overrides) and exit")]:
-        sp = sub.add_parser(name, help=helptext, description=helptext + ". Overrides: dotted key=value, e.g. "
-                            "train.lr=1e-6 loss.beta=0.2 model.path=PATH")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for name, (_, _, _, helptext, example) in COMMANDS.items():
+        parent, _, action = name.partition(" ")
+        if action:
+            if parent not in groups:
+                groups[parent] = sub.add_parser(parent, help=f"{parent} {action} ...").add_subparsers(
+                    dest="action", required=True)
+            sp = groups[parent].add_parser(action, help=helptext, description=helptext)
+        else:
+            sp = sub.add_parser(name, help=helptext, description=helptext)
         sp.add_argument("config", help="YAML config file (see configs/)")
-        sp.add_argument("overrides", nargs="*", help="key=value overrides")
-    sp = sub.add_parser("sample", help="sample n responses per prompt from a policy (see configs/sample.yaml)")
-    sp.add_argument("config")
-    sp.add_argument("overrides", nargs="*", help="key=value overrides, e.g. sampling.n=8 policy.path=PATH")
-    lp = sub.add_parser("label", help="label pairs of samples with a reward model or an LLM judge "
-                        "(see configs/label_rm.yaml, configs/label_judge.yaml)")
-    lp.add_argument("config")
-    lp.add_argument("overrides", nargs="*", help="key=value overrides, e.g. labeller=judge")
-    it = sub.add_parser("iterate", help="rounds of sample -> label -> train (see configs/iterate.yaml)")
-    it.add_argument("config")
-    it.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rounds=3 reference=previous")
-    w = sub.add_parser("weights", help="density-ratio weights (shiftalign weights fit CONFIG)")
-    wsub = w.add_subparsers(dest="action", required=True)
-    wf = wsub.add_parser("fit", help="fit weights of source pairs toward target rows; writes weights.jsonl, "
-                         "diagnostics.json, weights.png")
-    wf.add_argument("config", help="YAML config (see configs/weights.yaml)")
-    wf.add_argument("overrides", nargs="*", help="key=value overrides, e.g. estimator.name=ulsif")
+        sp.add_argument("overrides", nargs="*", help=f"dotted key=value overrides, e.g. {example}")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    name = args.command + (f" {args.action}" if getattr(args, "action", None) else "")
+    module, config_cls, entry, _, _ = COMMANDS[name]
     try:
         from .config import dump_config, load_config
 
-        if args.command == "sample":
-            from .rollout.sample import SampleConfig, main as sample
-
-            sample(load_config(args.config, args.overrides, SampleConfig))
-            return 0
-        if args.command == "label":
-            from .recipes.label import LabelConfig, main as label
-
-            label(load_config(args.config, args.overrides, LabelConfig))
-            return 0
-        if args.command == "iterate":
-            from .recipes.iterate import IterateConfig, main as iterate
-
-            iterate(load_config(args.config, args.overrides, IterateConfig))
-            return 0
-        if args.command == "weights":
-            from .recipes.weights import WeightsConfig, main as fit_weights
-
-            fit_weights(load_config(args.config, args.overrides, WeightsConfig))
-            return 0
-        cfg = load_config(args.config, args.overrides)
-        if args.command == "config":
+        mod = importlib.import_module(module)
+        cfg = load_config(args.config, args.overrides, getattr(mod, config_cls))
+        if name == "config":
             print(dump_config(cfg), end="")
-            return 0
-        from .recipes import RECIPES
+        elif name == "train":
+            from .recipes import RECIPES
 
-        RECIPES.get(cfg.recipe)(cfg)
+            RECIPES.get(cfg.recipe)(cfg)
+        else:
+            getattr(mod, entry)(cfg)
         return 0
     except ShiftalignError as e:
         print(f"shiftalign: error: {e}", file=sys.stderr)

@@ -149,3 +149,13 @@ def logger(acc):
 
 def env_summary() -> str:
     return json.dumps({"threads": torch.get_num_threads(), "cpus": os.cpu_count()})
+
+
+def run_simple(cfg: RunConfig, kinds: tuple[str, ...], load, wrap) -> dict:
+    """A recipe with no extra evaluation: accelerator, loss, model (``load(cfg.model)``), train."""
+    acc = make_accelerator(cfg)
+    log = logger(acc)
+    spec, params = resolve_loss(cfg, kinds)
+    write_start(cfg, acc)
+    model, tokenizer = load(cfg.model)
+    return run(cfg, spec, params, model, tokenizer, wrap(model), acc, log)

@@ -8,16 +8,11 @@ from __future__ import annotations
 from ..models.load import load_policy
 from ..ops.logprobs import CompletionLogProbs
 from . import RECIPES
-from .common import logger, make_accelerator, resolve_loss, run, write_start
+from .common import run_simple
 
 
 def main(cfg):
-    acc = make_accelerator(cfg)
-    log = logger(acc)
-    spec, params = resolve_loss(cfg, ("sft",))
-    write_start(cfg, acc)
-    model, tokenizer = load_policy(cfg.model)
-    return run(cfg, spec, params, model, tokenizer, CompletionLogProbs(model), acc, log)
+    return run_simple(cfg, ("sft",), load_policy, CompletionLogProbs)
 
 
 RECIPES.register("sft", main)
