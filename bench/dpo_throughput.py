@@ -72,7 +72,7 @@ def run_shiftalign(data: str, steps: int, work: Path, dtype: str = "auto") -> di
         "loss": {"name": "dpo", "beta": 0.1},
         "train": {"batch_size": 8, "micro_batch_size": 8, "lr": 5e-7, "max_steps": steps, "progress": False,
                   "reference_batch_size": 16, "max_grad_norm": 1.0}})
-    RECIPES.get("preference")(cfg)
+    RECIPES.get("preference").main(cfg)
     recs = [json.loads(l) for l in (work / "run" / "metrics.jsonl").read_text().splitlines()]
     recs = [r for r in recs if "step_time" in r]
     return {"step_times": [r["step_time"] for r in recs], "reference_time": ref_time["s"],

@@ -1,6 +1,6 @@
 """The command-line app.
 
-    shiftalign train CONFIG.yaml [key=value ...]     train with a recipe (sft, reward, preference)
+    shiftalign train CONFIG.yaml [key=value ...]     train with a recipe (sft, reward, preference, rl)
     shiftalign config CONFIG.yaml [key=value ...]    print the resolved config and exit
     shiftalign sample CONFIG.yaml [key=value ...]    n responses per prompt from a policy (resumable JSONL)
     shiftalign weights fit CONFIG.yaml [key=value]   density-ratio weights of source pairs toward target rows
@@ -22,9 +22,9 @@ from .errors import ShiftalignError
 # command -> (module, config class, entry point, help, example override). The module is imported
 # only when its command runs, so `shiftalign --help` stays fast.
 COMMANDS = {
-    "train": ("shiftalign.config", "RunConfig", None, "train with the recipe named in the config (sft, reward, "
-              "preference)", "train.lr=1e-6 loss.beta=0.2"),
-    "config": ("shiftalign.config", "RunConfig", None, "print the resolved config (defaults + file + overrides) "
+    "train": (None, None, None, "train with the recipe named in the config (sft, reward, preference, rl)",
+              "train.lr=1e-6 loss.beta=0.2"),
+    "config": (None, None, None, "print the resolved config (defaults + file + overrides) "
                "and exit", "model.path=PATH"),
     "sample": ("shiftalign.rollout.sample", "SampleConfig", "main", "sample n responses per prompt from a policy "
                "(configs/sample.yaml)", "sampling.n=8 policy.path=PATH"),
@@ -64,16 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .config import dump_config, load_config
 
-        mod = importlib.import_module(module)
-        cfg = load_config(args.config, args.overrides, getattr(mod, config_cls))
-        if name == "config":
-            print(dump_config(cfg), end="")
-        elif name == "train":
-            from .recipes import RECIPES
+        if name in ("train", "config"):  # the recipe named in the file picks the config class
+            from .recipes import RECIPES, recipe_name
 
-            RECIPES.get(cfg.recipe)(cfg)
+            recipe = RECIPES.get(recipe_name(args.config, args.overrides))
+            cfg = load_config(args.config, args.overrides, recipe.config)
+            if name == "config":
+                print(dump_config(cfg), end="")
+            else:
+                recipe.main(cfg)
         else:
-            getattr(mod, entry)(cfg)
+            mod = importlib.import_module(module)
+            getattr(mod, entry)(load_config(args.config, args.overrides, getattr(mod, config_cls)))
         return 0
     except ShiftalignError as e:
         print(f"shiftalign: error: {e}", file=sys.stderr)

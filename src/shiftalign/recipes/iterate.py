@@ -97,7 +97,7 @@ def main(cfg: IterateConfig, log=print) -> list[dict]:
         t.model.path = policy
         t.reference = initial if cfg.reference == "initial" else policy
         t.data.train = str(_training_set(rd / "labels" / "pseudo_pairs.jsonl", cfg, rd / "train_pairs.jsonl"))
-        result = RECIPES.get("preference")(t)
+        result = RECIPES.get("preference").main(t)
         policy = str(rd / "train" / "model")
         info = {"round": r, "model": policy, "samples": s.output, "labels": label_summary,
                 "train_examples": result["data"]["train_examples"], "train": result["train"], "eval": result["eval"]}

@@ -16,7 +16,8 @@ import torch
 from ..models.load import load_policy
 from ..ops.logprobs import CompletionLogProbs, backbone_hidden, response_logits
 from ..train.reference import reference_context
-from . import RECIPES
+from ..config import RunConfig
+from . import RECIPES, Recipe
 from .common import logger, make_accelerator, resolve_loss, run, write_start
 
 
@@ -55,4 +56,4 @@ def main(cfg):
     return run(cfg, spec, params, model, tokenizer, CompletionLogProbs(model), acc, log, eval_extra=extra)
 
 
-RECIPES.register("preference", main)
+RECIPES.register("preference", Recipe(main, RunConfig))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ..models.load import load_reward_model
 from ..ops.logprobs import BranchRewards
-from . import RECIPES
+from ..config import RunConfig
+from . import RECIPES, Recipe
 from .common import run_simple
 
 
@@ -16,4 +17,4 @@ def main(cfg):
     return run_simple(cfg, ("reward",), load_reward_model, BranchRewards)
 
 
-RECIPES.register("reward", main)
+RECIPES.register("reward", Recipe(main, RunConfig))

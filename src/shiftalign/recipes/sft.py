@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from ..models.load import load_policy
 from ..ops.logprobs import CompletionLogProbs
-from . import RECIPES
+from ..config import RunConfig
+from . import RECIPES, Recipe
 from .common import run_simple
 
 
@@ -15,4 +16,4 @@ def main(cfg):
     return run_simple(cfg, ("sft",), load_policy, CompletionLogProbs)
 
 
-RECIPES.register("sft", main)
+RECIPES.register("sft", Recipe(main, RunConfig))

@@ -1,0 +1,301 @@
+"""Recipe ``rl``: online RLHF (PPO, RLOO, GRPO) driven by a reward model or any scalar scorer.
+
+Each iteration: sample k responses for a batch of prompts from the current policy (the shared
+sampling code of ``rollout.sample``), score them (``rl.scorers``), add penalties (missing EOS,
+length), compute the KL to the reference per token (k1 or k3; fixed or adaptive coefficient),
+compute advantages with the configured algorithm (``rl/``), and update the policy over several
+epochs of minibatches. Optional per-prompt importance weights (a weights file keyed by prompt id,
+e.g. from ``shiftalign weights fit`` with ``pair_mode: prompt``) weight each sample's loss.
+Checkpoints every ``save_every`` iterations; a rerun resumes from the latest.
+
+    shiftalign train configs/rl.yaml
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..config import ModelConfig, dump_config, from_dict
+from ..data.batching import collate
+from ..data.load import load_examples, load_weights
+from ..data.tokenize import Tokenized, _encode, _render_prompt
+from ..errors import ConfigError
+from ..io import write_json_atomic, write_text_atomic
+from ..models.load import load_policy, mixed_precision
+from ..ops.logprobs import backbone_hidden, response_logits, unwrap_hf
+from ..ops.rl import KL_ESTIMATORS, masked_mean
+from ..rl import RL_ALGOS
+from ..rl.scorers import make_scorer
+from ..rollout.sample import SamplingParams, generate_hf
+from ..train import checkpoint
+from ..train.logger import MetricsLog
+from ..train.reference import reference_context
+from . import RECIPES, Recipe
+
+
+@dataclass
+class KLConfig:
+    coef: float = 0.05  # beta
+    estimator: str = "k1"  # k1 | k3 (per-token estimator used in the reward / metrics)
+    target: float | None = None  # set: adaptive coefficient (Ziegler et al., 2019) toward this sequence KL
+    horizon: int = 10000
+
+
+@dataclass
+class RLConfig:
+    recipe: str = "rl"
+    output_dir: str = "runs/rl"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    reference: str | None = None  # default: the policy's starting weights (LoRA: adapter disabled)
+    prompts: str = ""
+    wrap_text_as_chat: bool = False
+    max_prompt_length: int = 256
+    algorithm: dict = field(default_factory=lambda: {"name": "rloo"})  # name + that algorithm's parameters
+    scorer: dict = field(default_factory=lambda: {"name": "reward_model", "path": ""})
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(n=4, max_new_tokens=64))
+    prompts_per_iteration: int = 8
+    iterations: int = 20
+    epochs: int = 1  # passes over each rollout
+    minibatch_size: int = 16  # samples per gradient step
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    kl: KLConfig = field(default_factory=KLConfig)
+    whiten_rewards: bool = False
+    missing_eos_penalty: float | None = None  # subtracted from the score of a response without EOS
+    length_penalty: float = 0.0  # subtracted per response token
+    prompt_weights: str | None = None  # weights file keyed by prompt id
+    save_every: int = 10
+    keep_checkpoints: int = 2
+    progress: bool = True
+
+
+class PolicyWithValue(nn.Module):
+    """Per-token log-probs, entropies and (PPO) values of the response tokens of tree rows."""
+
+    def __init__(self, model: nn.Module, with_value: bool):
+        super().__init__()
+        self.model = model
+        hidden = unwrap_hf(model).config.hidden_size
+        self.value_head = nn.Linear(hidden, 1) if with_value else None
+        if self.value_head is not None:
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, batch: dict) -> dict:
+        hidden = backbone_hidden(self.model, batch)
+        logp = torch.log_softmax(response_logits(self.model, hidden, batch), -1)
+        out = {"logps": logp.gather(-1, batch["targets"][:, None])[:, 0],
+               "entropy": -(logp.exp() * logp).sum(-1)}
+        if self.value_head is not None:
+            out["values"] = self.value_head(hidden[batch["pred_rows"], batch["pred_pos"]].float())[:, 0]
+        return out
+
+
+def padded(flat: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    out = torch.zeros(len(lengths), max(lengths), dtype=flat.dtype, device=flat.device)
+    off = 0
+    for i, n in enumerate(lengths):
+        out[i, :n] = flat[off:off + n]
+        off += n
+    return out
+
+
+class RLTrainer:
+    def __init__(self, cfg: RLConfig, acc, log):
+        self.cfg, self.acc, self.log = cfg, acc, log
+        knobs = dict(cfg.algorithm)
+        self.algo = RL_ALGOS.get(knobs.pop("name", "rloo"))
+        self.params = from_dict(self.algo.params, knobs, "algorithm")
+        if cfg.kl.estimator not in KL_ESTIMATORS:
+            raise ConfigError(f"kl.estimator must be one of {', '.join(KL_ESTIMATORS)}")
+        if self.algo.name in ("rloo", "grpo") and cfg.sampling.n < 2:
+            raise ConfigError(f"{self.algo.name} needs sampling.n >= 2 samples per prompt")
+        self.prompts = load_examples(cfg.prompts, "prompt")
+        self.prompt_weights = load_weights(cfg.prompt_weights) if cfg.prompt_weights else None
+        model, self.tok = load_policy(cfg.model)
+        self.reference = None
+        if cfg.reference is not None or cfg.model.lora is None:
+            path = cfg.reference or cfg.model.path
+            self.reference, _ = load_policy(ModelConfig(path=path, trust_remote_code=cfg.model.trust_remote_code))
+            self.reference.eval().requires_grad_(False).to(acc.device)
+        self.scorer = make_scorer(cfg.scorer)
+        policy = PolicyWithValue(model, self.algo.needs_value)
+        self.optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay)
+        from transformers import get_scheduler
+
+        self.scheduler = get_scheduler("constant", self.optimizer)
+        self.policy = acc.prepare(policy)
+        self.kl_coef = cfg.kl.coef
+        self.iteration = 0
+
+    # -- rollout ---------------------------------------------------------------------------------
+    def _prompt_batch(self, it: int) -> list:
+        per_epoch = list(range(len(self.prompts)))
+        P = self.cfg.prompts_per_iteration
+        start = it * P * self.acc.num_processes + self.acc.process_index * P
+        out = []
+        for j in range(start, start + P):
+            epoch, pos = divmod(j, len(per_epoch))
+            order = per_epoch[:]
+            random.Random(f"{self.cfg.seed}:{epoch}").shuffle(order)
+            out.append(self.prompts[order[pos]])
+        return out
+
+    def _forward(self, module, items) -> tuple[dict, list[int]]:
+        batch = {k: v.to(self.acc.device) for k, v in collate(items, self.tok.pad_token_id).items()}
+        lengths = [len(it.completion_ids[0]) for it in items]
+        with self.acc.autocast():
+            out = module(batch)
+        return {k: padded(v.float(), lengths) for k, v in out.items()}, lengths
+
+    @torch.no_grad()
+    def rollout(self, it: int) -> tuple[dict, list[Tokenized], dict]:
+        cfg, k = self.cfg, self.cfg.sampling.n
+        t0 = time.perf_counter()
+        exs = self._prompt_batch(it)
+        ids = [_encode(self.tok, _render_prompt(self.tok, e.prompt, cfg.wrap_text_as_chat))[-cfg.max_prompt_length:]
+               for e in exs]
+        hf = unwrap_hf(self.acc.unwrap_model(self.policy).model)
+        hf.eval()
+        seed = random.Random(f"{cfg.seed}:rollout:{it}:{self.acc.process_index}").randrange(2**31)
+        gens = generate_hf(self.acc.unwrap_model(self.policy).model, self.tok, ids, cfg.sampling, seed)
+        items, texts, prompts, finished = [], [], [], []
+        for e, p_ids, samples in zip(exs, ids, gens):
+            w = 1.0 if self.prompt_weights is None else self.prompt_weights.get(e.id, None)
+            if w is None:
+                raise ConfigError(f"{cfg.prompt_weights}: no weight for prompt id '{e.id}'")
+            for s in samples:
+                items.append(Tokenized(len(items), e.id, p_ids, [s["completion_ids"]], w))
+                texts.append(self.tok.decode(s["completion_ids"], skip_special_tokens=True))
+                prompts.append(e.prompt)
+                finished.append(s["finished"])
+        t_sample = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        raw = torch.tensor(self.scorer(prompts, texts), dtype=torch.float32, device=self.acc.device)
+        t_score = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        policy = self.acc.unwrap_model(self.policy)
+        policy.eval()
+        new, lengths = self._forward(policy, items)
+        if self.reference is None:
+            with reference_context(policy.model):
+                ref, _ = self._forward(PolicyWithValue(policy.model, False), items)
+        else:
+            ref, _ = self._forward(PolicyWithValue(self.reference, False), items)
+        policy.train()
+        mask = padded(torch.ones(sum(lengths), device=self.acc.device), lengths)
+        scores = raw.clone()
+        eos = torch.tensor(finished, dtype=torch.float32, device=self.acc.device)
+        if cfg.missing_eos_penalty is not None:
+            scores -= cfg.missing_eos_penalty * (1 - eos)
+        scores -= cfg.length_penalty * mask.sum(1)
+        if cfg.whiten_rewards:
+            scores = (scores - scores.mean()) / (scores.std() + 1e-8)
+        kl = KL_ESTIMATORS[cfg.kl.estimator](new["logps"], ref["logps"]) * mask
+        roll = {"logps_old": new["logps"], "ref_logps": ref["logps"], "mask": mask, "kl": kl, "scores": scores,
+                "values_old": new.get("values", torch.zeros_like(mask)), "group": torch.arange(len(exs)).repeat_interleave(k),
+                "k": k, "weights": torch.tensor([i.weight for i in items], device=self.acc.device)}
+        roll.update(self.algo.advantages(roll, self.params, self.kl_coef))
+        stats = {"reward_mean": raw.mean().item(), "reward_std": raw.std().item() if len(raw) > 1 else 0.0,
+                 "score_mean": scores.mean().item(), "kl": (kl.sum(1)).mean().item(),
+                 "entropy": masked_mean(new["entropy"], mask).item(), "response_length": mask.sum(1).mean().item(),
+                 "eos_fraction": eos.mean().item(), "time_sample": t_sample, "time_score": t_score,
+                 "time_reference": time.perf_counter() - t0}
+        return roll, items, stats
+
+    # -- update ----------------------------------------------------------------------------------
+    def update(self, roll: dict, items: list[Tokenized]) -> dict:
+        cfg = self.cfg
+        S = len(items)
+        rng = random.Random(f"{cfg.seed}:update:{self.iteration}")
+        agg: dict[str, list[float]] = {}
+        for _ in range(cfg.epochs):
+            order = list(range(S))
+            rng.shuffle(order)
+            for s in range(0, S, cfg.minibatch_size):
+                mb = sorted(order[s:s + cfg.minibatch_size])
+                new, _ = self._forward(self.policy, [items[i] for i in mb])
+                sub = {k: (v[mb][:, : new["logps"].shape[1]] if torch.is_tensor(v) and v.dim() == 2 else
+                           v[mb] if torch.is_tensor(v) and v.dim() == 1 else v) for k, v in roll.items()}
+                loss_vec, metrics = self.algo.loss(new, sub, self.params, self.kl_coef)
+                w = sub["weights"]
+                loss = (w * loss_vec).sum() / w.sum().clamp(min=1e-12)
+                self.acc.backward(loss)
+                if cfg.max_grad_norm > 0:
+                    self.acc.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                for key, v in {"loss": loss.item(), **metrics}.items():
+                    agg.setdefault(key, []).append(v)
+        return {k: sum(v) / len(v) for k, v in agg.items()}
+
+    def _adapt_kl(self, kl: float, n: int) -> None:
+        t = self.cfg.kl
+        if t.target is not None:
+            err = max(-0.2, min(0.2, kl / t.target - 1))
+            self.kl_coef *= 1 + err * n / t.horizon
+
+    def fit(self) -> dict:
+        cfg = self.cfg
+        out = Path(cfg.output_dir)
+        ckpt = out / "checkpoints"
+        last = checkpoint.latest(ckpt)
+        if last is not None:
+            state = checkpoint.load(last, self.acc.unwrap_model(self.policy), self.optimizer, self.scheduler, self.acc)
+            self.iteration, self.kl_coef = state["step"], state["kl_coef"]
+            self.log(f"[shiftalign] resuming from {last} (iteration {self.iteration})")
+        log = MetricsLog(out / "metrics.jsonl", self.acc, resume_step=self.iteration)
+        bar = tqdm(total=cfg.iterations, initial=self.iteration, desc=f"rl/{self.algo.name}", unit="it",
+                   disable=not (cfg.progress and self.acc.is_main_process))
+        record: dict = {}
+        while self.iteration < cfg.iterations:
+            roll, items, stats = self.rollout(self.iteration)
+            t0 = time.perf_counter()
+            upd = self.update(roll, items)
+            self.iteration += 1
+            record = {"step": self.iteration, **stats, **upd, "kl_coef": self.kl_coef,
+                      "time_update": time.perf_counter() - t0}
+            self._adapt_kl(stats["kl"], len(items))
+            log.log(record)
+            bar.update(1)
+            bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
+            if (cfg.save_every and self.iteration % cfg.save_every == 0) or self.iteration == cfg.iterations:
+                checkpoint.save(ckpt, self.iteration, self.acc.unwrap_model(self.policy), self.optimizer,
+                                self.scheduler, {"kl_coef": self.kl_coef}, self.acc, cfg.keep_checkpoints)
+        bar.close()
+        return record
+
+
+def main(cfg: RLConfig) -> dict:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from .common import logger, save_final
+
+    acc = Accelerator(mixed_precision=mixed_precision(cfg.model), cpu=not torch.cuda.is_available())
+    set_seed(cfg.seed)
+    log = logger(acc)
+    if acc.is_main_process:
+        write_text_atomic(Path(cfg.output_dir) / "config.yaml", dump_config(cfg))
+    trainer = RLTrainer(cfg, acc, lambda m: log(m.replace("[shiftalign] ", "")))
+    last = trainer.fit()
+    save_final(cfg, acc, acc.unwrap_model(trainer.policy).model, trainer.tok, {"iterations": trainer.iteration,
+                                                                                "last": last})
+    if acc.is_main_process:
+        write_json_atomic(Path(cfg.output_dir) / "summary.json", {"iterations": trainer.iteration, "last": last})
+    log(f"model: {Path(cfg.output_dir) / 'model'}; metrics: {Path(cfg.output_dir) / 'metrics.jsonl'}")
+    return last
+
+
+RECIPES.register("rl", Recipe(main, RLConfig))

@@ -1,0 +1,85 @@
+"""Scalar scorers that drive online RL: ``score(prompts, responses) -> list[float]``.
+
+Registered in :data:`SCORERS`, configured as ``scorer: {name: ..., ...}``:
+- ``reward_model``: a model trained by the ``reward`` recipe (``path``), batched;
+- ``python``: any function ``path/to/file.py:function`` (or ``package.module:function``) taking
+  (prompts, responses) and returning floats — gold rewards, unit tests, heuristics.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+SCORERS: Registry = Registry("scorer")
+
+
+def load_function(spec: str):
+    if ":" not in spec:
+        raise ConfigError(f"scorer function must look like path/to/file.py:function or module:function, got {spec!r}")
+    where, name = spec.rsplit(":", 1)
+    if where.endswith(".py"):
+        if not Path(where).is_file():
+            raise ConfigError(f"scorer file {where} not found")
+        mod_spec = importlib.util.spec_from_file_location(Path(where).stem, where)
+        mod = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(mod)
+    else:
+        mod = importlib.import_module(where)
+    if not hasattr(mod, name):
+        raise ConfigError(f"{where} has no function {name}")
+    return getattr(mod, name)
+
+
+def python_scorer(function: str, **kw):
+    fn = load_function(function)
+    return lambda prompts, responses: [float(x) for x in fn(prompts, responses, **kw)]
+
+
+def reward_model_scorer(path: str, batch_size: int = 16, max_length: int = 1024, wrap_text_as_chat: bool = False):
+    from ..config import ModelConfig
+    from ..data.batching import collate
+    from ..data.schema import Example
+    from ..data.tokenize import tokenize_examples
+    from ..models.load import load_reward_model
+    from ..ops.logprobs import BranchRewards
+
+    model, tok = load_reward_model(ModelConfig(path=path))
+    model.eval()
+    scorer = BranchRewards(model)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+
+    @torch.inference_mode()
+    def score(prompts, responses):
+        ex = [Example(id=str(i), prompt=p, completions=[r if isinstance(p, str) else [{"role": "assistant", "content": r}]])
+              for i, (p, r) in enumerate(zip(prompts, responses))]
+        items, _ = tokenize_examples(ex, tok, max_length, max_length // 2, "truncate", wrap_text_as_chat)
+        out = []
+        for s in range(0, len(items), batch_size):
+            batch = {k: v.to(device) for k, v in collate(items[s:s + batch_size], tok.pad_token_id).items()}
+            out += scorer(batch)["rewards"][:, 0].tolist()
+        return out
+
+    return score
+
+
+SCORERS.register("python", python_scorer)
+SCORERS.register("reward_model", reward_model_scorer)
+
+
+def make_scorer(cfg: dict):
+    knobs = dict(cfg)
+    name = knobs.pop("name", None)
+    if name is None:
+        raise ConfigError("scorer.name is required (reward_model or python)")
+    try:
+        return SCORERS.get(name)(**knobs)
+    except TypeError as e:
+        raise ConfigError(f"scorer '{name}': {e}") from None
