@@ -1,13 +1,11 @@
 """Recipes end to end on tiny models through the CLI: outputs, bad input, LoRA, the reference cache."""
 
 import json
-from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
-from conftest import pref_rows, write_jsonl
+from conftest import write_jsonl
 from shiftalign.cli import main
 
 

@@ -15,7 +15,6 @@ therefore compose exactly: the step equals one single-process pass over the glob
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
