@@ -118,3 +118,19 @@ def test_local_judge_never_defaults_a_verdict(tmp_path, tiny_dir):
     summary = label_main(cfg, log=lambda m: None)
     assert summary["pairs"] == 0 and summary["unlabelled"] == 3
     assert set(summary["reasons"]) <= {"truncated", "unparseable", "identical responses"}
+
+
+def test_requests_per_minute_limit():
+    import asyncio
+
+    from shiftalign.labeling.limits import TokenBucket
+
+    async def take(n):
+        bucket = TokenBucket(per_minute=600)  # 10 per second, burst 600
+        bucket.level = 0  # start empty to measure the refill rate
+        t0 = time.monotonic()
+        for _ in range(n):
+            await bucket.take(1)
+        return time.monotonic() - t0
+
+    assert 0.9 <= asyncio.run(take(10)) <= 1.6

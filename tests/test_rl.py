@@ -53,3 +53,28 @@ def test_resume_continues(tmp_path, tiny_dir):
     _run(tmp_path, tiny_dir, "grpo", iterations=4, name="r", save_every=2)
     recs = _run(tmp_path, tiny_dir, "grpo", iterations=6, name="r", save_every=2)
     assert [r["step"] for r in recs] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_is_exact(tmp_path, tiny_dir):
+    """Two iterations, stop, resume to four: the same weights as four straight iterations."""
+    import torch
+    from safetensors.torch import load_file
+
+    _run(tmp_path, tiny_dir, "ppo", iterations=4, name="straight", save_every=2)
+    _run(tmp_path, tiny_dir, "ppo", iterations=2, name="split", save_every=2)
+    _run(tmp_path, tiny_dir, "ppo", iterations=4, name="split", save_every=2)
+    a = load_file(str(tmp_path / "straight" / "checkpoints" / "step-00000004" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "split" / "checkpoints" / "step-00000004" / "trainable.safetensors"))
+    assert set(a) == set(b) and any("value_head" in k for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_prompt_weights(tmp_path, tiny_dir):
+    weights = tmp_path / "w.jsonl"
+    weights.write_text("".join(json.dumps({"id": f"q{i}", "weight": 0.5 + i}) + "\n" for i in range(8)))
+    recs = _run(tmp_path, tiny_dir, "grpo", iterations=2, name="w", prompt_weights=str(weights))
+    assert len(recs) == 2
+    weights.write_text(json.dumps({"id": "q0", "weight": 1.0}) + "\n")
+    cfg = tmp_path / "w.yaml"
+    assert main(["train", str(cfg), f"output_dir={tmp_path / 'w2'}"]) == 2  # a prompt without a weight is an error
