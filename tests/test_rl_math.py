@@ -62,3 +62,12 @@ def test_whiten():
     w = whiten(x, m)
     assert (w * m).sum().item() == pytest.approx(0.0, abs=1e-5)
     assert ((w * m) ** 2).sum().item() / 3 == pytest.approx(1.0, abs=1e-4)
+
+
+def test_vader_scorer_orders_sentiment():
+    from shiftalign.rl.scorers import make_scorer
+
+    score = make_scorer({"name": "vader"})
+    good, neutral, bad = score(["q"] * 3, ["Happy to help, this is a great idea!", "The door is brown.",
+                                           "This is awful and stupid."])
+    assert good > 0.5 and abs(neutral) < 0.1 and bad < -0.5

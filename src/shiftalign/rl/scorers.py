@@ -3,7 +3,10 @@
 Registered in :data:`SCORERS`, configured as ``scorer: {name: ..., ...}``:
 - ``reward_model``: a model trained by the ``reward`` recipe (``path``), batched;
 - ``python``: any function ``path/to/file.py:function`` (or ``package.module:function``) taking
-  (prompts, responses) and returning floats — gold rewards, unit tests, heuristics.
+  (prompts, responses) and returning floats — gold rewards, unit tests, heuristics;
+- ``vader``: the VADER compound sentiment of the response, in [-1, 1] (Hutto & Gilbert, 2014,
+  "VADER: A Parsimonious Rule-based Model for Sentiment Analysis of Social Media Text"); a real,
+  independent scorer with its lexicon bundled, used as the gold reward of controlled experiments.
 """
 
 from __future__ import annotations
@@ -70,7 +73,17 @@ def reward_model_scorer(path: str, batch_size: int = 16, max_length: int = 1024,
     return score
 
 
+def vader_scorer():
+    try:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    except ImportError:
+        raise ConfigError("the vader scorer needs the package vadersentiment (installed by the Makefile)") from None
+    analyzer = SentimentIntensityAnalyzer()
+    return lambda prompts, responses: [analyzer.polarity_scores(r)["compound"] for r in responses]
+
+
 SCORERS.register("python", python_scorer)
+SCORERS.register("vader", vader_scorer)
 SCORERS.register("reward_model", reward_model_scorer)
 
 
