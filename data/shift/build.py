@@ -1,0 +1,101 @@
+"""Build the bundled source-domain data of the controlled domain-shift setting (small output committed).
+
+The shift, by construction:
+- prompts: the source prompts come from one topic mix (home, hobbies, errands), the target prompts
+  from another (work, study, people) — both phrased by the same templates;
+- responses: the source responses are written by a behaviour policy that differs from the target
+  policy: the same packaged SmolLM2-135M-Instruct, but under a terse, blunt system prompt and at
+  temperature 1.3 (the target policy is the model with its own default system prompt);
+- labels: a gold reward, the VADER compound sentiment of the response (registered scorer
+  ``vader``), turned into preferences with Bradley-Terry noise: P(a preferred to b) =
+  sigmoid((gold(a) - gold(b)) / TAU).
+
+Outputs (beside this script): ``source_pairs.jsonl`` (prompt, chosen, rejected, with the gold scores
+and the label-noise draw recorded for analysis), ``target_prompts.jsonl`` (prompts to sample the
+policy on), ``target_eval_prompts.jsonl`` (held-out target prompts), ``build_info.json``.
+
+    python data/shift/build.py            # ~3 minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+SOURCE_TOPICS = ["water my plants", "fix a dripping tap", "bake a loaf of bread", "organise my garage",
+                 "start knitting", "plan a picnic", "clean my windows", "care for a goldfish", "grow tomatoes",
+                 "pick a board game", "paint a fence", "store winter clothes", "make pancakes",
+                 "choose a bicycle", "repot a cactus", "sort my recycling", "hang a picture", "brew iced tea",
+                 "train my dog to sit", "build a birdhouse"]
+TARGET_TOPICS = ["prepare for a job interview", "ask my manager for feedback", "study for a maths exam",
+                 "write a cover letter", "give a short presentation", "make friends at a new school",
+                 "apologise to a colleague", "plan my study week", "run a team meeting", "learn to code",
+                 "negotiate a salary", "deal with a difficult classmate", "write a thank-you email",
+                 "meet new neighbours", "ask for help in class", "welcome a new teammate",
+                 "prepare a group project", "stay focused while studying", "congratulate a friend",
+                 "mentor a junior colleague"]
+TEMPLATES = ["How can I {t}?", "What is a good way to {t}?", "Any tips to {t}?", "I want to {t}. Where do I start?",
+             "Can you help me {t}?", "What should I know before I {t}?"]
+BEHAVIOUR_SYSTEM = "You are a blunt, terse assistant. Answer in one short sentence and do not be friendly."
+BEHAVIOUR_TEMPERATURE = 1.3
+TAU = 0.1  # Bradley-Terry temperature on the gold-score difference
+MAX_NEW_TOKENS = 48
+SEED = 0
+
+
+def prompts(topics: list[str], rng: random.Random, n: int) -> list[str]:
+    pool = [tpl.format(t=t) for t in topics for tpl in TEMPLATES]
+    rng.shuffle(pool)
+    return pool[:n]
+
+
+def main() -> None:
+    from shiftalign.config import ModelConfig
+    from shiftalign.data.tokenize import _encode, _render_prompt
+    from shiftalign.models.load import load_policy
+    from shiftalign.rl.scorers import make_scorer
+    from shiftalign.rollout.sample import SamplingParams, generate_hf
+
+    here = Path(__file__).parent
+    rng = random.Random(SEED)
+    source_prompts = prompts(SOURCE_TOPICS, rng, 96)
+    target_all = prompts(TARGET_TOPICS, rng, 96)
+    target_train, target_eval = target_all[:64], target_all[64:]
+
+    model, tok = load_policy(ModelConfig(path="default"))
+    model.eval()
+    gold = make_scorer({"name": "vader"})
+    params = SamplingParams(n=2, max_new_tokens=MAX_NEW_TOKENS, temperature=BEHAVIOUR_TEMPERATURE, top_p=1.0, seed=SEED)
+    rows = []
+    for s in range(0, len(source_prompts), 16):
+        chunk = source_prompts[s:s + 16]
+        ids = [_encode(tok, _render_prompt(tok, [{"role": "system", "content": BEHAVIOUR_SYSTEM},
+                                                 {"role": "user", "content": p}], False)) for p in chunk]
+        for p, samples in zip(chunk, generate_hf(model, tok, ids, params, seed=SEED + s)):
+            a, b = (tok.decode(x["completion_ids"], skip_special_tokens=True).strip() for x in samples)
+            if not a or not b or a == b:
+                continue
+            ga, gb = gold([p, p], [a, b])
+            p_a = 1 / (1 + math.exp(-(ga - gb) / TAU))
+            u = rng.random()
+            chosen, rejected, gc, gr = (a, b, ga, gb) if u < p_a else (b, a, gb, ga)
+            rows.append({"id": f"src-{len(rows):04d}", "prompt": p, "chosen": chosen, "rejected": rejected,
+                         "gold_chosen": gc, "gold_rejected": gr, "p_label": p_a if u < p_a else 1 - p_a})
+        print(f"{len(rows)} pairs", flush=True)
+    (here / "source_pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for name, ps in [("target_prompts.jsonl", target_train), ("target_eval_prompts.jsonl", target_eval)]:
+        (here / name).write_text("".join(json.dumps({"id": f"{name[:-6]}-{i:03d}", "prompt": p}) + "\n"
+                                         for i, p in enumerate(ps)))
+    agree = sum(r["gold_chosen"] >= r["gold_rejected"] for r in rows) / len(rows)
+    info = {"source_pairs": len(rows), "target_prompts": len(target_train), "target_eval_prompts": len(target_eval),
+            "behaviour_system_prompt": BEHAVIOUR_SYSTEM, "behaviour_temperature": BEHAVIOUR_TEMPERATURE,
+            "tau": TAU, "max_new_tokens": MAX_NEW_TOKENS, "seed": SEED,
+            "label_agreement_with_gold": agree, "gold": "vader compound sentiment of the response"}
+    (here / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info, indent=2))
+
+
+if __name__ == "__main__":
+    main()
