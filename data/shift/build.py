@@ -5,7 +5,7 @@ The shift, by construction:
   from another (work, study, people) — both phrased by the same templates;
 - responses: the source responses are written by a behaviour policy that differs from the target
   policy: the same packaged SmolLM2-135M-Instruct, but under a terse, blunt system prompt and at
-  temperature 1.3 (the target policy is the model with its own default system prompt);
+  temperature 1.0 (the target policy is the model with its own default system prompt);
 - labels: a gold reward, the VADER compound sentiment of the response (registered scorer
   ``vader``), turned into preferences with Bradley-Terry noise: P(a preferred to b) =
   sigmoid((gold(a) - gold(b)) / TAU).
@@ -39,7 +39,7 @@ TARGET_TOPICS = ["prepare for a job interview", "ask my manager for feedback", "
 TEMPLATES = ["How can I {t}?", "What is a good way to {t}?", "Any tips to {t}?", "I want to {t}. Where do I start?",
              "Can you help me {t}?", "What should I know before I {t}?"]
 BEHAVIOUR_SYSTEM = "You are a blunt, terse assistant. Answer in one short sentence and do not be friendly."
-BEHAVIOUR_TEMPERATURE = 1.3
+BEHAVIOUR_TEMPERATURE = 1.0
 TAU = 0.1  # Bradley-Terry temperature on the gold-score difference
 MAX_NEW_TOKENS = 48
 SEED = 0

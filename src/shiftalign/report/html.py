@@ -66,7 +66,7 @@ def gold_bars(evaluation: dict, compare: str) -> str:
         lo, hi = evaluation["policies"][n][f"gold_diff_vs_{compare}_ci95"]
         ax.errorbar(i, base + (lo + hi) / 2, yerr=[[(hi - lo) / 2], [(hi - lo) / 2]], color="k", capsize=4)
     ax.set_ylabel("gold reward (mean)")
-    ax.set_title(f"gold reward; bars: 95 % CI of the difference to {compare}, drawn around {compare} + difference")
+    ax.set_title(f"error bars: 95 % CI of the difference to {compare}", fontsize=10)
     ax.tick_params(axis="x", rotation=20)
     return _png(fig)
 
