@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test test-slow bench clean-venv
+.PHONY: quickstart quickstart-dpo test test-slow bench clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 quickstart: $(STAMP)
+	$(VENV)/bin/shiftalign pipeline configs/pipeline.yaml
+
+quickstart-dpo: $(STAMP)
 	$(VENV)/bin/shiftalign train configs/quickstart.yaml
 
 test: $(STAMP)

@@ -53,5 +53,41 @@ def test_pipeline_runs_caches_and_reports(setup, capsys):
     before = (root / "dpo_pseudo" / "model" / "model.safetensors").stat().st_mtime_ns
     assert main(["pipeline", cfg]) == 0
     out = capsys.readouterr().out
-    assert out.count("skipped") == 9
+    assert out.count("done earlier") == 9
     assert (root / "dpo_pseudo" / "model" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_pipeline_continues_after_a_kill(setup, monkeypatch, capsys):
+    """Killed in the middle (during the weighted-DPO stage), a rerun skips the finished stages."""
+    from shiftalign.recipes import RECIPES
+
+    tmp_path, cfg = setup
+    real = RECIPES.get("preference").main
+    calls = {"n": 0}
+
+    def dying(rc):
+        calls["n"] += 1
+        if calls["n"] == 2:  # dpo_source finished; dpo_weighted is killed
+            raise KeyboardInterrupt
+        return real(rc)
+
+    import shiftalign.recipes.pipeline as pipeline_module
+
+    class Patched:
+        def __init__(self, recipe):
+            self.recipe = recipe
+
+        def get(self, name):
+            r = self.recipe.get(name)
+            return type(r)(dying, r.config) if name == "preference" else r
+
+    monkeypatch.setattr(pipeline_module, "RECIPES", Patched(RECIPES))
+    with pytest.raises(KeyboardInterrupt):
+        main(["pipeline", cfg])
+    done = sorted(p.stem for p in (tmp_path / "pipe" / "stages").glob("*.json"))
+    assert done == ["dpo_source", "reward", "target_samples", "weights"]
+    monkeypatch.setattr(pipeline_module, "RECIPES", RECIPES)
+    capsys.readouterr()
+    assert main(["pipeline", cfg]) == 0
+    out = capsys.readouterr().out
+    assert out.count("done earlier") == 4 and (tmp_path / "pipe" / "report.html").exists()
