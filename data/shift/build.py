@@ -1,11 +1,12 @@
 """Build the bundled source-domain data of the controlled domain-shift setting (small output committed).
 
 The shift, by construction:
-- prompts: the source prompts come from one topic mix (home, hobbies, errands), the target prompts
-  from another (work, study, people) — both phrased by the same templates;
+- prompts: two topic pools (home and hobbies; work, study and people), phrased by the same
+  templates; the source prompts are 75 % home / 25 % work, the target prompts 25 % home / 75 % work,
+  so the two domains differ in mix but overlap in support;
 - responses: the source responses are written by a behaviour policy that differs from the target
-  policy: the same packaged SmolLM2-135M-Instruct, but under a terse, blunt system prompt and at
-  temperature 1.0 (the target policy is the model with its own default system prompt);
+  policy: the same packaged SmolLM2-135M-Instruct under a system prompt asking for brief answers,
+  at temperature 1.0 (the target policy is the model with its own default system prompt);
 - labels: a gold reward, the VADER compound sentiment of the response (registered scorer
   ``vader``), turned into preferences with Bradley-Terry noise: P(a preferred to b) =
   sigmoid((gold(a) - gold(b)) / TAU).
@@ -38,17 +39,24 @@ TARGET_TOPICS = ["prepare for a job interview", "ask my manager for feedback", "
                  "mentor a junior colleague"]
 TEMPLATES = ["How can I {t}?", "What is a good way to {t}?", "Any tips to {t}?", "I want to {t}. Where do I start?",
              "Can you help me {t}?", "What should I know before I {t}?"]
-BEHAVIOUR_SYSTEM = "You are a blunt, terse assistant. Answer in one short sentence and do not be friendly."
+BEHAVIOUR_SYSTEM = "You are a busy assistant. Answer briefly, in one or two sentences."
 BEHAVIOUR_TEMPERATURE = 1.0
 TAU = 0.1  # Bradley-Terry temperature on the gold-score difference
 MAX_NEW_TOKENS = 48
 SEED = 0
 
 
-def prompts(topics: list[str], rng: random.Random, n: int) -> list[str]:
-    pool = [tpl.format(t=t) for t in topics for tpl in TEMPLATES]
-    rng.shuffle(pool)
-    return pool[:n]
+def pool(topics: list[str], rng: random.Random) -> list[str]:
+    out = [tpl.format(t=t) for t in topics for tpl in TEMPLATES]
+    rng.shuffle(out)
+    return out
+
+
+def mix(home: list[str], work: list[str], n_home: int, n_work: int, rng: random.Random) -> list[str]:
+    """Take (and remove) n_home + n_work prompts from the pools, shuffled together."""
+    out = [home.pop() for _ in range(n_home)] + [work.pop() for _ in range(n_work)]
+    rng.shuffle(out)
+    return out
 
 
 def main() -> None:
@@ -60,9 +68,10 @@ def main() -> None:
 
     here = Path(__file__).parent
     rng = random.Random(SEED)
-    source_prompts = prompts(SOURCE_TOPICS, rng, 96)
-    target_all = prompts(TARGET_TOPICS, rng, 96)
-    target_train, target_eval = target_all[:64], target_all[64:]
+    home, work = pool(SOURCE_TOPICS, rng), pool(TARGET_TOPICS, rng)
+    source_prompts = mix(home, work, 72, 24, rng)
+    target_train = mix(home, work, 16, 48, rng)
+    target_eval = mix(home, work, 8, 24, rng)
 
     model, tok = load_policy(ModelConfig(path="default"))
     model.eval()
@@ -92,6 +101,7 @@ def main() -> None:
     info = {"source_pairs": len(rows), "target_prompts": len(target_train), "target_eval_prompts": len(target_eval),
             "behaviour_system_prompt": BEHAVIOUR_SYSTEM, "behaviour_temperature": BEHAVIOUR_TEMPERATURE,
             "tau": TAU, "max_new_tokens": MAX_NEW_TOKENS, "seed": SEED,
+            "source_mix": "72 home + 24 work prompts", "target_mix": "16 home + 48 work (eval: 8 + 24)",
             "label_agreement_with_gold": agree, "gold": "vader compound sentiment of the response"}
     (here / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info, indent=2))
