@@ -107,3 +107,9 @@ def test_cli_subprocess_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "shiftalign.cli", "train", str(tmp_path / "missing.yaml")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "not found" in proc.stderr
+
+
+def test_config_command_checks_method_sections(tmp_path, tiny_dir, prefs, capsys):
+    assert main(["config", _config(tmp_path, tiny_dir, prefs), "loss.betta=1"]) == 2
+    assert "unknown key betta in 'loss'" in capsys.readouterr().err
+    assert main(["config", _config(tmp_path, tiny_dir, prefs)]) == 0

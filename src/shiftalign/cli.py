@@ -72,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         from .config import dump_config, load_config
 
         if name in ("train", "config"):  # the recipe named in the file picks the config class
-            from .recipes import RECIPES, recipe_name
+            from .recipes import RECIPES, check_method_sections, recipe_name
 
             recipe = RECIPES.get(recipe_name(args.config, args.overrides))
             cfg = load_config(args.config, args.overrides, recipe.config)
+            check_method_sections(cfg)
             if name == "config":
                 print(dump_config(cfg), end="")
             else:

@@ -40,3 +40,17 @@ def recipe_name(config_path: str | None, overrides: list[str]) -> str:
 
 
 from . import preference, reward, rl, sft  # noqa: E402,F401  (registration)
+
+
+def check_method_sections(cfg) -> None:
+    """Validate the free-form method sections (``loss:``, ``algorithm:``) against their method's own
+    parameter dataclass, so `shiftalign config` reports a wrong key as `shiftalign train` would."""
+    from ..config import from_dict
+    from ..losses import LOSSES
+    from ..rl import RL_ALGOS
+
+    for section, registry in (("loss", LOSSES), ("algorithm", RL_ALGOS)):
+        knobs = getattr(cfg, section, None)
+        if isinstance(knobs, dict) and "name" in knobs:
+            rest = {k: v for k, v in knobs.items() if k != "name"}
+            from_dict(registry.get(knobs["name"]).params, rest, section)
