@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart quickstart-dpo test test-slow bench clean-venv
+.PHONY: quickstart quickstart-dpo test test-slow test-browser bench clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -23,10 +23,15 @@ quickstart-dpo: $(STAMP)
 	$(VENV)/bin/shiftalign train configs/quickstart.yaml
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not browser"
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The report test needs a real browser: Debian's chromium, installed here when missing.
+test-browser: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	$(PY) -m pytest -q -m browser
 
 bench: $(STAMP)
 	$(PY) bench/dpo_throughput.py

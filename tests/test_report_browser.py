@@ -1,0 +1,53 @@
+"""report.html in a real headless browser (Debian's chromium; `make test-browser` installs it):
+the page renders, every image loads, and the console shows no error."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from shiftalign.report.html import gold_bars, reward_vs_kl, training_curves, write_report
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+CHECK = """<script>
+window.addEventListener('load', () => {
+  const imgs = Array.from(document.images);
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.setAttribute('data-images', imgs.length + '/' + ok);
+});
+</script>"""
+
+
+def _report(tmp_path):
+    metrics = tmp_path / "m.jsonl"
+    metrics.write_text("".join(json.dumps({"step": s, "loss": 0.7 - 0.05 * s}) + "\n" for s in range(1, 6)))
+    pol = {n: {"gold_mean": g, "kl_to_baseline": k, "win_rate_vs_baseline": 0.5, "gold_diff_vs_base_ci95": [-0.1, 0.1]}
+           for n, g, k in [("base", 0.5, 0.0), ("dpo", 0.6, 0.2)]}
+    ev = {"policies": pol, "prompts": 4, "samples_per_prompt": 2, "gold": {"name": "vader"}}
+    return write_report(tmp_path / "report.html", "test report", [{"stage": "a", "seconds": 1.0}],
+                        [("curves", training_curves({"dpo": metrics})), ("gold", gold_bars(ev, "base")),
+                         ("kl", reward_vs_kl(ev))], [("evaluation", [{"policy": "dpo", "gold": 0.6}])], ["a note"])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make test-browser installs it)")
+def test_report_renders_images_load_no_console_error(tmp_path):
+    page = _report(tmp_path)
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", CHECK + "</body>"))
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+           f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+           "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    assert "<h1>test report</h1>" in dom
+    assert 'data-images="3/3"' in dom, dom[:500]
+    console = [l for l in proc.stderr.splitlines() if "CONSOLE" in l or "Uncaught" in l]
+    assert console == [], console
+    shot = subprocess.run([*cmd[:-2], f"--screenshot={tmp_path / 'shot.png'}", "--window-size=1000,2400",
+                           page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0 and (tmp_path / "shot.png").stat().st_size > 10_000
