@@ -123,3 +123,31 @@ def test_policy_ratio_in_training(tmp_path, tiny_dir, prefs):
     recs = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert recs[0]["policy_weight"] == pytest.approx(1.0)  # policy == reference at the first step
     assert all("policy_weight" in r for r in recs)
+
+
+@pytest.mark.parametrize("kind,width", [("hidden", 32), ("logprob", 4)])
+def test_lm_feature_kinds_and_cache(tmp_path, tiny_dir, kind, width):
+    from shiftalign.reweight.features import FeatureConfig, extract
+
+    pairs = [("what is 1?", "a good answer"), ("what is 2?", "a rude reply"), ("hello", "the quick fox")]
+    cfg = FeatureConfig(kind=kind, model=tiny_dir)
+    X = extract(pairs, cfg, tmp_path / "cache")
+    assert X.shape == (3, width) and np.all(np.isfinite(X))
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
+    assert np.array_equal(extract(pairs, cfg, tmp_path / "cache"), X)  # served from the cache
+    if kind == "logprob":
+        assert np.all(X[:, 0] <= 0) and np.allclose(X[:, 0] / X[:, 2], X[:, 1], atol=1e-5)  # sum / length = mean
+
+
+def test_mlp_classifier_with_calibration():
+    from scipy.stats import spearmanr
+
+    from shiftalign.reweight import ESTIMATORS
+
+    rng = np.random.default_rng(0)
+    Xs, Xt = rng.normal(size=(800, 2)), rng.normal(size=(800, 2)) + 0.7
+    mu = np.full(2, 0.7)
+    true = np.exp(Xs @ mu - 0.5 * mu @ mu)
+    spec = ESTIMATORS.get("classifier")
+    w, info = spec.fit(Xs, Xt, spec.params(model="mlp", calibration="sigmoid", folds=3))
+    assert info["model"] == "mlp" and spearmanr(w, true).statistic > 0.85
