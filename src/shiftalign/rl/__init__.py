@@ -41,7 +41,7 @@ def clipped_policy_loss(new_logps, old_logps, adv, mask, clip: float):
     return masked_mean(pg, mask, dim=1), masked_mean(clipped, mask).item()
 
 
-def by_group(values: torch.Tensor, group: torch.Tensor, k: int) -> torch.Tensor:
+def by_group(values: torch.Tensor, k: int) -> torch.Tensor:
     """(S,) -> (P, k), samples ordered prompt by prompt."""
     return values.view(-1, k)
 

@@ -24,7 +24,7 @@ class GRPOParams:
 
 
 def advantages(roll: dict, p: GRPOParams, kl_coef: float) -> dict:
-    A = grpo_advantages(by_group(roll["scores"], roll["group"], roll["k"]), p.eps).reshape(-1)
+    A = grpo_advantages(by_group(roll["scores"], roll["k"]), p.eps).reshape(-1)
     return {"advantages": A[:, None] * roll["mask"]}
 
 

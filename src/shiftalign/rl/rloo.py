@@ -25,7 +25,7 @@ class RLOOParams:
 def advantages(roll: dict, p: RLOOParams, kl_coef: float) -> dict:
     mask = roll["mask"]
     R = roll["scores"] - kl_coef * (roll["kl"] * mask).sum(1)
-    A = rloo_advantages(by_group(R, roll["group"], roll["k"])).reshape(-1)
+    A = rloo_advantages(by_group(R, roll["k"])).reshape(-1)
     return {"advantages": A[:, None] * mask}
 
 
