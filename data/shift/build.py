@@ -12,7 +12,9 @@ The shift, by construction:
   sigmoid((gold(a) - gold(b)) / TAU).
 
 Outputs (beside this script): ``source_pairs.jsonl`` (prompt, chosen, rejected, with the gold scores
-and the label-noise draw recorded for analysis), ``target_prompts.jsonl`` (prompts to sample the
+and the label-noise draw recorded for analysis; built by ``shiftalign.rollout.behaviour``),
+``source_prompts.jsonl`` (the prompts of those pairs, for ``bench/shift`` to rebuild them under other
+behaviour settings), ``target_prompts.jsonl`` (prompts to sample the
 policy on), ``target_eval_prompts.jsonl`` (held-out target prompts), ``build_info.json``.
 
     python data/shift/build.py            # ~3 minutes on 2 CPU cores
@@ -21,7 +23,6 @@ policy on), ``target_eval_prompts.jsonl`` (held-out target prompts), ``build_inf
 from __future__ import annotations
 
 import json
-import math
 import random
 from pathlib import Path
 
@@ -61,10 +62,9 @@ def mix(home: list[str], work: list[str], n_home: int, n_work: int, rng: random.
 
 def main() -> None:
     from shiftalign.config import ModelConfig
-    from shiftalign.data.tokenize import _encode, _render_prompt
     from shiftalign.models.load import load_policy
     from shiftalign.rl.scorers import make_scorer
-    from shiftalign.rollout.sample import SamplingParams, generate_hf
+    from shiftalign.rollout.behaviour import BehaviourConfig, gold_labelled_pairs, label_agreement
 
     here = Path(__file__).parent
     rng = random.Random(SEED)
@@ -76,28 +76,15 @@ def main() -> None:
     model, tok = load_policy(ModelConfig(path="default"))
     model.eval()
     gold = make_scorer({"name": "vader"})
-    params = SamplingParams(n=2, max_new_tokens=MAX_NEW_TOKENS, temperature=BEHAVIOUR_TEMPERATURE, top_p=1.0, seed=SEED)
-    rows = []
-    for s in range(0, len(source_prompts), 16):
-        chunk = source_prompts[s:s + 16]
-        ids = [_encode(tok, _render_prompt(tok, [{"role": "system", "content": BEHAVIOUR_SYSTEM},
-                                                 {"role": "user", "content": p}], False)) for p in chunk]
-        for p, samples in zip(chunk, generate_hf(model, tok, ids, params, seed=SEED + s)):
-            a, b = (tok.decode(x["completion_ids"], skip_special_tokens=True).strip() for x in samples)
-            if not a or not b or a == b:
-                continue
-            ga, gb = gold([p, p], [a, b])
-            p_a = 1 / (1 + math.exp(-(ga - gb) / TAU))
-            u = rng.random()
-            chosen, rejected, gc, gr = (a, b, ga, gb) if u < p_a else (b, a, gb, ga)
-            rows.append({"id": f"src-{len(rows):04d}", "prompt": p, "chosen": chosen, "rejected": rejected,
-                         "gold_chosen": gc, "gold_rejected": gr, "p_label": p_a if u < p_a else 1 - p_a})
-        print(f"{len(rows)} pairs", flush=True)
+    behaviour = BehaviourConfig(system=BEHAVIOUR_SYSTEM, temperature=BEHAVIOUR_TEMPERATURE,
+                                max_new_tokens=MAX_NEW_TOKENS, tau=TAU, seed=SEED)
+    rows = gold_labelled_pairs(model, tok, source_prompts, behaviour, gold, rng, log=print)
     (here / "source_pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    for name, ps in [("target_prompts.jsonl", target_train), ("target_eval_prompts.jsonl", target_eval)]:
+    for name, ps in [("source_prompts.jsonl", source_prompts), ("target_prompts.jsonl", target_train),
+                     ("target_eval_prompts.jsonl", target_eval)]:
         (here / name).write_text("".join(json.dumps({"id": f"{name[:-6]}-{i:03d}", "prompt": p}) + "\n"
                                          for i, p in enumerate(ps)))
-    agree = sum(r["gold_chosen"] >= r["gold_rejected"] for r in rows) / len(rows)
+    agree = label_agreement(rows)
     info = {"source_pairs": len(rows), "target_prompts": len(target_train), "target_eval_prompts": len(target_eval),
             "behaviour_system_prompt": BEHAVIOUR_SYSTEM, "behaviour_temperature": BEHAVIOUR_TEMPERATURE,
             "tau": TAU, "max_new_tokens": MAX_NEW_TOKENS, "seed": SEED,

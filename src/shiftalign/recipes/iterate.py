@@ -34,6 +34,10 @@ from .label import LabelConfig
 from .label import main as label_main
 
 
+class NoPairsError(ConfigError):
+    """A round has nothing to train on: every pair was left unlabelled (see its unlabelled.jsonl)."""
+
+
 @dataclass
 class IterateConfig:
     output_dir: str = "runs/iterate"
@@ -58,7 +62,7 @@ def _training_set(pseudo: Path, cfg: IterateConfig, out: Path) -> Path:
                     r["weight"] = weights[str(r["id"])]
                 rows.append(r)
     if not rows:
-        raise ConfigError(f"{pseudo}: the labeller produced no pairs and there is no mix_source to train on")
+        raise NoPairsError(f"{pseudo}: the labeller produced no pairs and there is no mix_source to train on")
     write_text_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return out
 

@@ -2,7 +2,8 @@
 
 Reads samples (``shiftalign sample`` output, or any rows with ``prompt`` and ``completion``),
 groups them by prompt, and labels pairs with the configured labeller (registered in
-:data:`LABELLERS`: ``reward_model`` or ``judge``). Writes atomically to ``output_dir``:
+:data:`LABELLERS`: ``reward_model``, ``judge``, or ``scorer`` — any registered
+scorer, e.g. the gold reward of a controlled experiment for oracle labels). Writes atomically to ``output_dir``:
 ``pseudo_pairs.jsonl`` (paired rows with provenance: labeller, model, template hash, scores or
 verdicts, margin, confidence) — trainable by the preference recipe as they are —,
 ``unlabelled.jsonl`` (every pair that got no label, with its reason) and ``label_summary.json``.
@@ -17,15 +18,17 @@ from pathlib import Path
 
 from ..config import dump_config
 from ..io import write_json_atomic, write_text_atomic
-from ..labeling import judge_labeller, reward_model
+from ..labeling import judge_labeller, reward_model, scorer
 from ..labeling.judge_labeller import JudgeLabelConfig
 from ..labeling.reward_model import RewardLabelConfig
+from ..labeling.scorer import ScorerLabelConfig
 from ..labeling.samples import grouped_samples
 from ..registry import Registry
 
 LABELLERS: Registry = Registry("labeller")
 LABELLERS.register("reward_model", lambda groups, cfg, out, log: (*reward_model.label(groups, cfg.reward_model,
                                                                                      cfg.seed, log), {}))
+LABELLERS.register("scorer", lambda groups, cfg, out, log: (*scorer.label(groups, cfg.scorer, cfg.seed, log), {}))
 LABELLERS.register("judge", lambda groups, cfg, out, log: judge_labeller.label(groups, cfg.judge, cfg.seed, out,
                                                                                 cfg.progress))
 
@@ -34,11 +37,12 @@ LABELLERS.register("judge", lambda groups, cfg, out, log: judge_labeller.label(g
 class LabelConfig:
     samples: str = ""  # rows with prompt + completion (ids optional), grouped by prompt
     output_dir: str = "runs/labels"
-    labeller: str = "reward_model"  # reward_model | judge
+    labeller: str = "reward_model"  # reward_model | judge | scorer
     seed: int = 0
     progress: bool = True
     reward_model: RewardLabelConfig = field(default_factory=RewardLabelConfig)
     judge: JudgeLabelConfig = field(default_factory=JudgeLabelConfig)
+    scorer: ScorerLabelConfig = field(default_factory=ScorerLabelConfig)
 
 
 def _jsonl(rows) -> str:

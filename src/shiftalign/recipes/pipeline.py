@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, dump_config
-from ..io import write_json_atomic, write_text_atomic
+from ..io import write_text_atomic
 from ..report.html import gold_bars, reward_vs_kl, training_curves, write_report
 from ..rollout.sample import SampleConfig, SamplingParams
 from ..rollout.sample import main as sample_main
@@ -37,6 +36,7 @@ from .evaluate import EvaluateConfig
 from .evaluate import main as evaluate_main
 from .label import LabelConfig
 from .label import main as label_main
+from .stages import Stages
 from .weights import WeightsConfig
 from .weights import main as weights_main
 
@@ -74,23 +74,7 @@ def _train_cfg(cfg: PipelineConfig, out: Path, recipe: str, train_file: str, tra
 def main(cfg: PipelineConfig, log=print) -> dict:
     root = Path(cfg.output_dir)
     write_text_atomic(root / "config.yaml", dump_config(cfg))
-    stages: list[dict] = []
-
-    def stage(name: str, fn) -> dict:
-        marker = root / "stages" / f"{name}.json"
-        n = len(stages) + 1
-        if marker.exists():
-            info = json.loads(marker.read_text())
-            log(f"[shiftalign] stage {n}/9 {name}: done earlier ({info.get('seconds', 0):.0f} s), skipped")
-        else:
-            log(f"[shiftalign] stage {n}/9 {name} ...")
-            t0 = time.perf_counter()
-            info = fn() or {}
-            info["seconds"] = time.perf_counter() - t0
-            write_json_atomic(marker, info)
-        stages.append({"stage": name, "seconds": info["seconds"], **{k: v for k, v in info.items()
-                                                                      if k != "seconds" and not isinstance(v, dict)}})
-        return info
+    stage = Stages(root, 9, log)
 
     def train(name, recipe, train_file, tcfg, loss, weights=None):
         rc = _train_cfg(cfg, root / name, recipe, train_file, tcfg, loss, weights)
@@ -150,9 +134,9 @@ def main(cfg: PipelineConfig, log=print) -> dict:
 
     ev = stage("evaluate", evaluate)
     evaluation = json.loads(Path(ev["file"]).read_text())
-    report = make_report(root, cfg, stages, w, evaluation)
+    report = make_report(root, cfg, stage.records, w, evaluation)
     log(f"[shiftalign] report: {report}")
-    return {"stages": stages, "evaluation": evaluation, "report": str(report)}
+    return {"stages": stage.records, "evaluation": evaluation, "report": str(report)}
 
 
 def make_report(root: Path, cfg: PipelineConfig, stages: list[dict], w: dict, evaluation: dict) -> Path:

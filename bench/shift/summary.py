@@ -1,0 +1,93 @@
+"""Results of the shift benchmark: one row per arm, the gap-recovery ratio, ``results.json``,
+``results.md`` (the table BENCHMARKS.md quotes) and a self-contained ``report.html``.
+
+Gap-recovery ratio of an arm: (gold(arm) - gold(source-only)) / (gold(oracle) - gold(source-only)),
+on the held-out target prompts. It is reported only when the oracle's interval against source-only
+excludes zero; otherwise the denominator is noise and the ratio says nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from shiftalign.io import write_json_atomic, write_text_atomic
+from shiftalign.report.html import gold_bars, reward_vs_kl, training_curves, write_report
+
+COLUMNS = ["arm", "gold", "diff", "ci95", "gap_recovery", "win_rate", "kl", "rm_accuracy", "ess_fraction",
+           "domain_auc", "label_accuracy", "pseudo_pairs", "seconds"]
+
+
+def arm_rows(cfg, records: list[dict], arms: dict, evaluation: dict) -> list[dict]:
+    base, oracle = cfg.baseline_arm, cfg.oracle_arm
+    pol = evaluation["policies"]
+    key = f"gold_diff_vs_{base}"
+    gap = pol[oracle][key]
+    oracle_lo, oracle_hi = pol[oracle][f"{key}_ci95"]
+    usable = oracle_lo > 0 or oracle_hi < 0
+    seconds = {r["stage"]: r["seconds"] for r in records}
+    rows = []
+    for name, info in arms.items():
+        if name not in pol:
+            rows.append({"arm": name, "failed": info.get("failed"), "seconds": seconds.get(f"arm_{name}")})
+            continue
+        e = pol[name]
+        auc = (info.get("domain_auc_before"), info.get("domain_auc_after"))
+        rows.append({"arm": name, "gold": e["gold_mean"], "diff": e[key], "ci95": e[f"{key}_ci95"],
+                     "gap_recovery": 0.0 if name == base else (e[key] / gap if usable else None),
+                     "win_rate": e["win_rate_vs_baseline"], "kl": e["kl_to_baseline"],
+                     "rm_accuracy": e.get("reward_model_accuracy"), "ess_fraction": info.get("ess_fraction"),
+                     "domain_auc": list(auc) if auc[0] is not None else None,
+                     "label_accuracy": info.get("label_accuracy"), "pseudo_pairs": info.get("pseudo_pairs"),
+                     "seconds": seconds.get(f"arm_{name}")})
+    return rows
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:+.3f}" if abs(v) < 10 else f"{v:.0f}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    failed = [f"- `{r['arm']}` has no policy: {r['failed']}\n" for r in rows if "failed" in r]
+    rows = [r for r in rows if "failed" not in r]
+    head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
+    table = head + "".join("| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS) + " |\n" for r in rows)
+    return table + ("\n" + "".join(failed) if failed else "")
+
+
+def write_summary(root: Path, cfg, records: list[dict], data: dict, arms: dict, evaluation: dict, log=print) -> dict:
+    rows = arm_rows(cfg, records, arms, evaluation)
+    total = sum(r["seconds"] for r in records)
+    oracle = next(r for r in rows if r["arm"] == cfg.oracle_arm)
+    verdict = ("the oracle beats source-only DPO (95 % interval excludes zero)" if oracle["gap_recovery"] is not None
+               else "the oracle's interval against source-only DPO includes zero: gap-recovery ratios are not reported")
+    result = {"arms": rows, "data": {k: v for k, v in data.items() if not isinstance(v, dict)},
+              "evaluation": {k: v for k, v in evaluation.items() if k != "policies"}, "stage_seconds": records,
+              "total_seconds": total, "oracle_verdict": verdict}
+    write_json_atomic(root / "results.json", result)
+    md = (f"Held-out target prompts: {evaluation['prompts']} x {evaluation['samples_per_prompt']} samples; gold: "
+          f"{evaluation['gold']}; differences and paired-bootstrap 95 % intervals against `{cfg.baseline_arm}`; "
+          f"total {total / 60:.1f} min. Verdict: {verdict}.\n\n" + markdown_table(rows))
+    write_text_atomic(root / "results.md", md)
+    images = [("Gold reward per arm", gold_bars(evaluation, cfg.baseline_arm)),
+              ("Gold reward against KL to the initial policy", reward_vs_kl(evaluation)),
+              ("Training curves (DPO arms)", training_curves({n: root / n / "metrics.jsonl" for n in arms}))]
+    for name in arms:
+        png = root / name / "weights" / "weights.png"
+        if png.exists():
+            images.append((f"Density-ratio weights: {name}",
+                           "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()))
+    notes = [verdict, f"Source pairs: {data.get('source_pairs_n')} (label agreement with gold "
+                      f"{_fmt(data.get('source_label_agreement'))}); target prompts {data.get('target_prompts_n')}; "
+                      f"held-out prompts {data.get('eval_prompts_n')}."]
+    report = write_report(root / "report.html", "shiftalign domain-shift benchmark", records,
+                          [(h, s) for h, s in images if s], [("Arms", rows)], notes)
+    log(f"[shiftalign] results: {root / 'results.md'}; report: {report}")
+    log(md)
+    return result

@@ -1,0 +1,37 @@
+"""Named, cached steps of a long job (the pipeline, the shift benchmark).
+
+``Stages(root, total)(name, fn)`` runs ``fn`` once: its result (a JSON-able dict) is written
+atomically to ``<root>/stages/<name>.json`` with the seconds it took, and a later call with the same
+name returns the stored result without running ``fn``. A stage interrupted before its marker is
+written runs again; each stage's own work (sampling, training) resumes inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..io import write_json_atomic
+
+
+class Stages:
+    def __init__(self, root: Path, total: int, log=print):
+        self.root, self.total, self.log = Path(root), total, log
+        self.records: list[dict] = []  # one flat summary per stage, in order, for reports
+
+    def __call__(self, name: str, fn) -> dict:
+        marker = self.root / "stages" / f"{name}.json"
+        n = len(self.records) + 1
+        if marker.exists():
+            info = json.loads(marker.read_text())
+            self.log(f"[shiftalign] stage {n}/{self.total} {name}: done earlier ({info.get('seconds', 0):.0f} s), skipped")
+        else:
+            self.log(f"[shiftalign] stage {n}/{self.total} {name} ...")
+            t0 = time.perf_counter()
+            info = fn() or {}
+            info["seconds"] = time.perf_counter() - t0
+            write_json_atomic(marker, info)
+        self.records.append({"stage": name, "seconds": info["seconds"],
+                             **{k: v for k, v in info.items() if k != "seconds" and not isinstance(v, (dict, list))}})
+        return info

@@ -1,0 +1,57 @@
+"""Source-domain preference pairs of a controlled shift: a behaviour policy writes two responses per
+prompt, a gold scorer labels them with Bradley-Terry noise.
+
+The behaviour policy is a causal LM under its own system prompt and temperature (so style and
+length differ from the target policy's). For responses a and b with gold scores g(a), g(b), a is
+chosen with probability sigmoid((g(a) - g(b)) / tau) (Bradley & Terry, 1952): tau -> 0 gives gold
+labels, larger tau more label noise. Every row records both gold scores and the label's probability,
+so label accuracy can be analysed afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from .sample import SamplingParams, generate_hf
+
+
+@dataclass
+class BehaviourConfig:
+    system: str = "You are a busy assistant. Answer briefly, in one or two sentences."
+    temperature: float = 1.0
+    max_new_tokens: int = 48
+    tau: float = 0.1  # Bradley-Terry temperature on the gold-score difference
+    seed: int = 0
+
+
+def gold_labelled_pairs(model, tok, prompts: list[str], cfg: BehaviourConfig, gold, rng: random.Random,
+                        batch: int = 16, id_prefix: str = "src", log=print) -> list[dict]:
+    """One (chosen, rejected) row per prompt whose two samples are non-empty and distinct."""
+    from ..data.tokenize import _encode, _render_prompt
+
+    params = SamplingParams(n=2, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0,
+                            seed=cfg.seed)
+    rows: list[dict] = []
+    for s in range(0, len(prompts), batch):
+        chunk = prompts[s:s + batch]
+        ids = [_encode(tok, _render_prompt(tok, [{"role": "system", "content": cfg.system},
+                                                 {"role": "user", "content": p}], False)) for p in chunk]
+        for p, samples in zip(chunk, generate_hf(model, tok, ids, params, seed=cfg.seed + s)):
+            a, b = (tok.decode(x["completion_ids"], skip_special_tokens=True).strip() for x in samples)
+            if not a or not b or a == b:
+                continue
+            ga, gb = gold([p, p], [a, b])
+            p_a = 1 / (1 + math.exp(-(ga - gb) / cfg.tau))
+            u = rng.random()
+            chosen, rejected, gc, gr = (a, b, ga, gb) if u < p_a else (b, a, gb, ga)
+            rows.append({"id": f"{id_prefix}-{len(rows):04d}", "prompt": p, "chosen": chosen, "rejected": rejected,
+                         "gold_chosen": gc, "gold_rejected": gr, "p_label": p_a if u < p_a else 1 - p_a})
+        log(f"[shiftalign] behaviour pairs: {len(rows)} from {min(s + batch, len(prompts))}/{len(prompts)} prompts")
+    return rows
+
+
+def label_agreement(rows: list[dict]) -> float:
+    """Fraction of rows whose chosen response has the higher (or equal) gold score."""
+    return sum(r["gold_chosen"] >= r["gold_rejected"] for r in rows) / max(len(rows), 1)
