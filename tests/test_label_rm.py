@@ -81,16 +81,3 @@ def test_ensemble_mean_and_spread_filter(tmp_path, rms):
     assert 0 < len(kept) < 24 and all(p["provenance"]["spread"] <= cut for p in kept)
     assert sum(d["reason"] == "ensemble spread" for d in dropped) == 24 - len(kept)
 
-
-def test_scorer_labeller_orients_pairs_by_the_scorer(tmp_path):
-    """The oracle labeller: any registered scorer (here a python function) labels best vs worst."""
-    (tmp_path / "gold.py").write_text("def g(prompts, responses):\n    return [len(r) for r in responses]\n")
-    cfg = from_dict(LabelConfig, {"samples": _samples(tmp_path), "output_dir": str(tmp_path / "out"),
-                                  "labeller": "scorer",
-                                  "scorer": {"scorer": {"name": "python", "function": f"{tmp_path / 'gold.py'}:g"}}})
-    summary = label_main(cfg, log=lambda m: None)
-    pairs = [json.loads(l) for l in (tmp_path / "out" / "pseudo_pairs.jsonl").read_text().splitlines()]
-    assert summary["pairs"] == 4 and summary["reasons"] == {"identical responses": 1}
-    for p in pairs:  # the longest response (k = 3) is chosen over the shortest (k = 0)
-        assert p["chosen_id"].endswith("-3") and p["rejected_id"].endswith("-0")
-        assert p["provenance"]["labeller"] == "scorer" and p["provenance"]["margin"] > 0

@@ -38,7 +38,7 @@ def bench_cfg(tmp_path, tiny_dir):
             "arms": [{"name": "initial", "kind": "initial"},
                      {"name": "dpo_source", "kind": "dpo"},
                      {"name": "dpo_classifier", "kind": "dpo", "estimator": {"name": "classifier", "folds": 3}},
-                     {"name": "dpo_kliep", "kind": "dpo", "estimator": {"name": "kliep"}},
+                     {"name": "dpo_kliep", "kind": "dpo", "estimator": {"name": "kliep"}, "stabilise": {"temper": 0.5}},
                      {"name": "dpo_policy_ratio", "kind": "dpo", "policy_ratio": {"form": "wpo"}},
                      {"name": "rm_iterative", "kind": "pseudo", "labeller": "reward_model", "rounds": 2},
                      {"name": "judge", "kind": "pseudo", "labeller": "judge"},
@@ -96,6 +96,9 @@ def test_every_arm_runs_and_results_follow_the_definitions(bench_cfg, tmp_path, 
     # Round 1 of every pseudo-label arm reuses the shared policy samples.
     shared = (root / "policy_samples" / "samples.jsonl").read_text()
     assert (root / "oracle" / "round-1" / "samples.jsonl").read_text() == shared
+    assert not list(root.rglob("checkpoints"))  # finished stages keep their models, not their checkpoints
+    assert (root / "dpo_kliep" / "weights" / "config.yaml").exists() and "temper: 0.5" in \
+        (root / "dpo_kliep" / "weights" / "config.yaml").read_text()
     html = (root / "report.html").read_text()
     assert html.count("<img ") >= 4 and "| oracle |" in (root / "results.md").read_text()
 

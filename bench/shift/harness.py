@@ -32,7 +32,6 @@ from pathlib import Path
 from shiftalign.config import DataConfig, ModelConfig, RunConfig, TrainConfig, dump_config, from_dict
 from shiftalign.errors import ConfigError
 from shiftalign.io import write_text_atomic
-from shiftalign.models.packaged import resolve_model_path
 from shiftalign.recipes import RECIPES
 from shiftalign.recipes.evaluate import EvaluateConfig
 from shiftalign.recipes.evaluate import main as evaluate_main
@@ -70,10 +69,13 @@ class ArmSpec:
     name: str = ""
     kind: str = "dpo"  # initial | dpo | pseudo | rl
     estimator: dict | None = None  # dpo: density-ratio weights from this estimator (reweight.ESTIMATORS)
+    stabilise: dict = field(default_factory=dict)  # dpo with an estimator: overrides of the benchmark's stabilise
     policy_ratio: dict | None = None  # dpo: policy-likelihood-ratio weights in the loop
     labeller: str = "reward_model"  # pseudo: reward_model | judge | gold
     judge: dict = field(default_factory=dict)  # pseudo with judge: labeling.judge_labeller.JudgeLabelConfig
     rounds: int = 1  # pseudo: rounds of sample -> label -> DPO
+    pairs: str = "best_vs_worst"  # pseudo with reward_model / gold: best_vs_worst | random | all
+    margin: float = 0.0  # pseudo with reward_model / gold: keep pairs whose score difference is above this
     reference: str = "initial"  # pseudo: initial | previous
     mix_source: bool = False  # pseudo: add the source pairs to every round
     rl: dict = field(default_factory=dict)  # rl: fields of recipes.rl.RLConfig (algorithm, iterations, lr, ...)
@@ -142,7 +144,6 @@ class ShiftBench:
         self.arms = parse_arms(cfg)
         self.root = Path(cfg.output_dir)
         self.stage = Stages(self.root, 4 + len(self.arms), log)
-        self.initial = resolve_model_path(cfg.model.path)
 
     # ---- shared stages ------------------------------------------------------------------------
     def data(self) -> dict:
@@ -190,22 +191,25 @@ class ShiftBench:
 
     # ---- arms ---------------------------------------------------------------------------------
     def arm(self, a: ArmSpec, ctx: dict) -> dict:
-        return {"initial": self.arm_initial, "dpo": self.arm_dpo, "pseudo": self.arm_pseudo,
+        info = {"initial": self.arm_initial, "dpo": self.arm_dpo, "pseudo": self.arm_pseudo,
                 "rl": self.arm_rl}[a.kind](a, ctx)
+        drop_checkpoints(self.root / a.name)
+        return info
 
     def _dpo_train(self, a: ArmSpec) -> TrainConfig:
         t = copy.deepcopy(self.cfg.dpo_train)
         return from_dict(TrainConfig, {**json.loads(json.dumps(t.__dict__)), **a.train}, f"arms.{a.name}.train.")
 
     def arm_initial(self, a: ArmSpec, ctx: dict) -> dict:
-        return {"model": self.initial}
+        return {"model": self.cfg.model.path}  # as configured ("default" stays "default": no machine path)
 
     def arm_dpo(self, a: ArmSpec, ctx: dict) -> dict:
         cfg, info, extra = self.cfg, {}, {}
         if a.estimator:
             wc = WeightsConfig(source=ctx["source_pairs"], target=ctx["samples"], output_dir=str(self.root / a.name / "weights"),
                                pair_mode=cfg.pair_mode, features=copy.deepcopy(cfg.features), estimator=dict(a.estimator),
-                               stabilise=copy.deepcopy(cfg.stabilise))
+                               stabilise=from_dict(StabiliserConfig, {**cfg.stabilise.__dict__, **a.stabilise},
+                                                   f"arms.{a.name}.stabilise."))
             d = weights_main(wc, self.log)
             extra["weights"] = str(Path(wc.output_dir) / "weights.jsonl")
             info.update({k: d.get(k) for k in ("ess_fraction", "ess_fraction_raw", "largest_share",
@@ -224,10 +228,10 @@ class ShiftBench:
         labeller = {"reward_model": "reward_model", "judge": "judge", "gold": "scorer"}[a.labeller]
         label = {"labeller": labeller, "seed": cfg.seed, "progress": cfg.progress}
         if labeller == "reward_model":
-            label["reward_model"] = {"models": [ctx["reward_model"]], "pairs": "best_vs_worst",
+            label["reward_model"] = {"models": [ctx["reward_model"]], "pairs": a.pairs, "margin": a.margin,
                                      "wrap_text_as_chat": cfg.wrap_text_as_chat}
         elif labeller == "scorer":
-            label["scorer"] = {"scorer": dict(cfg.gold), "pairs": "best_vs_worst"}
+            label["scorer"] = {"scorer": dict(cfg.gold), "pairs": a.pairs, "margin": a.margin}
         else:
             label["judge"] = {"pairs": "random", **a.judge}
         train = RunConfig(recipe="preference", seed=cfg.seed, model=copy.deepcopy(cfg.model), loss=dict(cfg.dpo_loss),
@@ -274,8 +278,8 @@ class ShiftBench:
         cfg = self.cfg
         write_text_atomic(self.root / "config.yaml", dump_config(cfg))
         data = self.stage("data", self.data)
-        rm = self.stage("reward", lambda: self.train("reward", "reward", data["source_pairs"], cfg.reward_train,
-                                                      {"name": "bradley_terry"}))
+        rm = self.stage("reward", lambda: drop_checkpoints(self.root / "reward", self.train(
+            "reward", "reward", data["source_pairs"], cfg.reward_train, {"name": "bradley_terry"})))
         smp = self.stage("policy_samples", lambda: self.policy_samples(data["target_prompts"]))
         ctx = {**data, "reward_model": rm["model"], "samples": smp["samples"]}
         arms = {a.name: self.stage(f"arm_{a.name}", lambda a=a: self.arm(a, ctx)) for a in self.arms}
@@ -292,6 +296,14 @@ class ShiftBench:
         ev = self.stage("evaluate", evaluate)
         evaluation = json.loads(Path(ev["file"]).read_text())
         return write_summary(self.root, cfg, self.stage.records, data, arms, evaluation, self.log)
+
+
+def drop_checkpoints(run_dir: Path, result=None):
+    """Remove the checkpoints of a finished stage (they serve resumption inside it; ~1.6 GB each for a
+    135M model with its optimiser state); the final model stays. Returns ``result`` unchanged."""
+    for d in sorted(run_dir.rglob("checkpoints")) if run_dir.exists() else []:
+        shutil.rmtree(d, ignore_errors=True)
+    return result
 
 
 def _metrics(run_dir: Path) -> list[dict]:
