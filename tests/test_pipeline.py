@@ -55,6 +55,10 @@ def test_pipeline_runs_caches_and_reports(setup, capsys):
     out = capsys.readouterr().out
     assert out.count("done earlier") == 9
     assert (root / "dpo_pseudo" / "model" / "model.safetensors").stat().st_mtime_ns == before
+    # The same directory under another configuration is refused, not silently reused; display keys are free.
+    assert main(["pipeline", cfg, "progress=true"]) == 0
+    assert main(["pipeline", cfg, "dpo_train.lr=0.5"]) == 2
+    assert "another configuration" in capsys.readouterr().err
 
 
 def test_pipeline_continues_after_a_kill(setup, monkeypatch, capsys):

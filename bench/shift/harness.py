@@ -143,7 +143,7 @@ class ShiftBench:
         self.cfg, self.log = cfg, log
         self.arms = parse_arms(cfg)
         self.root = Path(cfg.output_dir)
-        self.stage = Stages(self.root, 4 + len(self.arms), log)
+        self.stage = Stages(self.root, 4 + len(self.arms), log, config=cfg)
 
     # ---- shared stages ------------------------------------------------------------------------
     def data(self) -> dict:

@@ -8,11 +8,10 @@ excludes zero; otherwise the denominator is noise and the ratio says nothing.
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 from shiftalign.io import write_json_atomic, write_text_atomic
-from shiftalign.report.html import gold_bars, reward_vs_kl, training_curves, write_report
+from shiftalign.report.html import gold_bars, png_file, reward_vs_kl, training_curves, write_report
 
 COLUMNS = ["arm", "gold", "diff", "ci95", "gap_recovery", "win_rate", "kl", "rm_accuracy", "ess_fraction",
            "domain_auc", "label_accuracy", "pseudo_pairs", "seconds"]
@@ -61,6 +60,25 @@ def markdown_table(rows: list[dict]) -> str:
     return table + ("\n" + "".join(failed) if failed else "")
 
 
+def difference_plot(rows: list[dict], baseline: str) -> str:
+    """Each arm's gold-reward difference to the baseline arm with its paired-bootstrap 95 % interval,
+    in the configured arm order."""
+    from shiftalign.report.html import figure_png, pyplot
+
+    plt = pyplot()
+    rows = [r for r in rows if "failed" not in r]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1))
+    for i, r in enumerate(rows):
+        lo, hi = r["ci95"]
+        ax.errorbar(r["diff"], i, xerr=[[r["diff"] - lo], [hi - r["diff"]]], fmt="o", capsize=4,
+                    color="#228833" if lo > 0 else "#cc3311" if hi < 0 else "#4477aa")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(rows)), [r["arm"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"gold reward minus {baseline} (held-out target prompts)")
+    return figure_png(fig)
+
+
 def write_summary(root: Path, cfg, records: list[dict], data: dict, arms: dict, evaluation: dict, log=print) -> dict:
     rows = arm_rows(cfg, records, arms, evaluation)
     total = sum(r["seconds"] for r in records)
@@ -75,14 +93,18 @@ def write_summary(root: Path, cfg, records: list[dict], data: dict, arms: dict, 
           f"{evaluation['gold']}; differences and paired-bootstrap 95 % intervals against `{cfg.baseline_arm}`; "
           f"total {total / 60:.1f} min. Verdict: {verdict}.\n\n" + markdown_table(rows))
     write_text_atomic(root / "results.md", md)
-    images = [("Gold reward per arm", gold_bars(evaluation, cfg.baseline_arm)),
-              ("Gold reward against KL to the initial policy", reward_vs_kl(evaluation)),
-              ("Training curves (DPO arms)", training_curves({n: root / n / "metrics.jsonl" for n in arms}))]
-    for name in arms:
-        png = root / name / "weights" / "weights.png"
-        if png.exists():
-            images.append((f"Density-ratio weights: {name}",
-                           "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()))
+    ordered = {**evaluation, "policies": {n: evaluation["policies"][n] for n in arms if n in evaluation["policies"]}}
+    curves = {}
+    for n in arms:
+        files = [root / n / "metrics.jsonl"] + sorted((root / n).glob("round-*/train/metrics.jsonl"))
+        for f in files:
+            if f.exists():
+                curves[n + ("" if f.parent == root / n else f" ({f.parents[1].name})")] = f
+    images = [("Gold reward: difference to source-only DPO with 95 % intervals", difference_plot(rows, cfg.baseline_arm)),
+              ("Gold reward per arm", gold_bars(ordered, cfg.baseline_arm)),
+              ("Gold reward against KL to the initial policy", reward_vs_kl(ordered)),
+              ("Training curves", training_curves(curves))]
+    images += [(f"Density-ratio weights: {name}", png_file(root / name / "weights" / "weights.png")) for name in arms]
     notes = [verdict, f"Source pairs: {data.get('source_pairs_n')} (label agreement with gold "
                       f"{_fmt(data.get('source_label_agreement'))}); target prompts {data.get('target_prompts_n')}; "
                       f"held-out prompts {data.get('eval_prompts_n')}."]

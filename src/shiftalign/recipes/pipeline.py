@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, dump_config
 from ..io import write_text_atomic
-from ..report.html import gold_bars, reward_vs_kl, training_curves, write_report
+from ..report.html import gold_bars, png_file, reward_vs_kl, training_curves, write_report
 from ..rollout.sample import SampleConfig, SamplingParams
 from ..rollout.sample import main as sample_main
 from . import RECIPES
@@ -74,7 +74,7 @@ def _train_cfg(cfg: PipelineConfig, out: Path, recipe: str, train_file: str, tra
 def main(cfg: PipelineConfig, log=print) -> dict:
     root = Path(cfg.output_dir)
     write_text_atomic(root / "config.yaml", dump_config(cfg))
-    stage = Stages(root, 9, log)
+    stage = Stages(root, 9, log, config=cfg)
 
     def train(name, recipe, train_file, tcfg, loss, weights=None):
         rc = _train_cfg(cfg, root / name, recipe, train_file, tcfg, loss, weights)
@@ -140,10 +140,8 @@ def main(cfg: PipelineConfig, log=print) -> dict:
 
 
 def make_report(root: Path, cfg: PipelineConfig, stages: list[dict], w: dict, evaluation: dict) -> Path:
-    import base64
 
-    weights_png = root / "weights" / "weights.png"
-    hist = "data:image/png;base64," + base64.b64encode(weights_png.read_bytes()).decode() if weights_png.exists() else None
+    hist = png_file(root / "weights" / "weights.png")
     curves = training_curves({n: root / n / "metrics.jsonl" for n in ("reward", "dpo_source", "dpo_weighted", "dpo_pseudo")})
     rows = [{"policy": n, **{k: v for k, v in e.items() if k != "model"}} for n, e in evaluation["policies"].items()]
     notes = [f"Gold reward: {evaluation['gold']}; {evaluation['prompts']} held-out target prompts, "

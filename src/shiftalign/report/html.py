@@ -16,7 +16,7 @@ from pathlib import Path
 from ..io import write_text_atomic
 
 
-def _png(fig) -> str:
+def figure_png(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -25,7 +25,12 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _plt():
+def png_file(path: Path) -> str | None:
+    """A PNG written by another stage (e.g. the weight histogram) as a data URI; None when absent."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path.exists() else None
+
+
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,7 +40,7 @@ def _plt():
 
 
 def training_curves(runs: dict[str, Path]) -> str | None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     any_line = False
     for name, metrics in runs.items():
@@ -52,11 +57,11 @@ def training_curves(runs: dict[str, Path]) -> str | None:
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("training loss")
     ax.legend()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def gold_bars(evaluation: dict, compare: str) -> str:
-    plt = _plt()
+    plt = pyplot()
     names = list(evaluation["policies"])
     means = [evaluation["policies"][n]["gold_mean"] for n in names]
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -68,18 +73,18 @@ def gold_bars(evaluation: dict, compare: str) -> str:
     ax.set_ylabel("gold reward (mean)")
     ax.set_title(f"error bars: 95 % CI of the difference to {compare}", fontsize=10)
     ax.tick_params(axis="x", rotation=20)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def reward_vs_kl(evaluation: dict) -> str:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for n, e in evaluation["policies"].items():
         ax.scatter(e["kl_to_baseline"], e["gold_mean"])
         ax.annotate(n, (e["kl_to_baseline"], e["gold_mean"]), fontsize=8, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("KL to the initial policy (nats, sequence)")
     ax.set_ylabel("gold reward")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _table(rows: list[dict]) -> str:
