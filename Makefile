@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart quickstart-dpo test test-slow test-browser bench clean-venv
+.PHONY: quickstart quickstart-dpo test test-slow test-browser bench bench-shift bench-shift-small clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -35,6 +35,13 @@ test-browser: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/dpo_throughput.py
+
+# The domain-shift benchmark (bench/shift): every arm, or the small profile.
+bench-shift: $(STAMP)
+	$(PY) bench/shift/run.py bench/shift/default.yaml
+
+bench-shift-small: $(STAMP)
+	$(PY) bench/shift/run.py bench/shift/small.yaml
 
 clean-venv:
 	rm -rf $(VENV)
