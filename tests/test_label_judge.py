@@ -134,3 +134,66 @@ def test_requests_per_minute_limit():
         return time.monotonic() - t0
 
     assert 0.9 <= asyncio.run(take(10)) <= 1.6
+
+
+class _BiasedStub:
+    """Always answers A (position bias), but its verdict-token probabilities lean toward the
+    response containing "good": P(A) = 0.8 when A is good, 0.6 otherwise."""
+
+    def __init__(self):
+        self.seen = []
+
+    async def chat(self, messages, max_tokens, temperature):
+        import math
+
+        from shiftalign.labeling.clients import Reply
+
+        self.seen.append(messages)
+        user = messages[1]["content"]
+        a_good = "good" in user.split("[Response A]")[1].split("[Response B]")[0]
+        pa = 0.8 if a_good else 0.6
+        return Reply("A]]", "stop", 10, 2, [{"A": math.log(pa), "B": math.log(1 - pa)}, {"]]": 0.0}])
+
+
+@pytest.mark.parametrize("decide", ["verdicts", "soft"])
+def test_order_averaged_soft_decision_cancels_position_bias(decide):
+    import asyncio
+
+    from shiftalign.labeling.judge import JudgeConfig, PairJudge
+    from shiftalign.labeling.limits import Limiter, LimitsConfig
+
+    stub = _BiasedStub()
+    judge = PairJudge(stub, "local", "stub", JudgeConfig(prefill="[[", decide=decide), Limiter(LimitsConfig()), None)
+    res = asyncio.run(judge.judge_pair("q", "a plain answer", "a good answer", 30))
+    assert all(m[-1] == {"role": "assistant", "content": "[["} for m in stub.seen)  # the reply is prefilled
+    assert res["verdicts"] == ["A", "A"]  # "[[" + "A]]" parses
+    # P(y1 better) = (P1(A) + P2(B)) / 2 = (0.6 + 0.2) / 2 = 0.4: y2 ("good") wins with confidence 0.6.
+    assert res["soft_first"] == pytest.approx(0.4)
+    if decide == "verdicts":
+        assert res["label"] == "tie" and res["reason"] == "position disagreement"
+    else:
+        assert res["label"] == "second" and res["confidence"] == pytest.approx(0.6)
+
+
+def test_prefill_is_refused_on_openai_and_decide_is_checked():
+    from shiftalign.errors import ConfigError
+    from shiftalign.labeling.judge import JudgeConfig, PairJudge
+    from shiftalign.labeling.limits import Limiter, LimitsConfig
+
+    with pytest.raises(ConfigError, match="prefill"):
+        PairJudge(None, "openai", "m", JudgeConfig(prefill="[["), Limiter(LimitsConfig()), None)
+    with pytest.raises(ConfigError, match="decide"):
+        PairJudge(None, "local", "m", JudgeConfig(decide="vote"), Limiter(LimitsConfig()), None)
+
+
+def test_local_judge_with_prefill_and_soft_decision(tmp_path, tiny_dir):
+    """The local backend continues a prefilled reply; whatever a random model answers, every pair ends
+    labelled (from the soft decision) or unlabelled with a reason."""
+    cfg = from_dict(LabelConfig, {
+        "samples": samples(tmp_path, ["plain one", "plain two"]), "output_dir": str(tmp_path / "loc"),
+        "labeller": "judge", "progress": False,
+        "judge": {"backend": {"kind": "local", "model": tiny_dir},
+                  "judge": {"max_tokens": 2, "prefill": "[[", "decide": "soft"}}})
+    summary = label_main(cfg, log=lambda m: None)
+    assert summary["pairs"] + summary["unlabelled"] == 3
+    assert set(summary["reasons"]) <= {"truncated", "unparseable", "identical responses", "soft tie"}

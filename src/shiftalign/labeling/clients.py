@@ -146,7 +146,9 @@ class LocalBackend:
 
     def _generate(self, messages, max_tokens: int) -> Reply:
         torch = self.torch
-        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prefill = messages[-1]["role"] == "assistant"  # continue a started reply (JudgeConfig.prefill)
+        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=not prefill,
+                                            continue_final_message=prefill)
         ids = torch.tensor([self.tok(text, add_special_tokens=False)["input_ids"]])
         with torch.inference_mode():
             out = self.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_tokens,

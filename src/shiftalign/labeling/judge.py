@@ -10,6 +10,13 @@ Sec. 3.4: position bias). Each answer is parsed to A, B or tie and mapped back t
   ``partial: tie``;
 - the orders disagree, or both say tie -> a tie: recorded, never turned into a label.
 
+With ``decide: soft`` and a backend that returns log-probs, the label comes instead from the
+probability of the verdict token averaged over both orders, P(y1) = (P1(A) + P2(B)) / 2, which
+cancels a constant position bias (the balanced position calibration of Wang et al., 2023, "Large
+Language Models are not Fair Evaluators", Sec. 3.2); pairs within ``soft_margin`` of 1/2 are ties.
+``prefill`` starts the judge's reply with fixed text (e.g. ``[[``) so that the next token is the
+verdict: small local judges that do not follow the answer format still give one.
+
 An answer that cannot be parsed, or that was cut off, gets one re-ask; then the item is recorded as
 unlabelled with its reason (unparseable, truncated, refusal, deadline, budget, HTTP errors). A
 failed call never becomes a default verdict.
@@ -24,6 +31,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from ..errors import ConfigError
 from .cache import ResponseCache, cache_key
 from .clients import CallError, Reply
 from .limits import Limiter
@@ -43,10 +51,14 @@ class JudgeConfig:
     max_tokens: int = 256
     temperature: float = 0.0
     partial: str = "label"  # one order prefers, the other ties: label (confidence 0.75) | tie
+    prefill: str = ""  # start of the judge's reply, e.g. "[[" (local and anthropic backends)
+    decide: str = "verdicts"  # verdicts (both orders must agree) | soft (order-averaged verdict-token probability)
+    soft_margin: float = 0.05  # decide: soft — |P(y1) - 1/2| at or below this is a tie
 
 
 def template_hash(cfg: JudgeConfig) -> str:
-    return hashlib.sha256((cfg.system + "\x00" + cfg.template + "\x00" + REASK).encode()).hexdigest()[:16]
+    parts = [cfg.system, cfg.template, REASK] + ([cfg.prefill] if cfg.prefill else [])
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
 _PATTERNS = [
@@ -67,9 +79,10 @@ def parse_verdict(text: str) -> str | None:
     return {"a": "A", "b": "B", "tie": "tie"}.get(stripped)
 
 
-def soft_preference(reply: Reply) -> float | None:
-    """P(A) / (P(A) + P(B)) at the verdict token, when the reply carries top log-probs."""
-    for tops in reversed(reply.top_logprobs):
+def soft_preference(reply: Reply, first: bool = False) -> float | None:
+    """P(A) / (P(A) + P(B)) at the verdict token, when the reply carries top log-probs: the last token
+    offering A or B (a judge concludes at the end), or with ``first`` (a prefilled reply) the first."""
+    for tops in (reply.top_logprobs[:1] if first else reversed(reply.top_logprobs)):
         a = [v for k, v in tops.items() if k.strip().strip("[]").upper() == "A"]
         b = [v for k, v in tops.items() if k.strip().strip("[]").upper() == "B"]
         if a or b:
@@ -93,6 +106,11 @@ class PairJudge:
         self.backend, self.backend_name, self.model = backend, backend_name, model
         self.cfg, self.limiter, self.cache = cfg, limiter, cache
         self.thash = template_hash(cfg)
+        if cfg.decide not in ("verdicts", "soft"):
+            raise ConfigError(f"judge.decide must be verdicts or soft, got {cfg.decide!r}")
+        if cfg.prefill and backend_name == "openai":
+            raise ConfigError("judge.prefill needs the local or anthropic backend: the OpenAI chat API has no "
+                              "assistant prefill")
         self.requests = 0
         self.fatal: str | None = None
 
@@ -149,21 +167,22 @@ class PairJudge:
                     {"role": "user", "content": cfg.template.format(prompt=prompt, a=a, b=b)}]
         base = dict(backend=self.backend_name, model=self.model, template=self.thash, prompt=prompt, a=a, b=b,
                     max_tokens=cfg.max_tokens, temperature=cfg.temperature)
+        pre = [{"role": "assistant", "content": cfg.prefill}] if cfg.prefill else []
         try:
-            reply = await self._call(messages, cache_key(**base, reask=False), deadline)
+            reply = await self._call(messages + pre, cache_key(**base, reask=False), deadline)
             if reply.finish_reason == "refusal":
                 return Outcome(None, "refusal")
-            verdict = parse_verdict(reply.text)
+            verdict = parse_verdict(cfg.prefill + reply.text)
             if verdict is None:
                 first_problem = "truncated" if reply.finish_reason == "length" else "unparseable"
-                messages += [{"role": "assistant", "content": reply.text}, {"role": "user", "content": REASK}]
-                reply = await self._call(messages, cache_key(**base, reask=True), deadline)
+                messages += [{"role": "assistant", "content": cfg.prefill + reply.text}, {"role": "user", "content": REASK}]
+                reply = await self._call(messages + pre, cache_key(**base, reask=True), deadline)
                 if reply.finish_reason == "refusal":
                     return Outcome(None, "refusal")
-                verdict = parse_verdict(reply.text)
+                verdict = parse_verdict(cfg.prefill + reply.text)
                 if verdict is None:
                     return Outcome(None, first_problem)
-            return Outcome(verdict, None, soft_preference(reply))
+            return Outcome(verdict, None, soft_preference(reply, first=bool(cfg.prefill)))
         except CallError as e:
             return Outcome(None, str(e))
 
@@ -180,6 +199,12 @@ class PairJudge:
         soft = None
         if o1.soft_a is not None and o2.soft_a is not None:
             soft = (o1.soft_a + (1 - o2.soft_a)) / 2  # P(y1 better), averaged over both orders
+        if self.cfg.decide == "soft" and soft is not None:
+            if abs(soft - 0.5) <= self.cfg.soft_margin:
+                return {"label": "tie", "confidence": None, "reason": "soft tie", "verdicts": verdicts, "soft_first": soft}
+            label = "first" if soft > 0.5 else "second"
+            return {"label": label, "confidence": max(soft, 1 - soft), "reason": None, "verdicts": verdicts,
+                    "soft_first": soft}
         if abs(s) == 2 or (abs(s) == 1 and self.cfg.partial == "label"):
             label = "first" if s > 0 else "second"
             conf = 1.0 if abs(s) == 2 else 0.75

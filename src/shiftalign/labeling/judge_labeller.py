@@ -63,7 +63,8 @@ async def _label_async(groups, cfg: JudgeLabelConfig, seed: int, cache: Response
                                          "template_hash": template_hash(cfg.judge), "verdicts": res["verdicts"],
                                          "soft_first": res.get("soft_first"), "confidence": res["confidence"]}})
         else:
-            dropped.append({**base, "reason": res["reason"], "label": res["label"], "verdicts": res["verdicts"]})
+            dropped.append({**base, "reason": res["reason"], "label": res["label"], "verdicts": res["verdicts"],
+                            "soft_first": res.get("soft_first")})
     b = limiter.budget
     stats = {"requests": judge.requests, "cache_hits": cache.hits, "input_tokens": b.input_tokens,
              "output_tokens": b.output_tokens, "cost_usd": b.spent, "budget_exhausted": b.exhausted,
