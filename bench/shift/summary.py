@@ -8,6 +8,7 @@ excludes zero; otherwise the denominator is noise and the ratio says nothing.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from shiftalign.io import write_json_atomic, write_text_atomic
@@ -104,6 +105,9 @@ def write_summary(root: Path, cfg, records: list[dict], data: dict, arms: dict, 
               ("Gold reward per arm", gold_bars(ordered, cfg.baseline_arm)),
               ("Gold reward against KL to the initial policy", reward_vs_kl(ordered)),
               ("Training curves", training_curves(curves))]
+    for fname, (_, uri) in zip(("difference.png", "gold_per_arm.png", "gold_vs_kl.png", "training_curves.png"), images):
+        if uri:  # also as files, for BENCHMARKS.md
+            (root / fname).write_bytes(base64.b64decode(uri.split(",", 1)[1]))
     images += [(f"Density-ratio weights: {name}", png_file(root / name / "weights" / "weights.png")) for name in arms]
     notes = [verdict, f"Source pairs: {data.get('source_pairs_n')} (label agreement with gold "
                       f"{_fmt(data.get('source_label_agreement'))}); target prompts {data.get('target_prompts_n')}; "
