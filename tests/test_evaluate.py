@@ -51,3 +51,18 @@ def test_evaluate_policies(tmp_path):
     assert lo <= other["gold_diff_vs_initial"] <= hi
     assert other["kl_to_baseline"] > 0  # two different random models
     assert other["reward_model_accuracy"] is None or 0 <= other["reward_model_accuracy"] <= 1
+    # A rerun with one more policy computes model metrics for that policy only; the others come from the cache.
+    import shiftalign.recipes.evaluate as ev_mod
+
+    calls = []
+    real = ev_mod.sequence_logps
+    ev_mod.sequence_logps = lambda path, rows, wrap: calls.append(path) or real(path, rows, wrap)
+    try:
+        cfg["policies"]["third"] = p1
+        (tmp_path / "e.yaml").write_text(yaml.safe_dump(cfg))
+        assert main(["evaluate", str(tmp_path / "e.yaml")]) == 0
+    finally:
+        ev_mod.sequence_logps = real
+    again = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["policies"]
+    assert calls == [p0]  # one KL pass: the new policy's, against the baseline
+    assert again["other"]["kl_to_baseline"] == other["kl_to_baseline"] and "third" in again

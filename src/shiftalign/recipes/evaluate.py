@@ -9,7 +9,8 @@ score them with the gold scorer (``rl.scorers``; default VADER sentiment), and r
   (sequence-level k1 estimate of KL(pi || pi_base));
 - with ``reward_model`` set: that model's accuracy against the gold preference on on-policy pairs
   (two samples of the same prompt whose gold scores differ).
-Writes ``evaluation.json`` atomically.
+Writes ``evaluation.json`` atomically; samples and the per-policy model metrics are cached, so a rerun
+with one more policy computes only that policy.
 """
 
 from __future__ import annotations
@@ -105,19 +106,35 @@ def main(cfg: EvaluateConfig, log=print) -> dict:
         entry = {"model": path, "gold_mean": float(mean.mean()), "gold_std": float(scores[name].std()),
                  f"gold_diff_vs_{comp}": d, f"gold_diff_vs_{comp}_ci95": [lo, hi],
                  "win_rate_vs_baseline": float(np.mean(wins))}
-        if name != cfg.baseline:
-            own = np.array([r["logp"] for r in samples[name]])
-            entry["kl_to_baseline"] = float(np.mean(own - sequence_logps(cfg.policies[cfg.baseline], samples[name],
-                                                                          cfg.wrap_text_as_chat)))
-        else:
-            entry["kl_to_baseline"] = 0.0
-        if cfg.reward_model:
-            entry["reward_model_accuracy"] = rm_accuracy(cfg, samples[name], scores[name])
+        entry.update(model_metrics(cfg, name, samples[name], scores[name], out))
         result["policies"][name] = entry
         log(f"[shiftalign] {name}: gold {entry['gold_mean']:.3f} (diff vs {comp} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]), "
             f"win rate {entry['win_rate_vs_baseline']:.3f}, KL {entry['kl_to_baseline']:.3f}")
     write_json_atomic(out / "evaluation.json", result)
     return result
+
+
+def model_metrics(cfg: EvaluateConfig, name: str, rows: list[dict], gold: np.ndarray, out: Path) -> dict:
+    """KL to the baseline and reward-model accuracy of one policy's samples: the costly part (two model
+    passes), cached in ``<output_dir>/metrics/<name>.json`` under a key of the samples, the baseline
+    and the reward model, so that adding a policy to an evaluation recomputes only that policy."""
+    import hashlib
+
+    key = hashlib.sha256(json.dumps([rows, cfg.policies[cfg.baseline], cfg.reward_model, cfg.wrap_text_as_chat,
+                                     cfg.seed], sort_keys=True).encode()).hexdigest()[:16]
+    cache = out / "metrics" / f"{name}.json"
+    if cache.exists():
+        stored = json.loads(cache.read_text())
+        if stored.get("key") == key:
+            return stored["metrics"]
+    m = {"kl_to_baseline": 0.0}
+    if name != cfg.baseline:
+        own = np.array([r["logp"] for r in rows])
+        m["kl_to_baseline"] = float(np.mean(own - sequence_logps(cfg.policies[cfg.baseline], rows, cfg.wrap_text_as_chat)))
+    if cfg.reward_model:
+        m["reward_model_accuracy"] = rm_accuracy(cfg, rows, gold)
+    write_json_atomic(cache, {"key": key, "metrics": m})
+    return m
 
 
 def rm_accuracy(cfg: EvaluateConfig, rows: list[dict], gold: np.ndarray) -> float | None:
