@@ -123,6 +123,10 @@ def test_policy_ratio_in_training(tmp_path, tiny_dir, prefs):
     recs = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert recs[0]["policy_weight"] == pytest.approx(1.0)  # policy == reference at the first step
     assert all("policy_weight" in r for r in recs)
+    # The factor's own ESS is logged (the static weights' ESS would say 1 whatever the factor does).
+    assert recs[0]["policy_weight_ess_fraction"] == pytest.approx(1.0)  # all factors 1 at the first step
+    assert all(0 < r["policy_weight_ess_fraction"] <= 1 + 1e-9 for r in recs) and "policy_weight_sq" not in recs[0]
+    assert min(r["policy_weight_ess_fraction"] for r in recs) < 1  # the policy moved: factors differ
 
 
 @pytest.mark.parametrize("kind,width", [("hidden", 32), ("logprob", 4)])

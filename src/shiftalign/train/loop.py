@@ -101,7 +101,7 @@ class Trainer:
         if self.task.dynamic_weights is not None:
             factor = self.task.dynamic_weights(out)
             batch["weights"] = batch["weights"] * factor
-            metrics = {**metrics, "policy_weight": factor}
+            metrics = {**metrics, "policy_weight": factor, "policy_weight_sq": factor * factor}
         return batch, out, loss, metrics
 
     # -- one optimiser step --------------------------------------------------------------------
@@ -141,7 +141,9 @@ class Trainer:
         n = stats.pop("_n")
         record = {"loss": stats.pop("loss"), **{k: v / n for k, v in stats.items()}}
         record["weight_sum"] = W
-        record["weight_ess_fraction"] = W * W / (n_step * W2)  # Kish ESS / N of this step's weights
+        record["weight_ess_fraction"] = W * W / (n_step * W2)  # Kish ESS / N of this step's static weights
+        if "policy_weight_sq" in record:  # and of the in-loop policy-ratio factor (mean^2 / mean of squares)
+            record["policy_weight_ess_fraction"] = record["policy_weight"] ** 2 / record.pop("policy_weight_sq")
         if grad_norm is not None:
             record["grad_norm"] = grad_norm
         record["lr"] = lr
