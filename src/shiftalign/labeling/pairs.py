@@ -3,6 +3,7 @@
 - ``best_vs_worst``: the highest- against the lowest-scored sample;
 - ``random``: two distinct samples drawn with a seeded RNG, oriented by score;
 - ``all``: every pair of samples.
+``pairs_from_scores`` builds and orients them from one or several score lists (reward models, a scorer).
 Pairs whose score difference is not above ``margin`` are dropped (ties always are: a tie never
 becomes a label by default ordering).
 """
@@ -10,7 +11,9 @@ becomes a label by default ordering).
 from __future__ import annotations
 
 import itertools
+import math
 import random
+import statistics
 
 BUILDERS = ("best_vs_worst", "random", "all")
 
@@ -35,3 +38,38 @@ def orient(i: int, j: int, si: float, sj: float, margin: float):
     if abs(d) <= margin or d == 0:
         return None
     return (i, j, d) if d > 0 else (j, i, -d)
+
+
+def pairs_from_scores(groups, per_model: list[list[float]], how: str, margin: float, max_spread: float | None,
+                      seed: int, provenance: dict):
+    """Pairs per prompt from K score lists over the flattened samples (K = 1: a single scorer)."""
+    rng = random.Random(seed)
+    pairs, dropped, k = [], [], 0
+    for g in groups:
+        sc = [[per_model[m][k + i] for m in range(len(per_model))] for i in range(len(g))]
+        mean = [sum(s) / len(s) for s in sc]
+        k += len(g)
+        for i, j in candidate_pairs(len(g), how, rng, mean):
+            base = {"prompt": g[i].prompt, "a_id": g[i].id, "b_id": g[j].id}
+            if _response(g[i]) == _response(g[j]):
+                dropped.append({**base, "reason": "identical responses"})
+                continue
+            o = orient(i, j, mean[i], mean[j], margin)
+            if o is None:
+                dropped.append({**base, "reason": "tie" if mean[i] == mean[j] else "margin", "scores": [mean[i], mean[j]]})
+                continue
+            c, r, d = o
+            diffs = [sc[c][m] - sc[r][m] for m in range(len(per_model))]
+            spread = statistics.pstdev(diffs) if len(diffs) > 1 else 0.0
+            if max_spread is not None and spread > max_spread:
+                dropped.append({**base, "reason": "ensemble spread", "spread": spread})
+                continue
+            pairs.append({"id": f"{g[c].id}>{g[r].id}", "prompt": g[c].prompt, "chosen": _response(g[c]),
+                          "rejected": _response(g[r]), "chosen_id": g[c].id, "rejected_id": g[r].id,
+                          "provenance": {**provenance, "scores": [mean[c], mean[r]], "model_scores": [sc[c], sc[r]],
+                                         "margin": d, "spread": spread, "confidence": 1 / (1 + math.exp(-d))}})
+    return pairs, dropped
+
+
+def _response(ex):
+    return ex.completions[0]

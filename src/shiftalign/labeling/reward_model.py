@@ -10,8 +10,6 @@ Bradley-Terry probability that the chosen response is preferred.
 
 from __future__ import annotations
 
-import math
-import random
 from dataclasses import dataclass, field
 
 import torch
@@ -20,8 +18,7 @@ from ..config import ModelConfig
 from ..data.tokenize import tokenize_examples
 from ..data.batching import collate
 from ..ops.logprobs import BranchRewards
-from .pairs import candidate_pairs, orient
-from .samples import response
+from .pairs import pairs_from_scores
 
 
 @dataclass
@@ -64,34 +61,3 @@ def label(groups, cfg: RewardLabelConfig, seed: int = 0, log=print):
     log(f"[shiftalign] scored {len(flat)} samples with {len(cfg.models)} reward model(s)")
     return pairs_from_scores(groups, per_model, cfg.pairs, cfg.margin, cfg.max_spread, seed,
                              {"labeller": "reward_model", "models": cfg.models})
-
-
-def pairs_from_scores(groups, per_model: list[list[float]], how: str, margin: float, max_spread: float | None,
-                      seed: int, provenance: dict):
-    """Pairs per prompt from K score lists over the flattened samples (K = 1: a single scorer)."""
-    rng = random.Random(seed)
-    pairs, dropped, k = [], [], 0
-    for g in groups:
-        sc = [[per_model[m][k + i] for m in range(len(per_model))] for i in range(len(g))]
-        mean = [sum(s) / len(s) for s in sc]
-        k += len(g)
-        for i, j in candidate_pairs(len(g), how, rng, mean):
-            base = {"prompt": g[i].prompt, "a_id": g[i].id, "b_id": g[j].id}
-            if response(g[i]) == response(g[j]):
-                dropped.append({**base, "reason": "identical responses"})
-                continue
-            o = orient(i, j, mean[i], mean[j], margin)
-            if o is None:
-                dropped.append({**base, "reason": "tie" if mean[i] == mean[j] else "margin", "scores": [mean[i], mean[j]]})
-                continue
-            c, r, d = o
-            diffs = [sc[c][m] - sc[r][m] for m in range(len(per_model))]
-            spread = float(torch.tensor(diffs).std(unbiased=False)) if len(diffs) > 1 else 0.0
-            if max_spread is not None and spread > max_spread:
-                dropped.append({**base, "reason": "ensemble spread", "spread": spread})
-                continue
-            pairs.append({"id": f"{g[c].id}>{g[r].id}", "prompt": g[c].prompt, "chosen": response(g[c]),
-                          "rejected": response(g[r]), "chosen_id": g[c].id, "rejected_id": g[r].id,
-                          "provenance": {**provenance, "scores": [mean[c], mean[r]], "model_scores": [sc[c], sc[r]],
-                                         "margin": d, "spread": spread, "confidence": 1 / (1 + math.exp(-d))}})
-    return pairs, dropped

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..data.tokenize import _response_text
 from ..reweight.pairs import text_of
-from .reward_model import pairs_from_scores
+from .pairs import pairs_from_scores
 from .samples import response
 
 
