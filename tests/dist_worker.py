@@ -1,5 +1,6 @@
-"""Run by test_distributed under torchrun: one optimiser step on the same global batch; rank 0 saves
-the step loss and the gradients the optimiser saw."""
+"""Run by test_distributed under torchrun: one optimiser step on the same global batch (with KTO, a
+second step, whose reference point z0 depends on the first); rank 0 saves the step record and the
+gradients the optimiser saw."""
 
 import json
 import sys
@@ -13,9 +14,11 @@ from helpers import grads_after_step, make_trainer  # noqa: E402
 
 
 def main():
-    tiny_dir, data, out = sys.argv[1:4]
-    tr = make_trainer(tiny_dir, data, Path(out) / "run", batch_size=8, micro_batch_size=2)
+    tiny_dir, data, out, loss = sys.argv[1:5]
+    tr = make_trainer(tiny_dir, data, Path(out) / "run", loss=loss, batch_size=8, micro_batch_size=2)
     record, grads = grads_after_step(tr, list(range(8)))
+    if loss == "kto":
+        record, grads = grads_after_step(tr, list(range(8)))
     if tr.acc.is_main_process:
         Path(out).mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in grads.items()}, str(Path(out) / "grads.safetensors"))

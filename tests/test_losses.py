@@ -68,15 +68,18 @@ def test_slic():
 
 
 def test_kto():
-    # z0 = max(0, mean(0.5, -0.1)) = 0.2 ; r = (1.2, 0.2)
-    loss, m = kto_loss(T([-1.0, -2.0]), T([-2.2, -2.2]), T([-1.0, -3.0]), T([-1.5, -2.9]), T([True, False]), beta=1.0)
+    # z0 = max(0, mean(0.5, -0.1)) = 0.2 (the step's mean mismatched log-ratio); r = (1.2, 0.2)
+    loss, m = kto_loss(T([-1.0, -2.0]), T([-2.2, -2.2]), T(0.2), T([True, False]), beta=1.0)
     assert loss[0].item() == pytest.approx(1 - 1 / (1 + math.exp(-1.0)), abs=1e-6)
     assert loss[1].item() == pytest.approx(0.5, abs=1e-6)
     assert m["kl_reference_point"][0].item() == pytest.approx(0.2, abs=1e-6)
-    # the reference point is clamped at zero and carries no gradient
-    p, r = T([-1.0, -1.0], requires_grad=True), T([-1.0, -1.0], requires_grad=True)
-    kto_loss(r, T([-1.0, -1.0]), p, T([0.0, 0.0]), T([True, True]))[0].sum().backward()
-    assert p.grad is None and r.grad is not None
+    # a negative estimate is clamped at zero: r = 0 gives exactly 1/2
+    loss, m = kto_loss(T([-1.0]), T([-1.0]), T(-0.7), T([True]), beta=1.0)
+    assert loss.item() == pytest.approx(0.5) and m["kl_reference_point"].item() == 0.0
+    # the reference point carries no gradient
+    z, r = T(0.3, requires_grad=True), T([-1.0, -1.0], requires_grad=True)
+    kto_loss(r, T([-1.0, -1.0]), z, T([True, True]))[0].sum().backward()
+    assert z.grad is None and r.grad is not None
 
 
 def test_sft_token_mean():
@@ -96,6 +99,8 @@ def test_every_loss_is_per_example_and_finite(name):
     out = {"logps": -torch.rand(B, spec.n_branches) * 20, "lengths": torch.randint(1, 9, (B, spec.n_branches)).float(),
            "ref_logps": -torch.rand(B, spec.n_branches) * 20, "rewards": torch.randn(B, 2),
            "labels": torch.tensor([True, False] * 3)}
+    if spec.step_statistic is not None:
+        out["step_mean"] = spec.step_statistic(out).mean()
     loss, metrics = spec.compute(out, spec.params())
     assert loss.shape == (B,) and torch.isfinite(loss).all()
     assert all(v.shape == (B,) for v in metrics.values())

@@ -104,12 +104,11 @@ def test_policy_ratio_weights_forms():
 
     out = {"logps": torch.tensor([[-2.0, -4.0], [-6.0, -8.0]]), "lengths": torch.tensor([[2.0, 4.0], [2.0, 4.0]]),
            "ref_logps": torch.tensor([[-2.0, -4.0], [-5.0, -7.0]])}
-    w = policy_ratio_weights(out, PolicyRatioConfig(form="wpo", normalize="none"))
+    # unnormalised factors: the training loop divides by their sum over the whole step
+    w = policy_ratio_weights(out, PolicyRatioConfig(form="wpo"))
     assert torch.allclose(w, torch.tensor([np.exp(-1 - 1), np.exp(-3 - 2)]).float())
-    wb = policy_ratio_weights(out, PolicyRatioConfig(form="wpo"))
-    assert wb.mean().item() == pytest.approx(1.0) and torch.allclose(wb / wb[0], w / w[0])
     # relative: policy == reference -> r = 1 -> r_a = 1; r = e^-1 with a = 0.5 -> 1 / (0.5 + 0.5 e)
-    wr = policy_ratio_weights(out, PolicyRatioConfig(form="relative", alpha=0.5, normalize="none"))
+    wr = policy_ratio_weights(out, PolicyRatioConfig(form="relative", alpha=0.5))
     assert wr[0].item() == pytest.approx(1.0)
     assert wr[1].item() == pytest.approx(1 / (0.5 + 0.5 * np.e), rel=1e-5)
 
@@ -123,10 +122,14 @@ def test_policy_ratio_in_training(tmp_path, tiny_dir, prefs):
     recs = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert recs[0]["policy_weight"] == pytest.approx(1.0)  # policy == reference at the first step
     assert all("policy_weight" in r for r in recs)
-    # The factor's own ESS is logged (the static weights' ESS would say 1 whatever the factor does).
-    assert recs[0]["policy_weight_ess_fraction"] == pytest.approx(1.0)  # all factors 1 at the first step
-    assert all(0 < r["policy_weight_ess_fraction"] <= 1 + 1e-9 for r in recs) and "policy_weight_sq" not in recs[0]
-    assert min(r["policy_weight_ess_fraction"] for r in recs) < 1  # the policy moved: factors differ
+    # The ESS logged is that of the weights the step trained with: static weights times the factor.
+    from shiftalign.data.batching import step_batches
+
+    static = [pref_rows()[i]["weight"] for i in step_batches(16, 8, 0, 0)[0]]
+    static_ess = sum(static) ** 2 / (len(static) * sum(x * x for x in static))
+    assert recs[0]["weight_ess_fraction"] == pytest.approx(static_ess, rel=1e-5)  # factors 1 at the first step
+    assert all(0 < r["weight_ess_fraction"] <= 1 + 1e-9 for r in recs)
+    assert len({round(r["weight_ess_fraction"], 6) for r in recs}) > 1  # the policy moved: factors differ
 
 
 @pytest.mark.parametrize("kind,width", [("hidden", 32), ("logprob", 4)])

@@ -78,8 +78,79 @@ def test_resume_after_interruption_equals_uninterrupted(tiny_dir, tmp_path):
     assert steps == list(range(1, 9))
 
 
-def test_kto_trains_on_unpaired_rows(tiny_dir, tmp_path):
-    rows = [{"prompt": f"q {i}", "completion": f"answer {i}", "label": i % 2 == 0} for i in range(8)]
-    tr = make_trainer(tiny_dir, write_jsonl(tmp_path / "u.jsonl", rows), tmp_path / "k", loss="kto")
-    record = tr.train_step(list(range(8)))
-    assert 0 < record["loss"] < 1 and record["desirable"] == pytest.approx(0.5)
+def _wpo_trainer(tiny_dir, data, out, **train):
+    from shiftalign.reweight.policy_ratio import PolicyRatioConfig, policy_ratio_weights
+
+    tr = make_trainer(tiny_dir, data, out, **train)
+    tr.task.dynamic_weights = lambda o: policy_ratio_weights(o, PolicyRatioConfig(form="wpo"))
+    return tr
+
+
+def _direct_objective_grads(tr, indices):
+    """Gradients of sum w f l / sum w f over the whole batch in one pass, f detached (WPO factors)."""
+    model = tr.acc.unwrap_model(tr.model)
+    model.zero_grad(set_to_none=True)
+    batch, out, loss, _ = tr._forward(model, [tr.task.train_items[i] for i in indices], tr.task.ref_train)
+    w = batch["weights"]  # static weight x in-loop factor
+    ((w * loss).sum() / w.sum()).backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return float(((w * loss).sum() / w.sum()).detach()), grads
+
+
+@pytest.mark.parametrize("micro", [1, 2, 8])
+def test_in_loop_factors_are_normalised_over_the_whole_step(tiny_dir, tmp_path, micro):
+    # non-uniform static weights times WPO factors (~exp(-10) here): the step must minimise
+    # sum w f l / sum w f over the step, whatever the micro-batch size
+    data = _weighted(tmp_path, [0.5, 1.0, 2.0, 0.0, 3.0, 1.5, 0.25, 1.0])
+    tr = _wpo_trainer(tiny_dir, data, tmp_path / f"m{micro}", micro_batch_size=micro)
+    want_loss, want = _direct_objective_grads(tr, list(range(8)))
+    record, got = grads_after_step(tr, list(range(8)))
+    assert record["loss"] == pytest.approx(want_loss, rel=1e-5)
+    assert record["policy_weight"] < 0.1  # the factors are far from 1: an unnormalised step would be ~20x too small
+    for n in want:
+        assert torch.allclose(got[n], want[n], atol=1e-7, rtol=1e-4), n
+
+
+def test_kto_mismatched_responses_never_share_the_prompt(tiny_dir):
+    from pathlib import Path
+
+    from shiftalign.data.load import load_examples
+    from shiftalign.data.tokenize import add_mismatched_branch, tokenize_examples
+    from shiftalign.models.load import load_tokenizer
+
+    tok = load_tokenizer(tiny_dir)
+    src = Path(__file__).parents[1] / "data" / "quickstart" / "unpaired.jsonl"
+    items, _ = tokenize_examples(load_examples(str(src), "unpaired"), tok, 256, 128)
+    partner = add_mismatched_branch(items, 256, seed=3)
+    assert sum(items[j].prompt_ids == items[j + 1].prompt_ids for j in range(len(items) - 1)) >= 20  # the old pairing
+    assert all(items[j].prompt_ids != items[partner[j]].prompt_ids for j in range(len(items)))
+    assert all(items[j].completion_ids[1] == items[partner[j]].completion_ids[0] for j in range(len(items)))
+    assert sorted(partner) == list(range(len(items)))  # a permutation: every response used once
+    assert add_mismatched_branch(items, 256, seed=3) == partner  # seeded
+    with pytest.raises(ValueError, match="share one prompt"):
+        add_mismatched_branch(items[:3], 256)  # 2 of 3 rows share a prompt: no valid pairing
+
+
+def test_kto_step_uses_z0_of_the_whole_step(tiny_dir, tmp_path):
+    rows = [{"prompt": f"q {i}", "completion": f"answer {i} " * (1 + i % 3), "label": i % 3 != 0} for i in range(8)]
+    tr = make_trainer(tiny_dir, write_jsonl(tmp_path / "u.jsonl", rows), tmp_path / "k", loss="kto", micro_batch_size=2,
+                      schedule="constant")
+    first = tr.train_step(list(range(8)))
+    assert first["loss"] == pytest.approx(0.5, abs=1e-6)  # policy == reference: r = z0 = 0
+    # after one step the policy differs from the reference: compute step 2's loss by hand
+    model = tr.acc.unwrap_model(tr.model)
+    with torch.no_grad():
+        batch, out, _, _ = tr._forward(model, tr.task.train_items, tr.task.ref_train, torch.tensor(0.0))
+    kl = (out["logps"][:, 1] - out["ref_logps"][:, 1]).mean()  # over all 8 rows, not one micro-batch
+    z0 = kl.clamp(min=0)
+    assert z0 > 0.1  # a real estimate, not the clamp
+    # per micro-batch of 2 length-sorted rows the estimates differ from the step's
+    assert max(abs(float(kl) - float(out["logps"][i:i + 2, 1].sub(out["ref_logps"][i:i + 2, 1]).mean()))
+               for i in range(0, 8, 2)) > 1e-3
+    r = out["logps"][:, 0] - out["ref_logps"][:, 0]
+    beta = tr.task.params.beta
+    want = torch.where(batch["labels"], 1 - torch.sigmoid(beta * (r - z0)), 1 - torch.sigmoid(beta * (z0 - r)))
+    second = tr.train_step(list(range(8)))
+    assert second["kl_reference_point"] == pytest.approx(float(z0), abs=1e-6)
+    assert second["loss"] == pytest.approx(float(want.mean()), rel=1e-5)

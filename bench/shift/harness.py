@@ -218,7 +218,7 @@ class ShiftBench:
             extra["policy_ratio"] = from_dict(PolicyRatioConfig, a.policy_ratio, f"arms.{a.name}.policy_ratio.")
         res = self.train(a.name, "preference", ctx["source_pairs"], self._dpo_train(a), cfg.dpo_loss, **extra)
         if a.policy_ratio is not None:
-            ess = [m["policy_weight_ess_fraction"] for m in _metrics(self.root / a.name) if "policy_weight_ess_fraction" in m]
+            ess = [m["weight_ess_fraction"] for m in _metrics(self.root / a.name) if "weight_ess_fraction" in m]
             info["ess_fraction"] = sum(ess) / len(ess) if ess else None
         return {**res, **info}
 

@@ -105,11 +105,34 @@ def tokenize_examples(examples: list[Example], tokenizer, max_length: int, max_p
     return out, report
 
 
-def add_mismatched_branch(items: list[Tokenized], max_length: int) -> None:
-    """Append to each example the response of the next example (cyclic), cut to fit ``max_length``:
-    the mismatched pairs (x_i, y_{i+1}) from which KTO estimates its KL reference point
-    (Ethayarajh et al., 2024, "KTO: Model Alignment as Prospect Theoretic Optimization", Eq. 8)."""
-    firsts = [it.completion_ids[0] for it in items]
+def add_mismatched_branch(items: list[Tokenized], max_length: int, seed: int = 0) -> list[int]:
+    """Append to each example the response of an example with another prompt, cut to fit
+    ``max_length``: the mismatched pairs (x_i, y_j) from which KTO estimates its KL reference point
+    (Ethayarajh et al., 2024, "KTO: Model Alignment as Prospect Theoretic Optimization", Eq. 8).
+
+    The pairing is one seeded shuffle over the data set, drawn once so that the reference model's
+    log-probs of the mismatched pairs can be cached: prompts (by token ids) are put in a random
+    order, each prompt's rows together, and row j takes the response of row j + m of that order,
+    with m the largest number of rows sharing one prompt, so no row is paired with a response to
+    its own prompt. That needs m <= n / 2. Returns, for each row, the row its response came from."""
+    import random
+
+    groups: dict[tuple[int, ...], list[int]] = {}
     for j, it in enumerate(items):
-        other = firsts[(j + 1) % len(items)][: max_length - len(it.prompt_ids)]
-        it.completion_ids = [it.completion_ids[0], other]
+        groups.setdefault(tuple(it.prompt_ids), []).append(j)
+    blocks = list(groups.values())
+    rng = random.Random(f"{seed}:mismatched")
+    rng.shuffle(blocks)
+    for b in blocks:
+        rng.shuffle(b)
+    order = [j for b in blocks for j in b]
+    n, m = len(order), max(map(len, blocks))
+    if 2 * m > n:
+        raise ValueError(f"KTO's mismatched pairs need responses to other prompts: {m} of the {n} rows share "
+                         "one prompt (at most half may)")
+    firsts = [it.completion_ids[0] for it in items]
+    partner = [0] * n
+    for pos, j in enumerate(order):
+        it, partner[j] = items[j], order[(pos + m) % n]
+        it.completion_ids = [it.completion_ids[0], firsts[partner[j]][: max_length - len(it.prompt_ids)]]
+    return partner

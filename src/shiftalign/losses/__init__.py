@@ -7,7 +7,10 @@ what it needs as attributes of its :class:`LossSpec` instead of being recognised
 - ``kind``: the rows it trains on: ``paired`` (prompt, chosen, rejected), ``unpaired`` (prompt,
   completion, label; KTO), ``sft`` (prompt, completion), and ``reward`` (paired rows, scored by a
   reward model instead of log-probs);
-- ``needs_reference``: whether reference-model log-probs must be provided (``ref_logps``).
+- ``needs_reference``: whether reference-model log-probs must be provided (``ref_logps``);
+- ``step_statistic``: for a loss that needs a quantity estimated over the whole optimiser step
+  before any gradient (KTO's reference point), a function ``out -> (B,)`` whose mean over every
+  row of the step (all micro-batches, all processes) the loop passes back as ``out["step_mean"]``.
 
 ``compute(out, params)`` receives ``out`` with ``logps (B, k)`` and ``lengths (B, k)`` (or
 ``rewards (B, k)`` for reward losses), ``ref_logps (B, k)`` when needed and ``labels (B,)`` for
@@ -30,6 +33,7 @@ class LossSpec:
     kind: str  # paired | unpaired | sft | reward
     needs_reference: bool
     n_branches: int  # responses per row fed to the model
+    step_statistic: Callable | None = None  # (out) -> (B,) values averaged over the step into out["step_mean"]
 
 
 LOSSES: Registry[LossSpec] = Registry("loss")

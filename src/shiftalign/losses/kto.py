@@ -7,7 +7,11 @@ Ethayarajh et al., 2024, "KTO: Model Alignment as Prospect Theoretic Optimizatio
     loss    = lambda_D (1 - sigmoid(beta (r - z0)))   for desirable y
               lambda_U (1 - sigmoid(beta (z0 - r)))   for undesirable y
 
-z0 is estimated on the batch from the mismatched responses (column 1 of ``logps``), as in the paper.
+Each row carries, as its second branch, the response of a row with another prompt
+(``data.tokenize.add_mismatched_branch``: a seeded shuffle that never pairs a prompt with its own
+responses). The mean in z0 runs over every row of the optimiser step, on every process: the loop
+computes it in a no-gradient pass (``LossSpec.step_statistic``) and hands it over as
+``out["step_mean"]``.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ class KTOParams:
     undesirable_weight: float = 1.0
 
 
-def kto_loss(policy_logps, ref_logps, policy_kl_logps, ref_kl_logps, labels,
+def kto_loss(policy_logps, ref_logps, kl_estimate, labels,
              beta: float = 0.1, desirable_weight: float = 1.0, undesirable_weight: float = 1.0):
-    z0 = (policy_kl_logps - ref_kl_logps).mean().clamp(min=0).detach()
+    """``policy_logps, ref_logps, labels (B,)``; ``kl_estimate`` a scalar: the mean mismatched log-ratio."""
+    z0 = torch.as_tensor(kl_estimate, dtype=policy_logps.dtype, device=policy_logps.device).clamp(min=0).detach()
     r = policy_logps - ref_logps
     desirable = labels.bool()
     loss = torch.where(desirable, desirable_weight * (1 - torch.sigmoid(beta * (r - z0))),
@@ -38,10 +43,16 @@ def kto_loss(policy_logps, ref_logps, policy_kl_logps, ref_kl_logps, labels,
     return loss, metrics
 
 
+def mismatched_log_ratio(out: dict) -> torch.Tensor:
+    """(B,) log pi(y'|x) - log pi_ref(y'|x) of each row's mismatched response (branch 1)."""
+    return (out["logps"][:, 1] - out["ref_logps"][:, 1]).detach()
+
+
 def compute(out: dict, p: KTOParams):
     lp, ref = out["logps"], out["ref_logps"]
-    return kto_loss(lp[:, 0], ref[:, 0], lp[:, 1], ref[:, 1], out["labels"], p.beta, p.desirable_weight,
+    return kto_loss(lp[:, 0], ref[:, 0], out["step_mean"], out["labels"], p.beta, p.desirable_weight,
                     p.undesirable_weight)
 
 
-register(LossSpec("kto", compute, KTOParams, kind="unpaired", needs_reference=True, n_branches=2))
+register(LossSpec("kto", compute, KTOParams, kind="unpaired", needs_reference=True, n_branches=2,
+                  step_statistic=mismatched_log_ratio))

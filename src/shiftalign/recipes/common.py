@@ -57,7 +57,10 @@ def prepare_items(cfg: RunConfig, spec: LossSpec, tokenizer, source: str, split:
     if not items:
         raise ConfigError(f"{source}: no example is left after truncation (max_length={d.max_length})")
     if spec.kind == "unpaired":
-        add_mismatched_branch(items, d.max_length)
+        try:
+            add_mismatched_branch(items, d.max_length, cfg.seed)
+        except ValueError as e:
+            raise ConfigError(f"{source}: {e}") from None
     for i, it in enumerate(items):
         it.index = i
     return items, report

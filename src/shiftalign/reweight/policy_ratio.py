@@ -6,15 +6,16 @@ target-over-source ratio without any feature model. Both forms are detached (no 
 through a weight) and recomputed at every step, so they follow the policy as it moves.
 
 - ``wpo``: Zhou et al., 2024, "WPO: Enhancing RLHF with Weighted Preference Optimization", Eq. 5
-  (length-normalised form): w = exp( (1/|y+|) log pi(y+|x) + (1/|y-|) log pi(y-|x) ),
-  self-normalised over the micro-batch (mean 1).
+  (length-normalised form): w = exp( (1/|y+|) log pi(y+|x) + (1/|y-|) log pi(y-|x) ).
 - ``relative``: the alpha-relative sequence ratio of each response,
   r_a = r / (a r + 1 - a),  r = pi(y|x) / pi_ref(y|x)  (bounded by 1/a; Yamada et al., 2013),
   combined over chosen and rejected by the geometric mean, as in ``reweight.pairs`` (mode ``both``).
 
-Both multiply the example's static weight (from a weights file or a ``weight`` column). With
-``normalize: batch`` the dynamic factor is self-normalised within each micro-batch, so with gradient
-accumulation the normalisation is per micro-batch rather than per optimiser step.
+Both multiply the example's static weight (from a weights file or a ``weight`` column) and are
+self-normalised by the training loop over the whole optimiser step: the step minimises
+sum w f l / sum w f over every micro-batch of every process (see ``train.loop``), so the scale of f
+(WPO's factors are around exp(-3)) never changes the effective learning rate, and the
+normalisation does not depend on the micro-batch size.
 """
 
 from __future__ import annotations
@@ -30,17 +31,13 @@ from ..errors import ConfigError
 class PolicyRatioConfig:
     form: str = "wpo"  # wpo | relative
     alpha: float = 0.5  # relative form: mixing weight a in (0, 1]
-    normalize: str = "batch"  # batch (mean 1 in each micro-batch) | none
 
 
 def policy_ratio_weights(out: dict, cfg: PolicyRatioConfig) -> torch.Tensor:
-    """(B,) detached weights from ``logps``/``lengths`` (B, 2) and, for ``relative``, ``ref_logps``."""
+    """(B,) detached, unnormalised factors from ``logps``/``lengths`` (B, 2) and, for ``relative``, ``ref_logps``."""
     lp = out["logps"].detach().float()
     if cfg.form == "wpo":
-        logw = (lp / out["lengths"]).sum(-1)
-        if cfg.normalize == "batch":
-            return torch.softmax(logw, 0) * len(logw)
-        return logw.exp()
+        return (lp / out["lengths"]).sum(-1).exp()
     if cfg.form == "relative":
         if "ref_logps" not in out:
             raise ConfigError("policy_ratio form 'relative' needs a loss with a reference model")
@@ -50,6 +47,5 @@ def policy_ratio_weights(out: dict, cfg: PolicyRatioConfig) -> torch.Tensor:
         # r / (a r + 1 - a) = 1 / (a + (1 - a) exp(-log r)), computed stably in log space
         log_ra = -torch.logaddexp(torch.log(torch.tensor(cfg.alpha)), torch.log1p(torch.tensor(-cfg.alpha)) - log_r) \
             if cfg.alpha < 1 else torch.zeros_like(log_r)
-        w = log_ra.mean(-1).exp()  # geometric mean over chosen and rejected
-        return w / w.mean() if cfg.normalize == "batch" else w
+        return log_ra.mean(-1).exp()  # geometric mean over chosen and rejected
     raise ConfigError(f"policy_ratio.form must be wpo or relative, got {cfg.form!r}")

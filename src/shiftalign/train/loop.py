@@ -1,15 +1,22 @@
 """The one training loop, for every recipe, on ``accelerate``.
 
-Weighted reduction (house rule 2): with per-example losses l_i and weights w_i, one optimiser step
-minimises
+Weighted reduction (house rule 2): with per-example losses l_i, static weights w_i (a weights file,
+a ``weight`` column) and in-loop factors f_i (policy-ratio weights, recomputed from the current
+policy; 1 when absent), one optimiser step minimises
 
-    L = sum_i w_i l_i / sum_i w_i
+    L = sum_i w_i f_i l_i / sum_i w_i f_i
 
-where both sums run over the whole step: every micro-batch of every process. The sum of weights is
-all-reduced before the first micro-batch, each micro-batch contributes sum_(i in mb) w_i l_i / W,
-and since data-parallel averaging divides gradients by the number of processes, each process
-scales its contribution by that number. Gradient accumulation, weights and data parallelism
-therefore compose exactly: the step equals one single-process pass over the global batch.
+where both sums run over the whole step: every micro-batch of every process. The factors are only
+known after each micro-batch's forward pass, so every micro-batch back-propagates its unnormalised
+sum_(i in mb) w_i f_i l_i (times the number of processes, which undoes data-parallel averaging); once
+the step's micro-batches are done, sum_i w_i f_i is all-reduced and the accumulated gradients are
+divided by it, before clipping and the optimiser step. Gradient accumulation, weights, in-loop
+factors and data parallelism therefore compose exactly: the step equals one single-process pass
+over the global batch.
+
+A loss that needs a statistic of the whole step before any gradient (``LossSpec.step_statistic``:
+KTO's reference point z0, the mean log-ratio of its mismatched pairs) gets it from a no-gradient
+pass over the step's micro-batches, summed over processes, as ``out["step_mean"]``.
 """
 
 from __future__ import annotations
@@ -89,7 +96,7 @@ class Trainer:
     def _sum(self, x: torch.Tensor) -> torch.Tensor:
         return self.acc.reduce(x.to(self.acc.device), reduction="sum") if self.acc.num_processes > 1 else x
 
-    def _forward(self, model, items: list[Tokenized], ref: torch.Tensor | None):
+    def _forward(self, model, items: list[Tokenized], ref: torch.Tensor | None, step_mean: torch.Tensor | None = None):
         batch = _to(collate(items, self.task.pad_id), self.acc.device)
         with self.acc.autocast():
             out = model(batch)
@@ -97,37 +104,72 @@ class Trainer:
             out["ref_logps"] = ref[batch["index"].cpu()].to(self.acc.device)
         if "labels" in batch:
             out["labels"] = batch["labels"]
+        if step_mean is not None:
+            out["step_mean"] = step_mean
         loss, metrics = self.task.spec.compute(out, self.task.params)
         if self.task.dynamic_weights is not None:
-            factor = self.task.dynamic_weights(out)
+            factor = self.task.dynamic_weights(out).detach()
             batch["weights"] = batch["weights"] * factor
-            metrics = {**metrics, "policy_weight": factor, "policy_weight_sq": factor * factor}
+            metrics = {**metrics, "policy_weight": factor}
         return batch, out, loss, metrics
+
+    @torch.no_grad()
+    def _step_mean(self, model, chunks: list[list[Tokenized]], ref: torch.Tensor | None) -> torch.Tensor | None:
+        """Mean of the loss's ``step_statistic`` over every row of ``chunks`` on every process."""
+        stat = self.task.spec.step_statistic
+        if stat is None:
+            return None
+        total = torch.zeros(2, dtype=torch.float64)
+        for items in chunks:
+            batch = _to(collate(items, self.task.pad_id), self.acc.device)
+            with self.acc.autocast():
+                out = model(batch)
+            if self.task.spec.needs_reference:
+                out["ref_logps"] = ref[batch["index"].cpu()].to(self.acc.device)
+            values = stat(out).double().cpu()
+            total += torch.stack([values.sum(), torch.tensor(float(len(values)), dtype=torch.float64)])
+        s, n = self._sum(total).tolist()
+        return torch.tensor(s / max(n, 1.0), dtype=torch.float32, device=self.acc.device)
 
     # -- one optimiser step --------------------------------------------------------------------
     def train_step(self, step_indices: list[int]) -> dict:
         t, items = self.cfg.train, self.task.train_items
         micro = split_step(step_indices, self.lengths, t.micro_batch_size, self.acc.num_processes, self.acc.process_index)
         local = [items[i].weight for mb in micro for i in mb]
-        W, W2, n_step = self._sum(torch.tensor([sum(local), sum(w * w for w in local), len(local)], dtype=torch.float64)).tolist()
-        stats: dict[str, float] = {}
-        if W <= 0:
+        W_static, n_step = self._sum(torch.tensor([sum(local), len(local)], dtype=torch.float64)).tolist()
+        if W_static <= 0:
             self._log(f"step {self.step + 1}: every weight is zero; the step is skipped")
             return {"skipped": 1.0}
-        scale = self.acc.num_processes / W
+        step_mean = self._step_mean(self.model, [[items[i] for i in mb] for mb in micro], self.task.ref_train)
+        stats: dict[str, float] = {"_loss": 0.0, "_w": 0.0, "_w2": 0.0, "_n": 0.0}
         tokens = 0
         for j, mb in enumerate(micro):
             sync = contextlib.nullcontext() if j == len(micro) - 1 else self.acc.no_sync(self.model)
             with sync:
-                batch, out, loss_vec, metrics = self._forward(self.model, [items[i] for i in mb], self.task.ref_train)
+                batch, out, loss_vec, metrics = self._forward(self.model, [items[i] for i in mb], self.task.ref_train,
+                                                              step_mean)
                 w = batch["weights"]
                 weighted = (w * loss_vec).sum()
-                self.acc.backward(weighted * scale)
+                # Unnormalised: divided by the step's sum of effective weights once it is known (below).
+                self.acc.backward(weighted * self.acc.num_processes)
             tokens += sum(items[i].row_length for i in mb)
-            stats["loss"] = stats.get("loss", 0.0) + float(weighted.detach()) / W
+            wd = w.detach().double()
+            stats["_loss"] += float(weighted.detach())
+            stats["_w"] += float(wd.sum())
+            stats["_w2"] += float((wd * wd).sum())
+            stats["_n"] += len(mb)
             for k, v in metrics.items():
                 stats[k] = stats.get(k, 0.0) + float(v.float().sum())
-            stats["_n"] = stats.get("_n", 0.0) + len(mb)
+        keys = sorted(stats)
+        stats = dict(zip(keys, self._sum(torch.tensor([stats[k] for k in keys], dtype=torch.float64)).tolist()))
+        W = stats.pop("_w")
+        if not W > 0:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._log(f"step {self.step + 1}: the effective weights sum to {W}; the step is skipped")
+            return {"skipped": 1.0}
+        for p in self.model.parameters():
+            if p.grad is not None:
+                p.grad.div_(W)
         grad_norm = None
         if t.max_grad_norm > 0:
             grad_norm = float(self.acc.clip_grad_norm_(self.model.parameters(), t.max_grad_norm))
@@ -135,15 +177,11 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        keys = sorted(stats)
-        summed = self._sum(torch.tensor([stats[k] for k in keys], dtype=torch.float64)).tolist()
-        stats = dict(zip(keys, summed))
-        n = stats.pop("_n")
-        record = {"loss": stats.pop("loss"), **{k: v / n for k, v in stats.items()}}
+        n, W2 = stats.pop("_n"), stats.pop("_w2")
+        record = {"loss": stats.pop("_loss") / W, **{k: v / n for k, v in stats.items()}}
         record["weight_sum"] = W
-        record["weight_ess_fraction"] = W * W / (n_step * W2)  # Kish ESS / N of this step's static weights
-        if "policy_weight_sq" in record:  # and of the in-loop policy-ratio factor (mean^2 / mean of squares)
-            record["policy_weight_ess_fraction"] = record["policy_weight"] ** 2 / record.pop("policy_weight_sq")
+        # Kish ESS / N of the weights this step trained with (static weights times any in-loop factor)
+        record["weight_ess_fraction"] = W * W / (n_step * W2)
         if grad_norm is not None:
             record["grad_norm"] = grad_norm
         record["lr"] = lr
@@ -160,11 +198,12 @@ class Trainer:
         was = model.training
         model.eval()
         mine = list(range(self.acc.process_index, len(items), self.acc.num_processes))
-        sums: dict[str, float] = {}
         bs = self.cfg.train.reference_batch_size
-        for s in range(0, len(mine), bs):
-            chunk = [items[i] for i in mine[s:s + bs]]
-            batch, out, loss_vec, metrics = self._forward(model, chunk, self.task.ref_eval)
+        chunks = [[items[i] for i in mine[s:s + bs]] for s in range(0, len(mine), bs)]
+        step_mean = self._step_mean(model, chunks, self.task.ref_eval)
+        sums: dict[str, float] = {}
+        for chunk in chunks:
+            batch, out, loss_vec, metrics = self._forward(model, chunk, self.task.ref_eval, step_mean)
             w = batch["weights"]
             sums["loss"] = sums.get("loss", 0.0) + float((w * loss_vec).sum())
             sums["_w"] = sums.get("_w", 0.0) + float(w.sum())
