@@ -1,14 +1,19 @@
-"""`shiftalign evaluate` on tiny models with a python gold scorer."""
+"""`shiftalign evaluate` on tiny models with a python gold scorer: exact KL, win rate, reward-model
+accuracy, and caches that follow the content of the models and the sampling settings."""
 
+import itertools
 import json
+import math
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from conftest import write_jsonl
 from shiftalign.cli import main
-from shiftalign.recipes.evaluate import paired_bootstrap
+from shiftalign.ops.kl import tempered_token_kl
+from shiftalign.recipes.evaluate import paired_bootstrap, pair_accuracy
 
 
 def test_paired_bootstrap():
@@ -21,48 +26,149 @@ def test_paired_bootstrap():
     assert lo < d < hi and lo > 0  # a shift of 0.6 (standard error 0.1) excludes zero
 
 
-def test_evaluate_policies(tmp_path):
-    from shiftalign.models.tiny import save_tiny
+def _categorical_kl(p, q, t):
+    pt = [x ** (1 / t) for x in p]
+    qt = [x ** (1 / t) for x in q]
+    pt, qt = [x / sum(pt) for x in pt], [x / sum(qt) for x in qt]
+    return sum(a * math.log(a / b) for a, b in zip(pt, qt))
 
-    import torch
+
+@pytest.mark.parametrize("t", [0.7, 1.0])
+def test_tempered_kl_is_exact_on_a_categorical_case(t):
+    pi, base = [0.3, 0.7], [0.2, 0.8]
+    got = tempered_token_kl(torch.tensor([pi]).log(), torch.tensor([base]).log(), t)
+    assert got.item() == pytest.approx(_categorical_kl(pi, base, t), rel=1e-5)
+    if t == 1.0:
+        assert got.item() == pytest.approx(0.3 * math.log(1.5) + 0.7 * math.log(0.875), rel=1e-5)  # 0.0282
+    # the sampled-token estimate the old evaluation used: E_{pi_T}[log pi - log base] with untempered log-probs
+    p_t = [x ** (1 / t) / sum(y ** (1 / t) for y in pi) for x in pi]
+    k1 = sum(a * (math.log(x) - math.log(y)) for a, x, y in zip(p_t, pi, base))
+    if t == 0.7:
+        assert k1 < 0 < got.item()  # -0.0098: not a KL at all
+
+
+def test_pair_accuracy_hand_values():
+    # prompt a: gold orders 0 < 1 < 2, scores agree on (0,1) and (0,2), disagree on (1,2); prompt b: a score tie
+    acc, n = pair_accuracy(np.array([0.0, 1.0, 0.5, 3.0, 3.0]), np.array([0.1, 0.2, 0.3, 1.0, 0.0]),
+                           ["a", "a", "a", "b", "b"])
+    assert n == 4 and acc == pytest.approx((1 + 1 + 0 + 0.5) / 4)
+    assert pair_accuracy(np.array([1.0, 2.0]), np.array([0.5, 0.5]), ["a", "a"]) == (None, 0)
+
+
+def _next_token_kl(p_path, base_path, prompts, t):
+    """Exact KL of the first response token's distributions, averaged over prompts, from the HF models."""
+    from shiftalign.config import ModelConfig
+    from shiftalign.models.load import load_policy
+
+    (p, tok), (b, _) = load_policy(ModelConfig(path=p_path)), load_policy(ModelConfig(path=base_path))
+    kls = []
+    with torch.no_grad():
+        for x in prompts:
+            ids = torch.tensor([tok(x, add_special_tokens=False)["input_ids"]])
+            kls.append(tempered_token_kl(p(ids).logits[0, -1:], b(ids).logits[0, -1:], t).item())
+    return float(np.mean(kls))
+
+
+def _policies(tmp_path):
     from transformers import AutoModelForCausalLM
+
+    from shiftalign.models.tiny import save_tiny
 
     p0, p1 = save_tiny(tmp_path / "p0", seed=0), save_tiny(tmp_path / "p1", seed=1)
     sharp = AutoModelForCausalLM.from_pretrained(p1)
     with torch.no_grad():  # a random tiny model is near-uniform; sharpen one so the two policies differ clearly
         sharp.lm_head.weight.mul_(40)
     sharp.save_pretrained(p1)
+    return p0, p1
+
+
+def _run(tmp_path, cfg):
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["evaluate", str(tmp_path / "e.yaml")]) == 0
+    return json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+
+
+@pytest.mark.parametrize("t", [0.7, 1.0])
+def test_evaluation_kl_is_the_exact_kl_of_the_sampling_distributions(tmp_path, t):
+    # one new token per response: the sequence KL is the KL of the first token's distribution, known exactly
+    p0, p1 = _policies(tmp_path)
+    texts = [f"what is {i}" for i in range(4)]
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"q{i}", "prompt": x} for i, x in enumerate(texts)])
+    cfg = {"prompts": prompts, "policies": {"initial": p0, "other": p1}, "baseline": "initial",
+           "gold": {"name": "vader"}, "sampling": {"n": 3, "max_new_tokens": 1, "temperature": t},
+           "output_dir": str(tmp_path / "ev"), "bootstrap": 200, "progress": False}
+    res = _run(tmp_path, cfg)["policies"]
+    want = _next_token_kl(p1, p0, texts, t)
+    assert want > 0.05
+    assert res["other"]["kl_to_baseline"] == pytest.approx(want, rel=1e-4)
+    lo, hi = res["other"]["kl_to_baseline_ci95"]
+    assert 0 <= lo <= res["other"]["kl_to_baseline"] <= hi
+    assert res["initial"]["kl_to_baseline"] == 0.0
+
+
+def test_evaluate_policies(tmp_path):
+    from shiftalign.models.tiny import save_tiny
+    from shiftalign.rl.scorers import make_scorer, reward_model_scorer
+
+    p0, p1 = _policies(tmp_path)
     rm = save_tiny(tmp_path / "rm", seed=2, reward=True)
     (tmp_path / "gold.py").write_text("def g(prompts, responses):\n    return [r.count('o') / max(len(r), 1) "
                                       "for r in responses]\n")
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"q{i}", "prompt": f"what is {i}"} for i in range(6)])
-    cfg = {"prompts": prompts, "policies": {"initial": p0, "other": p1}, "baseline": "initial",
-           "gold": {"name": "python", "function": f"{tmp_path / 'gold.py'}:g"}, "reward_model": rm,
-           "sampling": {"n": 3, "max_new_tokens": 8}, "output_dir": str(tmp_path / "ev"), "bootstrap": 200,
-           "progress": False}
-    (tmp_path / "e.yaml").write_text(yaml.safe_dump(cfg))
-    assert main(["evaluate", str(tmp_path / "e.yaml")]) == 0
-    res = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    gold = {"name": "python", "function": f"{tmp_path / 'gold.py'}:g"}
+    cfg = {"prompts": prompts, "policies": {"initial": p0, "other": p1}, "baseline": "initial", "gold": gold,
+           "reward_model": rm, "sampling": {"n": 3, "max_new_tokens": 8}, "output_dir": str(tmp_path / "ev"),
+           "bootstrap": 200, "progress": False}
+    res = _run(tmp_path, cfg)
     init, other = res["policies"]["initial"], res["policies"]["other"]
     assert res["prompts"] == 6
-    assert init["win_rate_vs_baseline"] == pytest.approx(0.5 + 0.0, abs=0.2) and init["kl_to_baseline"] == 0.0
-    assert init["gold_diff_vs_initial"] == 0.0
+    assert init["win_rate_vs_baseline"] == 0.5 and init["kl_to_baseline"] == 0.0  # a policy against itself
+    assert init["gold_diff_vs_initial"] == 0.0 and init["gold_diff_vs_initial_ci95"] == [0.0, 0.0]
     lo, hi = other["gold_diff_vs_initial_ci95"]
     assert lo <= other["gold_diff_vs_initial"] <= hi
-    assert other["kl_to_baseline"] > 0  # two different random models
-    assert other["reward_model_accuracy"] is None or 0 <= other["reward_model_accuracy"] <= 1
+    assert other["kl_to_baseline"] > 0.1  # two clearly different models
+    # reward-model accuracy, recomputed independently from the samples file
+    rows = [json.loads(line) for line in (tmp_path / "ev" / "samples" / "other.jsonl").read_text().splitlines()]
+    g = make_scorer(gold)([r["prompt"] for r in rows], [r["completion"] for r in rows])
+    s = reward_model_scorer(rm)([r["prompt"] for r in rows], [r["completion"] for r in rows])
+    pairs = [(i, j) for i, j in itertools.combinations(range(len(rows)), 2)
+             if rows[i]["prompt_id"] == rows[j]["prompt_id"] and g[i] != g[j]]
+    assert len(pairs) == other["reward_model_pairs"] > 0
+    hits = sum(0.5 if s[i] == s[j] else float((s[i] > s[j]) == (g[i] > g[j])) for i, j in pairs)
+    assert other["reward_model_accuracy"] == pytest.approx(hits / len(pairs))
+
     # A rerun with one more policy computes model metrics for that policy only; the others come from the cache.
     import shiftalign.recipes.evaluate as ev_mod
 
     calls = []
-    real = ev_mod.sequence_logps
-    ev_mod.sequence_logps = lambda path, rows, wrap: calls.append(path) or real(path, rows, wrap)
+    real = ev_mod.sequence_kls
+    ev_mod.sequence_kls = lambda path, base, *a: calls.append(path) or real(path, base, *a)
     try:
         cfg["policies"]["third"] = p1
-        (tmp_path / "e.yaml").write_text(yaml.safe_dump(cfg))
-        assert main(["evaluate", str(tmp_path / "e.yaml")]) == 0
+        again = _run(tmp_path, cfg)["policies"]
+        assert calls == [p1]  # one KL pass: the new policy's, against the baseline
+        assert again["other"]["kl_to_baseline"] == other["kl_to_baseline"] and "third" in again
+
+        # The model at p1's path is retrained (other weights, same path): its samples and metrics are redone.
+        from transformers import AutoModelForCausalLM
+
+        m = AutoModelForCausalLM.from_pretrained(p1)
+        with torch.no_grad():
+            m.lm_head.weight.mul_(0.5)
+        m.save_pretrained(p1)
+        calls.clear()
+        before = (tmp_path / "ev" / "samples" / "other.jsonl").read_text()
+        third = _run(tmp_path, cfg)["policies"]
+        assert sorted(calls) == [p1, p1]  # both policies at that path, none for the baseline
+        assert (tmp_path / "ev" / "samples" / "other.jsonl").read_text() != before
+        assert third["other"]["kl_to_baseline"] != other["kl_to_baseline"]
+
+        # Another temperature: every policy is sampled again.
+        calls.clear()
+        cfg["sampling"]["temperature"] = 0.5
+        _run(tmp_path, cfg)
+        assert sorted(calls) == [p1, p1]
+        rows = [json.loads(line) for line in (tmp_path / "ev" / "samples" / "initial.jsonl").read_text().splitlines()]
+        assert {r["sampling"]["temperature"] for r in rows} == {0.5}
     finally:
-        ev_mod.sequence_logps = real
-    again = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["policies"]
-    assert calls == [p0]  # one KL pass: the new policy's, against the baseline
-    assert again["other"]["kl_to_baseline"] == other["kl_to_baseline"] and "third" in again
+        ev_mod.sequence_kls = real

@@ -50,6 +50,32 @@ def test_sample_rows_logps_and_resume(tmp_path, tiny_dir):
     assert again[:12] == [json.loads(l) for l in kept]
 
 
+def test_resume_refuses_samples_of_another_policy_or_settings(tmp_path, tiny_dir):
+    import shutil
+
+    from shiftalign.models.tiny import save_tiny
+
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"p{i}", "prompt": "hello " * (i + 1)} for i in range(3)])
+    model = tmp_path / "model"
+    shutil.copytree(tiny_dir, model)
+    assert main(["sample", _cfg(tmp_path, str(model), prompts)]) == 0
+    before = (tmp_path / "s.jsonl").read_bytes()
+    # other sampling settings into the same file: refused, file untouched
+    other = _cfg(tmp_path, str(model), prompts, sampling={"n": 3, "max_new_tokens": 12, "temperature": 0.5, "seed": 1})
+    assert main(["sample", other]) != 0
+    assert (tmp_path / "s.jsonl").read_bytes() == before
+    # the model at the same path retrained (other weights): refused too
+    shutil.rmtree(model)
+    save_tiny(model, seed=7)
+    assert main(["sample", _cfg(tmp_path, str(model), prompts)]) != 0
+    assert (tmp_path / "s.jsonl").read_bytes() == before
+    # replace_stale: the stale rows are dropped and sampled again by the new model
+    assert main(["sample", _cfg(tmp_path, str(model), prompts, replace_stale=True)]) == 0
+    rows = [json.loads(l) for l in (tmp_path / "s.jsonl").read_text().splitlines()]
+    old = [json.loads(l) for l in before.decode().splitlines()]
+    assert len(rows) == 9 and {r["sample_key"] for r in rows} != {r["sample_key"] for r in old}
+
+
 def test_sample_greedy_is_deterministic(tmp_path, tiny_dir):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "the quick"}, {"prompt": "a good answer"}])
     cfg = _cfg(tmp_path, tiny_dir, prompts, sampling={"n": 2, "max_new_tokens": 8, "temperature": 0.0})

@@ -5,10 +5,15 @@ score them with the gold scorer (``rl.scorers``; default VADER sentiment), and r
 - gold reward: mean, with a paired-bootstrap 95 % interval of its difference to a comparison
   policy (prompts resampled with replacement; Efron & Tibshirani, 1993, Ch. 16);
 - win rate against the baseline policy: per prompt, P(gold(policy) > gold(baseline)), ties 1/2;
-- KL to the baseline: the mean over the policy's own samples of log pi(y|x) - log pi_base(y|x)
-  (sequence-level k1 estimate of KL(pi || pi_base));
+- KL to the baseline, of the sampling distributions: both policies at the sampling temperature T,
+  KL(pi_T || pi_base,T), computed on the policy's own samples as the sum over response positions of
+  the exact per-token KL between the two tempered next-token distributions (``ops.kl``; never
+  negative), with a bootstrap 95 % interval over prompts. top-p / top-k are not applied to either
+  distribution (a truncated baseline would put zero mass on tokens the policy samples, and the KL
+  would be infinite); with them the samples' prefixes come from the truncated policy. At T = 0
+  (greedy) the KL is that of the two models at T = 1;
 - with ``reward_model`` set: that model's accuracy against the gold preference on on-policy pairs
-  (two samples of the same prompt whose gold scores differ).
+  (every two samples of the same prompt whose gold scores differ).
 Writes ``evaluation.json`` atomically; samples and the per-policy model metrics are cached, so a rerun
 with one more policy computes only that policy.
 """
@@ -16,7 +21,6 @@ with one more policy computes only that policy.
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +33,9 @@ from ..data.tokenize import Tokenized, _encode, _render_prompt
 from ..errors import ConfigError
 from ..io import write_json_atomic
 from ..models.load import load_policy
-from ..ops.logprobs import branch_logps
+from ..models.fingerprint import files_fingerprint
+from ..ops.kl import tempered_token_kl
+from ..ops.logprobs import backbone_hidden, response_logits, sum_by_branch
 from ..rl.scorers import make_scorer
 from ..rollout.sample import SampleConfig, SamplingParams
 from ..rollout.sample import main as sample_main
@@ -59,16 +65,25 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int, seed: int) -> tuple[f
     return float(d.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
+def kl_temperature(p: SamplingParams) -> float:
+    return p.temperature if p.temperature > 0 else 1.0
+
+
 @torch.inference_mode()
-def sequence_logps(model_path: str, rows: list[dict], wrap: bool) -> np.ndarray:
-    model, tok = load_policy(ModelConfig(path=model_path))
-    model.eval()
+def sequence_kls(model_path: str, base_path: str, rows: list[dict], wrap: bool, temperature: float) -> np.ndarray:
+    """Per sample: sum over its response positions of KL(policy_T || base_T) at that position (see ``ops.kl``)."""
+    policy, tok = load_policy(ModelConfig(path=model_path))
+    base, _ = load_policy(ModelConfig(path=base_path))
+    policy.eval()
+    base.eval()
     items = [Tokenized(i, r["id"], _encode(tok, _render_prompt(tok, r["prompt"], wrap)), [r["completion_ids"]])
              for i, r in enumerate(rows)]
     out = np.zeros(len(items))
-    for s in range(0, len(items), 16):
-        lp = branch_logps(model, collate(items[s:s + 16], tok.pad_token_id))["logps"][:, 0]
-        out[s:s + 16] = lp.numpy()
+    for s in range(0, len(items), 8):
+        batch = collate(items[s:s + 8], tok.pad_token_id)
+        z = response_logits(policy, backbone_hidden(policy, batch), batch)
+        u = response_logits(base, backbone_hidden(base, batch), batch)
+        out[s:s + 8] = sum_by_branch(tempered_token_kl(z, u, temperature), batch)[:, 0].double().numpy()
     return out
 
 
@@ -81,7 +96,7 @@ def main(cfg: EvaluateConfig, log=print) -> dict:
     for name, path in cfg.policies.items():
         sc = SampleConfig(prompts=cfg.prompts, output=str(out / "samples" / f"{name}.jsonl"),
                           policy=ModelConfig(path=path), sampling=cfg.sampling, wrap_text_as_chat=cfg.wrap_text_as_chat,
-                          progress=cfg.progress)
+                          replace_stale=True, progress=cfg.progress)
         sample_main(sc, log)
         rows = [json.loads(l) for l in Path(sc.output).read_text().splitlines()]
         rows.sort(key=lambda r: (r["prompt_id"], r["id"]))
@@ -98,7 +113,10 @@ def main(cfg: EvaluateConfig, log=print) -> dict:
     base_mean, base_by = per_prompt(cfg.baseline)
     comp = cfg.compare_to or cfg.baseline
     comp_mean, _ = per_prompt(comp)
-    result = {"prompts": len(prompt_ids), "samples_per_prompt": cfg.sampling.n, "gold": cfg.gold, "policies": {}}
+    result = {"prompts": len(prompt_ids), "samples_per_prompt": cfg.sampling.n, "gold": cfg.gold, "policies": {},
+              "kl": f"KL(policy || {cfg.baseline}) of the sampling distributions at temperature "
+                    f"{kl_temperature(cfg.sampling)}, nats per response: exact per-token KL summed over the "
+                    "policy's own samples"}
     for name, path in cfg.policies.items():
         mean, by = per_prompt(name)
         wins = [np.mean([(x > y) + 0.5 * (x == y) for x in by[p] for y in base_by[p]]) for p in prompt_ids]
@@ -106,54 +124,67 @@ def main(cfg: EvaluateConfig, log=print) -> dict:
         entry = {"model": path, "gold_mean": float(mean.mean()), "gold_std": float(scores[name].std()),
                  f"gold_diff_vs_{comp}": d, f"gold_diff_vs_{comp}_ci95": [lo, hi],
                  "win_rate_vs_baseline": float(np.mean(wins))}
-        entry.update(model_metrics(cfg, name, samples[name], scores[name], out))
+        metrics = model_metrics(cfg, name, samples[name], scores[name], out)
+        kl_by: dict[str, list[float]] = {}
+        for r, k in zip(samples[name], metrics.pop("sample_kl")):
+            kl_by.setdefault(r["prompt_id"], []).append(k)
+        kl = np.array([np.mean(kl_by[p]) for p in prompt_ids])
+        _, kl_lo, kl_hi = paired_bootstrap(kl, np.zeros_like(kl), cfg.bootstrap, cfg.seed)
+        entry.update(kl_to_baseline=float(kl.mean()), kl_to_baseline_ci95=[kl_lo, kl_hi], **metrics)
         result["policies"][name] = entry
         log(f"[shiftalign] {name}: gold {entry['gold_mean']:.3f} (diff vs {comp} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]), "
-            f"win rate {entry['win_rate_vs_baseline']:.3f}, KL {entry['kl_to_baseline']:.3f}")
+            f"win rate {entry['win_rate_vs_baseline']:.3f}, KL {entry['kl_to_baseline']:.3f} nats")
     write_json_atomic(out / "evaluation.json", result)
     return result
 
 
 def model_metrics(cfg: EvaluateConfig, name: str, rows: list[dict], gold: np.ndarray, out: Path) -> dict:
-    """KL to the baseline and reward-model accuracy of one policy's samples: the costly part (two model
-    passes), cached in ``<output_dir>/metrics/<name>.json`` under a key of the samples, the baseline
-    and the reward model, so that adding a policy to an evaluation recomputes only that policy."""
+    """Per-sample KL to the baseline and reward-model accuracy of one policy's samples: the costly part
+    (model passes), cached in ``<output_dir>/metrics/<name>.json`` under a key of the samples (whose
+    ``sample_key`` fingerprints the policy's files and the sampling settings), the baseline's and the
+    reward model's files, so that adding a policy to an evaluation recomputes only that policy."""
     import hashlib
 
-    key = hashlib.sha256(json.dumps([rows, cfg.policies[cfg.baseline], cfg.reward_model, cfg.wrap_text_as_chat,
-                                     cfg.seed], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([rows, files_fingerprint(cfg.policies[cfg.baseline]),
+                                     cfg.reward_model and files_fingerprint(cfg.reward_model), cfg.wrap_text_as_chat,
+                                     kl_temperature(cfg.sampling), cfg.seed], sort_keys=True).encode()).hexdigest()[:16]
     cache = out / "metrics" / f"{name}.json"
     if cache.exists():
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
             return stored["metrics"]
-    m = {"kl_to_baseline": 0.0}
+    m: dict = {"sample_kl": [0.0] * len(rows)}
     if name != cfg.baseline:
-        own = np.array([r["logp"] for r in rows])
-        m["kl_to_baseline"] = float(np.mean(own - sequence_logps(cfg.policies[cfg.baseline], rows, cfg.wrap_text_as_chat)))
+        m["sample_kl"] = sequence_kls(cfg.policies[name], cfg.policies[cfg.baseline], rows, cfg.wrap_text_as_chat,
+                                      kl_temperature(cfg.sampling)).tolist()
     if cfg.reward_model:
-        m["reward_model_accuracy"] = rm_accuracy(cfg, rows, gold)
+        m["reward_model_accuracy"], m["reward_model_pairs"] = rm_accuracy(cfg, rows, gold)
     write_json_atomic(cache, {"key": key, "metrics": m})
-    return m
+    return dict(m)
 
 
-def rm_accuracy(cfg: EvaluateConfig, rows: list[dict], gold: np.ndarray) -> float | None:
-    """Reward-model accuracy against gold on on-policy pairs (consecutive samples of a prompt)."""
+def rm_accuracy(cfg: EvaluateConfig, rows: list[dict], gold: np.ndarray) -> tuple[float | None, int]:
+    """Reward-model accuracy against gold on on-policy pairs: every two samples of a prompt whose gold
+    scores differ; (accuracy, number of pairs), accuracy None without a pair. A reward-model tie counts 1/2."""
     from ..rl.scorers import reward_model_scorer
 
     rm = reward_model_scorer(cfg.reward_model, wrap_text_as_chat=cfg.wrap_text_as_chat)
     r = np.array(rm([x["prompt"] for x in rows], [x["completion"] for x in rows]))
-    hits, n = 0, 0
+    return pair_accuracy(r, gold, [x["prompt_id"] for x in rows])
+
+
+def pair_accuracy(scores: np.ndarray, gold: np.ndarray, groups: list[str]) -> tuple[float | None, int]:
+    """Share of within-group pairs with different gold that ``scores`` order like gold (ties 1/2)."""
     by: dict[str, list[int]] = {}
-    for i, x in enumerate(rows):
-        by.setdefault(x["prompt_id"], []).append(i)
-    rng = random.Random(cfg.seed)
+    for i, g in enumerate(groups):
+        by.setdefault(g, []).append(i)
+    hits, n = 0.0, 0
     for idx in by.values():
-        if len(idx) < 2:
-            continue
-        i, j = rng.sample(idx, 2)
-        if gold[i] == gold[j]:
-            continue
-        n += 1
-        hits += (r[i] > r[j]) == (gold[i] > gold[j])
-    return hits / n if n else None
+        for a in range(len(idx)):
+            for b in range(a + 1, len(idx)):
+                i, j = idx[a], idx[b]
+                if gold[i] == gold[j]:
+                    continue
+                n += 1
+                hits += 0.5 if scores[i] == scores[j] else float((scores[i] > scores[j]) == (gold[i] > gold[j]))
+    return (hits / n if n else None), n

@@ -8,6 +8,11 @@ from the raw logits of the same generation pass.
 
 Rows are appended prompt by prompt (all n samples of a prompt together, flushed and fsynced); a
 rerun skips prompts whose n samples are already in the file and drops a half-written last line.
+Every row carries ``sample_key``, a fingerprint of what produced it: the policy's files (weights,
+config, tokenizer), the sampling parameters, the prompt rendering and the backend. A rerun resumes
+only rows of the same key; rows of another key (the model at the path was retrained, the
+temperature changed) stop the run with a message, or with ``replace_stale: true`` (what
+``evaluate``'s sample cache uses) are discarded and sampled again.
 Under ``accelerate launch`` / ``torchrun`` each process samples its share of the prompts into its
 own shard file and the main process merges them. With ``backend: vllm`` (when vLLM is installed)
 generation runs on vLLM; the log-prob then comes from vLLM's cumulative log-prob of the response.
@@ -55,11 +60,24 @@ class SampleConfig:
     wrap_text_as_chat: bool = False  # plain-text prompts become a user turn of the chat template
     backend: str = "hf"  # hf | vllm
     split: str = "train"
+    replace_stale: bool = False  # rows made under another sample_key: false = refuse, true = sample again
     progress: bool = True
 
 
-def finished_prompts(path: Path, n: int) -> set[str]:
-    """Prompt ids with all n samples in ``path``; a truncated last line is dropped from the file."""
+def sample_key(cfg: SampleConfig) -> str:
+    """Fingerprint of everything that determines a sample (but not which prompts are sampled)."""
+    import hashlib
+
+    from ..models.fingerprint import files_fingerprint
+
+    parts = {"policy": files_fingerprint(cfg.policy.path), "sampling": asdict(cfg.sampling), "backend": cfg.backend,
+             "max_prompt_length": cfg.max_prompt_length, "wrap_text_as_chat": cfg.wrap_text_as_chat}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished_prompts(path: Path, n: int, key: str, replace_stale: bool) -> set[str]:
+    """Prompt ids with all n samples of this ``key`` in ``path``. A truncated last line is dropped from
+    the file; rows of another key stop the run, or with ``replace_stale`` are dropped from it."""
     if not path.exists():
         return set()
     lines, good = path.read_text(encoding="utf-8").splitlines(keepends=True), []
@@ -68,10 +86,15 @@ def finished_prompts(path: Path, n: int) -> set[str]:
             good.append(json.loads(ln))
         except json.JSONDecodeError:
             break  # a half-written line from a killed run: everything after it is discarded
-    if len(good) != len(lines) or (lines and not lines[-1].endswith("\n")):
-        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in good))
+    stale = [r for r in good if r.get("sample_key") != key]
+    if stale and not replace_stale:
+        raise ConfigError(f"{path}: {len(stale)} of its {len(good)} samples were made by another policy or with other "
+                          "sampling settings (their sample_key differs); write to another file or delete it")
+    keep = [r for r in good if r.get("sample_key") == key]
+    if len(keep) != len(lines) or (lines and not lines[-1].endswith("\n")):
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
     counts: dict[str, int] = {}
-    for r in good:
+    for r in keep:
         counts[r["prompt_id"]] = counts.get(r["prompt_id"], 0) + 1
     return {p for p, c in counts.items() if c >= n}
 
@@ -143,7 +166,8 @@ def main(cfg: SampleConfig, log=print) -> Path:
     shard = out if world == 1 else out.with_name(f"{out.stem}.rank-{rank}{out.suffix}")
     shard.parent.mkdir(parents=True, exist_ok=True)
     examples = load_examples(cfg.prompts, "prompt", cfg.split)[rank::world]
-    done = finished_prompts(shard, cfg.sampling.n)
+    key = sample_key(cfg)
+    done = finished_prompts(shard, cfg.sampling.n, key, cfg.replace_stale)
     todo = [e for e in examples if e.id not in done]
     log(f"[shiftalign] sample: {len(examples)} prompts ({len(done)} already done) x {cfg.sampling.n} -> {out}")
     model, tok = load_policy(cfg.policy) if cfg.backend == "hf" else (None, None)
@@ -176,7 +200,7 @@ def main(cfg: SampleConfig, log=print) -> Path:
                              "completion": tok.decode(smp["completion_ids"], skip_special_tokens=True),
                              "completion_ids": smp["completion_ids"], "logp": smp["logp"],
                              "n_tokens": len(smp["completion_ids"]), "finished": smp["finished"],
-                             "policy": cfg.policy.path, "sampling": params})
+                             "policy": cfg.policy.path, "sampling": params, "sample_key": key})
         _append(shard, rows)
         bar.update(len(chunk))
         bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
