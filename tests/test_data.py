@@ -138,9 +138,12 @@ def test_step_batches_are_seeded_and_split_covers_step():
     assert flat == sorted(a[0]) and all(len(p) == 2 for p in parts)
 
 
-def test_tree_rows_equal_separate_sequences():
-    """One forward over [prompt | chosen | rejected] gives the log-probs of two separate forwards."""
-    model, tok = tiny_causal_lm(seed=3)
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_tree_rows_equal_separate_sequences(attn):
+    """One forward over [prompt | chosen | rejected] gives the log-probs of two separate forwards, with
+    either attention kernel that takes the 4-D tree mask (eager gets it as an additive float mask)."""
+    model, tok = tiny_causal_lm(seed=3, attn_implementation=attn)
+    assert model.config._attn_implementation == attn
     rows = [{"prompt": "hello how", "chosen": "the quick fox", "rejected": "a bad answer is long"},
             {"prompt": "why thanks please", "chosen": "kind", "rejected": "rude and long answer here"}]
     items, _ = tokenize_examples([validate_row(r, "paired", "x", i) for i, r in enumerate(rows)], tok, 128, 64)

@@ -113,3 +113,14 @@ def test_config_command_checks_method_sections(tmp_path, tiny_dir, prefs, capsys
     assert main(["config", _config(tmp_path, tiny_dir, prefs), "loss.betta=1"]) == 2
     assert "unknown key betta in 'loss'" in capsys.readouterr().err
     assert main(["config", _config(tmp_path, tiny_dir, prefs)]) == 0
+
+
+@pytest.mark.parametrize("kernel", ["flash_attention_2", "flex_attention", "sdpa_paged"])
+def test_attention_kernels_without_the_tree_mask_are_refused(tiny_dir, kernel):
+    from shiftalign.config import ModelConfig
+    from shiftalign.errors import ConfigError
+    from shiftalign.models.load import load_policy, load_reward_model
+
+    for load in (load_policy, load_reward_model):
+        with pytest.raises(ConfigError, match="4-D tree attention mask"):
+            load(ModelConfig(path=tiny_dir, attn_implementation=kernel))

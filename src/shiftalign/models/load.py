@@ -5,7 +5,10 @@
 - ``dtype: auto`` keeps fp32 weights and picks the compute precision: fp32 on a CPU (bf16 autocast
   on a CPU without fast bf16 matmul is ~100x slower), bf16 autocast on a GPU that supports it;
 - LoRA through ``peft``: the reference model is then the base with the adapter disabled;
-- reward models are saved so ``AutoModelForSequenceClassification.from_pretrained`` loads them.
+- reward models are saved so ``AutoModelForSequenceClassification.from_pretrained`` loads them;
+- ``attn_implementation`` must be a kernel that takes the 4-D boolean "tree" attention mask of
+  ``data.batching`` (``sdpa``, or ``eager``, which gets it as an additive mask): kernels that take
+  only 2-D padding masks (``flash_attention_2``, ...) would silently attend across branches.
 """
 
 from __future__ import annotations
@@ -26,6 +29,15 @@ def mixed_precision(cfg: ModelConfig) -> str:
     if cfg.dtype in ("bfloat16", "bf16"):
         return "bf16"
     raise ConfigError(f"model.dtype: expected auto, float32 or bfloat16, got {cfg.dtype!r}")
+
+
+TREE_MASK_KERNELS = ("sdpa", "eager")
+
+
+def check_attention(cfg: ModelConfig) -> None:
+    if cfg.attn_implementation not in TREE_MASK_KERNELS:
+        raise ConfigError(f"model.attn_implementation: expected one of {', '.join(TREE_MASK_KERNELS)} (kernels that take "
+                          f"the 4-D tree attention mask of shiftalign's packed rows), got {cfg.attn_implementation!r}")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
@@ -58,6 +70,7 @@ def load_policy(cfg: ModelConfig):
     """(model, tokenizer) of a causal LM, LoRA-wrapped when configured."""
     from transformers import AutoModelForCausalLM
 
+    check_attention(cfg)
     path = resolve_model_path(cfg.path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code,
                                                  attn_implementation=cfg.attn_implementation)
@@ -69,6 +82,7 @@ def load_reward_model(cfg: ModelConfig):
     From a causal LM checkpoint the body is reused and the scalar head starts fresh."""
     from transformers import AutoModelForSequenceClassification
 
+    check_attention(cfg)
     path = resolve_model_path(cfg.path)
     tok = load_tokenizer(cfg.path, cfg.trust_remote_code)
     model = AutoModelForSequenceClassification.from_pretrained(
