@@ -3,7 +3,8 @@
 
 Gap-recovery ratio of an arm: (gold(arm) - gold(source-only)) / (gold(oracle) - gold(source-only)),
 on the held-out target prompts. It is reported only when the oracle's interval against source-only
-excludes zero; otherwise the denominator is noise and the ratio says nothing.
+lies above zero: when it contains zero the denominator is noise, and when it lies below zero (the
+oracle significantly worse than source-only) the ratio's sign is inverted and it says nothing either.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ def arm_rows(cfg, records: list[dict], arms: dict, evaluation: dict) -> list[dic
     pol = evaluation["policies"]
     key = f"gold_diff_vs_{base}"
     gap = pol[oracle][key] if oracle in pol else 0.0  # an oracle without a policy leaves no ratio
-    oracle_lo, oracle_hi = pol[oracle][f"{key}_ci95"] if oracle in pol else (0.0, 0.0)
-    usable = oracle_lo > 0 or oracle_hi < 0
+    oracle_lo = pol[oracle][f"{key}_ci95"][0] if oracle in pol else 0.0
+    usable = oracle_lo > 0
     seconds = {r["stage"]: r["seconds"] for r in records}
     rows = []
     for name, info in arms.items():
@@ -84,8 +85,9 @@ def write_summary(root: Path, cfg, records: list[dict], data: dict, arms: dict, 
     rows = arm_rows(cfg, records, arms, evaluation)
     total = sum(r["seconds"] for r in records)
     oracle = next(r for r in rows if r["arm"] == cfg.oracle_arm)
-    verdict = ("the oracle beats source-only DPO (95 % interval excludes zero)" if oracle.get("gap_recovery") is not None
-               else "the oracle's interval against source-only DPO includes zero: gap-recovery ratios are not reported")
+    verdict = ("the oracle beats source-only DPO (95 % interval above zero)" if oracle.get("gap_recovery") is not None
+               else "the oracle's interval against source-only DPO does not lie above zero: gap-recovery ratios are "
+                    "not reported")
     result = {"arms": rows, "data": {k: v for k, v in data.items() if not isinstance(v, dict)},
               "evaluation": {k: v for k, v in evaluation.items() if k != "policies"}, "stage_seconds": records,
               "total_seconds": total, "oracle_verdict": verdict}
