@@ -42,3 +42,20 @@ def test_two_rounds_and_resume(tmp_path, tiny_dir, reference):
     assert main(["iterate", str(path)]) == 0
     assert (tmp_path / "it" / "round-2" / "train" / "model" / "model.safetensors").stat().st_mtime_ns == before
     assert len((tmp_path / "it" / "rounds.jsonl").read_text().splitlines()) == 2
+
+
+def test_mixed_source_weights_follow_missing_weight(tmp_path):
+    from shiftalign.data.load import load_examples
+    from shiftalign.errors import DataError
+    from shiftalign.recipes.iterate import IterateConfig, source_rows
+
+    src = write_jsonl(tmp_path / "src.jsonl", [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad"} for i in range(3)])
+    ids = [e.id for e in load_examples(src, "paired")]  # content-hash ids: the rows carry none
+    w = write_jsonl(tmp_path / "w.jsonl", [{"id": ids[0], "weight": 2.5}, {"id": ids[1], "weight": 0.5}])
+    cfg = IterateConfig(mix_source=src, mix_weights=w)
+    with pytest.raises(DataError, match=ids[2]):  # no weight for the third pair: refused, not weight 1
+        source_rows(cfg)
+    cfg.train.data.missing_weight = "drop"
+    assert [r["weight"] for r in source_rows(cfg)] == [2.5, 0.5]
+    cfg.train.data.missing_weight = "one"
+    assert [r["weight"] for r in source_rows(cfg)] == [2.5, 0.5, 1.0]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import RunConfig, dump_config
-from ..data.load import load_weights
+from ..data.load import attach_weights, load_examples, load_weights
 from ..errors import ConfigError
 from ..io import write_json_atomic, write_text_atomic
 from ..models.packaged import resolve_model_path
@@ -48,19 +48,25 @@ class IterateConfig:
     label: LabelConfig = field(default_factory=LabelConfig)  # samples/output_dir are set per round
     train: RunConfig = field(default_factory=RunConfig)  # data.train/model.path/output_dir set per round
     mix_source: str | None = None  # source preference pairs to add to every round's training set
-    mix_weights: str | None = None  # density-ratio weights file for the source pairs (joined on id)
+    mix_weights: str | None = None  # density-ratio weights file for the source pairs (joined on id; ids it
+    # lacks follow train.data.missing_weight: error by default)
+
+
+def source_rows(cfg: IterateConfig) -> list[dict]:
+    """The source pairs to mix in, read and validated by ``data.load`` (any format it reads; ids as it
+    assigns them) with their density-ratio weights joined on id under ``train.data.missing_weight``."""
+    examples = load_examples(cfg.mix_source, "paired")
+    if cfg.mix_weights:
+        examples = attach_weights(examples, load_weights(cfg.mix_weights), cfg.mix_weights,
+                                  cfg.train.data.missing_weight)
+    return [{"id": e.id, "prompt": e.prompt, "chosen": e.completions[0], "rejected": e.completions[1],
+             **({"weight": e.weight} if e.weight is not None else {})} for e in examples]
 
 
 def _training_set(pseudo: Path, cfg: IterateConfig, out: Path) -> Path:
     rows = [json.loads(l) for l in pseudo.read_text(encoding="utf-8").splitlines() if l.strip()]
     if cfg.mix_source:
-        weights = load_weights(cfg.mix_weights) if cfg.mix_weights else {}
-        for l in Path(cfg.mix_source).read_text(encoding="utf-8").splitlines():
-            if l.strip():
-                r = json.loads(l)
-                if weights and str(r.get("id")) in weights:
-                    r["weight"] = weights[str(r["id"])]
-                rows.append(r)
+        rows += source_rows(cfg)
     if not rows:
         raise NoPairsError(f"{pseudo}: the labeller produced no pairs and there is no mix_source to train on")
     write_text_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
