@@ -28,11 +28,12 @@ def _samples(tmp_path):
 
 
 def _run(tmp_path, models, **rm):
-    cfg = from_dict(LabelConfig, {"samples": _samples(tmp_path), "output_dir": str(tmp_path / "out"),
+    out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"  # one directory per configuration
+    cfg = from_dict(LabelConfig, {"samples": _samples(tmp_path), "output_dir": str(out),
                                   "labeller": "reward_model", "reward_model": {"models": models, **rm}})
     summary = label_main(cfg, log=lambda m: None)
-    pairs = [json.loads(l) for l in (tmp_path / "out" / "pseudo_pairs.jsonl").read_text().splitlines()]
-    dropped = [json.loads(l) for l in (tmp_path / "out" / "unlabelled.jsonl").read_text().splitlines()]
+    pairs = [json.loads(l) for l in (out / "pseudo_pairs.jsonl").read_text().splitlines()]
+    dropped = [json.loads(l) for l in (out / "unlabelled.jsonl").read_text().splitlines()]
     return summary, pairs, dropped
 
 

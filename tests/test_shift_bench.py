@@ -97,8 +97,8 @@ def test_every_arm_runs_and_results_follow_the_definitions(bench_cfg, tmp_path, 
     shared = (root / "policy_samples" / "samples.jsonl").read_text()
     assert (root / "oracle" / "round-1" / "samples.jsonl").read_text() == shared
     assert not list(root.rglob("checkpoints"))  # finished stages keep their models, not their checkpoints
-    assert (root / "dpo_kliep" / "weights" / "config.yaml").exists() and "temper: 0.5" in \
-        (root / "dpo_kliep" / "weights" / "config.yaml").read_text()
+    assert (root / "weights" / "dpo_kliep" / "config.yaml").exists() and "temper: 0.5" in \
+        (root / "weights" / "dpo_kliep" / "config.yaml").read_text()
     html = (root / "report.html").read_text()
     assert html.count("<img ") >= 4 and "| oracle |" in (root / "results.md").read_text()
 

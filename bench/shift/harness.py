@@ -206,7 +206,7 @@ class ShiftBench:
     def arm_dpo(self, a: ArmSpec, ctx: dict) -> dict:
         cfg, info, extra = self.cfg, {}, {}
         if a.estimator:
-            wc = WeightsConfig(source=ctx["source_pairs"], target=ctx["samples"], output_dir=str(self.root / a.name / "weights"),
+            wc = WeightsConfig(source=ctx["source_pairs"], target=ctx["samples"], output_dir=str(self.root / "weights" / a.name),
                                pair_mode=cfg.pair_mode, features=copy.deepcopy(cfg.features), estimator=dict(a.estimator),
                                stabilise=from_dict(StabiliserConfig, {**cfg.stabilise.__dict__, **a.stabilise},
                                                    f"arms.{a.name}.stabilise."))
@@ -243,11 +243,8 @@ class ShiftBench:
                            sample=SampleConfig(sampling=copy.deepcopy(cfg.policy_sampling),
                                                wrap_text_as_chat=cfg.wrap_text_as_chat, progress=cfg.progress),
                            label=from_dict(LabelConfig, label, f"arms.{a.name}."), train=train,
-                           mix_source=ctx["source_pairs"] if a.mix_source else None)
-        first = out / "round-1" / "samples.jsonl"
-        if not first.exists():  # round 1 samples the initial policy with the shared seed: reuse those samples
-            first.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ctx["samples"], first)
+                           mix_source=ctx["source_pairs"] if a.mix_source else None,
+                           round1_samples=ctx["samples"])  # round 1 samples the initial policy with the shared seed
         try:
             history = iterate_main(it, self.log)
         except NoPairsError as e:  # recorded, shown in the results, and left out of the evaluation

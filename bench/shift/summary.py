@@ -110,7 +110,7 @@ def write_summary(root: Path, cfg, records: list[dict], data: dict, arms: dict, 
     for fname, (_, uri) in zip(("difference.png", "gold_per_arm.png", "gold_vs_kl.png", "training_curves.png"), images):
         if uri:  # also as files, for BENCHMARKS.md
             (root / fname).write_bytes(base64.b64decode(uri.split(",", 1)[1]))
-    images += [(f"Density-ratio weights: {name}", png_file(root / name / "weights" / "weights.png")) for name in arms]
+    images += [(f"Density-ratio weights: {name}", png_file(root / "weights" / name / "weights.png")) for name in arms]
     notes = [verdict, f"Source pairs: {data.get('source_pairs_n')} (label agreement with gold "
                       f"{_fmt(data.get('source_label_agreement'))}); target prompts {data.get('target_prompts_n')}; "
                       f"held-out prompts {data.get('eval_prompts_n')}."]

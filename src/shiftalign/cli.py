@@ -11,6 +11,8 @@
 
 Overrides use dotted keys (``train.lr=1e-6``, ``loss.beta=0.2``); values are parsed as YAML.
 Unknown keys, bad values and bad data rows stop the run with a message and a non-zero exit.
+An output directory made under another configuration is refused; ``--restart`` removes its
+contents and starts over (see ``rundir``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import importlib
 import sys
 
 from .errors import ShiftalignError
+from .rundir import restart_allowed
 
 # command -> (module, config class, entry point, help, example override). The module is imported
 # only when its command runs, so `shiftalign --help` stays fast.
@@ -60,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
         else:
             sp = sub.add_parser(name, help=helptext, description=helptext)
         sp.add_argument("config", help="YAML config file (see configs/)")
+        sp.add_argument("--restart", action="store_true", help="an output directory made under another "
+                        "configuration is emptied and the run starts over (default: refuse it)")
         sp.add_argument("overrides", nargs="*", help=f"dotted key=value overrides, e.g. {example}")
     return p
 
@@ -69,25 +74,30 @@ def main(argv: list[str] | None = None) -> int:
     name = args.command + (f" {args.action}" if getattr(args, "action", None) else "")
     module, config_cls, entry, _, _ = COMMANDS[name]
     try:
-        from .config import dump_config, load_config
-
-        if name in ("train", "config"):  # the recipe named in the file picks the config class
-            from .recipes import RECIPES, check_method_sections, recipe_name
-
-            recipe = RECIPES.get(recipe_name(args.config, args.overrides))
-            cfg = load_config(args.config, args.overrides, recipe.config)
-            check_method_sections(cfg)
-            if name == "config":
-                print(dump_config(cfg), end="")
-            else:
-                recipe.main(cfg)
-        else:
-            mod = importlib.import_module(module)
-            getattr(mod, entry)(load_config(args.config, args.overrides, getattr(mod, config_cls)))
+        with restart_allowed(args.restart):
+            _run(name, module, config_cls, entry, args)
         return 0
     except ShiftalignError as e:
         print(f"shiftalign: error: {e}", file=sys.stderr)
         return 2
+
+
+def _run(name: str, module, config_cls, entry, args) -> None:
+    from .config import dump_config, load_config
+
+    if name in ("train", "config"):  # the recipe named in the file picks the config class
+        from .recipes import RECIPES, check_method_sections, recipe_name
+
+        recipe = RECIPES.get(recipe_name(args.config, args.overrides))
+        cfg = load_config(args.config, args.overrides, recipe.config)
+        check_method_sections(cfg)
+        if name == "config":
+            print(dump_config(cfg), end="")
+        else:
+            recipe.main(cfg)
+    else:
+        mod = importlib.import_module(module)
+        getattr(mod, entry)(load_config(args.config, args.overrides, getattr(mod, config_cls)))
 
 
 if __name__ == "__main__":

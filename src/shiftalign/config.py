@@ -68,6 +68,9 @@ class TrainConfig:
     eval_every: int = 0  # 0: evaluate only at the end (when data.eval is set)
     save_every: int = 0  # 0: checkpoint only at the end
     keep_checkpoints: int = 2
+    # false: a finished run keeps its final model only and drops its checkpoints (optimiser state, ~3x the
+    # model's size); true: the last checkpoint stays too, e.g. to continue training later
+    keep_optimizer_state: bool = False
     resume: bool = True  # continue from the latest checkpoint in output_dir when there is one
     report_to: list[str] = field(default_factory=list)  # tensorboard, wandb
     reference_batch_size: int = 16  # rows per forward when pre-computing reference log-probs

@@ -16,6 +16,8 @@ from ..io import atomic_path, write_json_atomic, write_text_atomic
 from ..losses import LOSSES, LossSpec
 from ..models.load import mixed_precision
 from ..models.packaged import cache_root
+from ..rundir import claim
+from ..train import checkpoint
 from ..train.loop import Task, Trainer
 from ..train.reference import cached_reference_logps
 
@@ -95,9 +97,18 @@ def load_reference(cfg: RunConfig, acc):
 _REFERENCE = None
 
 
-def write_start(cfg: RunConfig, acc) -> None:
+def start_output(cfg, acc) -> dict | None:
+    """Claim ``output_dir`` for this config (``rundir.claim``; call after the config and the data are
+    validated) and record the resolved config. Returns the stored summary of a run that already
+    finished under this config (nothing is left to do), else None."""
+    out = Path(cfg.output_dir)
+    resumed = claim(out, cfg, acc.is_main_process)
+    acc.wait_for_everyone()
+    if resumed and (out / "summary.json").is_file() and (out / "model").is_dir():
+        return json.loads((out / "summary.json").read_text())
     if acc.is_main_process:
-        write_text_atomic(Path(cfg.output_dir) / "config.yaml", dump_config(cfg))
+        write_text_atomic(out / "config.yaml", dump_config(cfg))
+    return None
 
 
 def save_final(cfg: RunConfig, acc, hf_model, tokenizer, summary: dict) -> Path:
@@ -121,6 +132,10 @@ def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, l
     eval_items = None
     if cfg.data.eval:
         eval_items, _ = prepare_items(cfg, spec, tokenizer, cfg.data.eval, cfg.data.eval_split, log, weights=False)
+    finished = start_output(cfg, acc)
+    if finished is not None:
+        log(f"{cfg.output_dir}: finished earlier under this configuration; nothing to do")
+        return finished
     model.to(acc.device)
     dynamic = None
     if cfg.policy_ratio is not None:
@@ -138,6 +153,8 @@ def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, l
     result["data"] = {"train_examples": len(train_items), "truncated_prompts": report.truncated_prompts,
                       "truncated_responses": report.truncated_responses, "skipped": report.skipped}
     path = save_final(cfg, acc, acc.unwrap_model(trainer.model).model, tokenizer, result)
+    if not cfg.train.keep_optimizer_state and acc.is_main_process:
+        checkpoint.remove_all(Path(cfg.output_dir) / "checkpoints")
     log(f"model: {path}\n[shiftalign] metrics: {Path(cfg.output_dir) / 'metrics.jsonl'}\n"
         f"[shiftalign] config: {Path(cfg.output_dir) / 'config.yaml'}")
     return result
@@ -159,6 +176,5 @@ def run_simple(cfg: RunConfig, kinds: tuple[str, ...], load, wrap) -> dict:
     acc = make_accelerator(cfg)
     log = logger(acc)
     spec, params = resolve_loss(cfg, kinds)
-    write_start(cfg, acc)
     model, tokenizer = load(cfg.model)
     return run(cfg, spec, params, model, tokenizer, wrap(model), acc, log)

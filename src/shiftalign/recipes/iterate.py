@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from ..errors import ConfigError
 from ..io import write_json_atomic, write_text_atomic
 from ..models.packaged import resolve_model_path
 from ..rollout.sample import SampleConfig
+from ..rundir import claim
 from ..rollout.sample import main as sample_main
 from . import RECIPES
 from .label import LabelConfig
@@ -48,6 +50,7 @@ class IterateConfig:
     label: LabelConfig = field(default_factory=LabelConfig)  # samples/output_dir are set per round
     train: RunConfig = field(default_factory=RunConfig)  # data.train/model.path/output_dir set per round
     mix_source: str | None = None  # source preference pairs to add to every round's training set
+    round1_samples: str | None = None  # samples of the initial policy to use as round 1's (e.g. shared between runs)
     mix_weights: str | None = None  # density-ratio weights file for the source pairs (joined on id; ids it
     # lacks follow train.data.missing_weight: error by default)
 
@@ -77,6 +80,10 @@ def main(cfg: IterateConfig, log=print) -> list[dict]:
     if cfg.reference not in ("initial", "previous"):
         raise ConfigError(f"reference must be initial or previous, got {cfg.reference!r}")
     root = Path(cfg.output_dir)
+    load_examples(cfg.prompts, "prompt")  # validated before anything is written
+    if cfg.mix_source:
+        source_rows(cfg)
+    claim(root, cfg)
     write_text_atomic(root / "config.yaml", dump_config(cfg))
     initial = resolve_model_path(cfg.train.model.path)
     policy, history = initial, []
@@ -95,6 +102,9 @@ def main(cfg: IterateConfig, log=print) -> list[dict]:
         s.policy = copy.deepcopy(cfg.train.model)
         s.policy.path, s.policy.lora = policy, None
         s.sampling.seed = cfg.sample.sampling.seed + r
+        if r == 1 and cfg.round1_samples and not Path(s.output).exists():
+            rd.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cfg.round1_samples, s.output)  # checked like any resumed file: same sample_key or refused
         sample_main(s, log)
 
         lab = copy.deepcopy(cfg.label)

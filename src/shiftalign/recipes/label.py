@@ -24,6 +24,7 @@ from ..labeling.reward_model import RewardLabelConfig
 from ..labeling.scorer import ScorerLabelConfig
 from ..labeling.samples import grouped_samples
 from ..registry import Registry
+from ..rundir import claim
 
 LABELLERS: Registry = Registry("labeller")
 LABELLERS.register("reward_model", lambda groups, cfg, out, log: (*reward_model.label(groups, cfg.reward_model,
@@ -55,7 +56,7 @@ def main(cfg: LabelConfig, log=print) -> dict:
     groups, set_aside = grouped_samples(cfg.samples)
     log(f"[shiftalign] label: {sum(map(len, groups))} samples of {len(groups)} prompts with {cfg.labeller}"
         + (f" ({len(set_aside)} empty responses set aside)" if set_aside else ""))
-    out.mkdir(parents=True, exist_ok=True)
+    claim(out, cfg)  # after the samples are read and validated; another config's directory is refused
     pairs, dropped, stats = run(groups, cfg, out, log)
     dropped = set_aside + dropped
     summary = {"labeller": cfg.labeller, "pairs": len(pairs), "unlabelled": len(dropped),

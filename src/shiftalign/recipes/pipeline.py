@@ -73,8 +73,8 @@ def _train_cfg(cfg: PipelineConfig, out: Path, recipe: str, train_file: str, tra
 
 def main(cfg: PipelineConfig, log=print) -> dict:
     root = Path(cfg.output_dir)
-    write_text_atomic(root / "config.yaml", dump_config(cfg))
     stage = Stages(root, 9, log, config=cfg)
+    write_text_atomic(root / "config.yaml", dump_config(cfg))
 
     def train(name, recipe, train_file, tcfg, loss, weights=None):
         rc = _train_cfg(cfg, root / name, recipe, train_file, tcfg, loss, weights)

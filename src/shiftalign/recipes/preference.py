@@ -18,7 +18,7 @@ from ..ops.logprobs import CompletionLogProbs, backbone_hidden, response_logits
 from ..train.reference import reference_context
 from ..config import RunConfig
 from . import RECIPES, Recipe
-from .common import logger, make_accelerator, resolve_loss, run, write_start
+from .common import logger, make_accelerator, resolve_loss, run
 
 
 def token_kl_extra(reference):
@@ -40,7 +40,6 @@ def main(cfg):
     acc = make_accelerator(cfg)
     log = logger(acc)
     spec, params = resolve_loss(cfg, ("paired", "unpaired"))
-    write_start(cfg, acc)
     model, tokenizer = load_policy(cfg.model)
     extra = None
     if cfg.data.eval:

@@ -66,6 +66,11 @@ def save(checkpoint_dir: Path, step: int, module, optimizer, scheduler, trainer_
     return final
 
 
+def remove_all(checkpoint_dir: Path) -> None:
+    """Delete every checkpoint of a finished run (its final model is saved separately)."""
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
 def load(path: Path, module, optimizer, scheduler, accelerator) -> dict:
     state = load_file(str(path / "trainable.safetensors"))
     missing = set(trainable_state(module)) - set(state)

@@ -267,7 +267,8 @@ class Trainer:
         if final_eval:
             log.log({"step": self.step, **final_eval})
             self._log("evaluation: " + ", ".join(f"{k}={v:.4f}" for k, v in final_eval.items()))
-        if checkpoint.latest(ckpt_dir) is None or checkpoint.latest(ckpt_dir).name != f"step-{self.step:08d}":
+        if t.keep_optimizer_state and (checkpoint.latest(ckpt_dir) is None
+                                       or checkpoint.latest(ckpt_dir).name != f"step-{self.step:08d}"):
             checkpoint.save(ckpt_dir, self.step, self.acc.unwrap_model(self.model), self.optimizer, self.scheduler,
                             {"epoch": t.epochs}, self.acc, t.keep_checkpoints)
         return {"steps": self.step, "train": last_record, "eval": final_eval}
