@@ -1,6 +1,11 @@
 """Load rows from JSONL / JSON / Parquet / CSV files, or a Hugging Face dataset (hub name or local
 directory; offline works from a local directory), validate them and join optional per-example weights.
 
+Text files are read as UTF-8; a byte-order mark is skipped and CRLF line ends are accepted. Invalid
+UTF-8, a directory or an unreadable file where a file is expected, an empty source, and a weights
+file whose ids are missing from the data or absent from it all stop with a :class:`DataError`
+naming the file, the line and the field.
+
 Usage::
 
     examples = load_examples("prefs.jsonl", kind="paired")
@@ -9,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -21,20 +27,37 @@ from .schema import Example, validate_row
 _JSON_FIELDS = ("prompt", "chosen", "rejected", "completion", "messages")
 
 
+def read_text(path: Path) -> str:
+    """The file's text: UTF-8, a leading byte-order mark dropped, CRLF / CR line ends made LF."""
+    try:
+        raw = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise DataError(str(path), None, None, "a file (got a directory)") from None
+    except OSError as e:
+        raise DataError(str(path), None, None, f"a readable file ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(str(path), line, None, f"UTF-8 text (byte 0x{raw[e.start]:02x} at column {col} is not valid "
+                        "UTF-8; re-save the file as UTF-8)") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _rows_jsonl(path: Path) -> Iterator[tuple[int, object]]:
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(str(path), n, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
+    for n, line in enumerate(read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(str(path), n, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
 
 
 def _rows_json(path: Path) -> Iterator[tuple[int, object]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DataError(str(path), e.lineno, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
     if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
@@ -61,10 +84,9 @@ def _csv_value(key: str, value: str):
 
 
 def _rows_csv(path: Path) -> Iterator[tuple[int, object]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        for row in reader:
-            yield reader.line_num, {k: _csv_value(k, v) for k, v in row.items() if k is not None}
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    for row in reader:
+        yield reader.line_num, {k: _csv_value(k, v) for k, v in row.items() if k is not None}
 
 
 def _rows_table(records) -> Iterator[tuple[int, object]]:
@@ -98,6 +120,8 @@ def read_rows(source: str | os.PathLike, split: str = "train") -> tuple[Iterator
     """Raw rows with their 1-based line (JSONL, CSV) or row (JSON, Parquet, HF) number, and the unit's name."""
     path = Path(source)
     suffix = path.suffix.lower()
+    if suffix in READERS and path.is_dir():
+        raise DataError(str(path), None, None, "a file (got a directory)")
     if path.is_file():
         if suffix not in READERS:
             raise DataError(str(path), None, None, f"a file ending in one of {', '.join(READERS)}")
@@ -143,7 +167,13 @@ def load_weights(path) -> dict[str, float]:
 
 
 def attach_weights(examples: list[Example], weights: dict[str, float], source: str, missing: str = "error") -> list[Example]:
-    """Join weights on id. ``missing``: 'error' (default), 'one' (weight 1) or 'drop' (drop the example)."""
+    """Join weights on id. ``missing``: 'error' (default), 'one' (weight 1) or 'drop' (drop the example).
+    Ids in the weights file that are not in the data are an error: the file was fitted on other data."""
+    ids = {ex.id for ex in examples}
+    extra = [i for i in weights if i not in ids]
+    if extra:
+        raise DataError(source, None, "id", f"ids of the data: {len(extra)} of its {len(weights)} ids are not in it "
+                        f"(e.g. '{extra[0]}'); were these weights fitted on another file?")
     out = []
     for ex in examples:
         if ex.id in weights:
