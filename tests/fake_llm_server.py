@@ -6,6 +6,12 @@ Verdict rule: the response containing "good" wins ([[A]] or [[B]]); both or neit
 FAULT429 (first request: 429 + retry-after: 1), FAULT500 (first request: 500), SLOW (sleeps
 ``slow_seconds``), MALFORMED (never a verdict), REASKOK (no verdict first, then a good one),
 TRUNC (cut off at max tokens), REFUSE (a refusal).
+
+With ``logprobs`` asked for (and ``no_logprobs`` off), an OpenAI reply carries every output token
+(the text split at word boundaries, so the verdict letter is a token of its own) with its top
+log-probs: at the verdict token P(verdict) = 0.9; every other token is certain. ``trailing`` is
+appended to each verdict reply (e.g. text with the article " a"). ``count_tokens(messages)``, when
+given, is the reported input-token count (e.g. a real tokenizer's); by default it is chars // 4.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeLLM:
-    def __init__(self, biased: bool = False, latency: float = 0.0, slow_seconds: float = 3.0):
+    def __init__(self, biased: bool = False, latency: float = 0.0, slow_seconds: float = 3.0, trailing: str = "",
+                 no_logprobs: bool = False, count_tokens=None):
         self.biased, self.latency, self.slow_seconds = biased, latency, slow_seconds
+        self.trailing, self.no_logprobs, self.count_tokens = trailing, no_logprobs, count_tokens
         self.requests = 0
         self.by_status: dict[int, int] = {}
         self.seen: dict[str, int] = {}
@@ -71,8 +79,8 @@ class FakeLLM:
     def verdict(self, user_text: str) -> str:
         if self.biased:
             return "A"
-        a = re.search(r"\[Response A\]\n(.*?)\n\n\[Response B\]", user_text, re.S)
-        b = re.search(r"\[Response B\]\n(.*?)\n\n", user_text, re.S)
+        a = re.search(r"\[Response A\]\n(.*?)\n\n\[Response B\]", user_text, re.DOTALL)
+        b = re.search(r"\[Response B\]\n(.*?)\n\n", user_text, re.DOTALL)
         ga = bool(a and "good" in a.group(1))
         gb = bool(b and "good" in b.group(1))
         return "A" if ga and not gb else "B" if gb and not ga else "tie"
@@ -107,24 +115,44 @@ class FakeLLM:
         elif "REFUSE" in first:
             text, finish, refusal = "", "refusal", "I can't help with that."
         else:
-            text = f"Reasoning done.\n[[{v}]]" if not reask else f"[[{v}]]"
+            text = (f"Reasoning done.\n[[{v}]]" if not reask else f"[[{v}]]") + self.trailing
         count(200)
+        if self.count_tokens is not None:
+            system = [{"role": "system", "content": body["system"]}] if body.get("system") else []
+            n_in = self.count_tokens(system + body.get("messages", []))
+        else:
+            n_in = len(first) // 4
         if anthropic:
             stop = {"stop": "end_turn", "length": "max_tokens", "refusal": "refusal"}[finish]
             return 200, {"id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"),
                          "content": [{"type": "text", "text": text}], "stop_reason": stop, "stop_sequence": None,
-                         "usage": {"input_tokens": len(first) // 4, "output_tokens": len(text) // 4 + 1}}, {}, delay
+                         "usage": {"input_tokens": n_in, "output_tokens": len(text) // 4 + 1}}, {}, delay
         logprobs = None
-        if body.get("logprobs") and finish == "stop":
+        if body.get("logprobs") and not self.no_logprobs and text:
             p = {"A": 0.9, "B": 0.08, "tie": 0.02} if v == "A" else {"A": 0.08, "B": 0.9, "tie": 0.02} \
                 if v == "B" else {"A": 0.05, "B": 0.05, "tie": 0.9}
-            tops = [{"token": t, "logprob": math.log(q), "bytes": None} for t, q in p.items()]
-            logprobs = {"content": [{"token": v, "logprob": math.log(p[v]), "bytes": None, "top_logprobs": tops}]}
+            content = []
+            verdict_at = text.rfind(f"[[{v}]]") + 2 if f"[[{v}]]" in text else -1
+            pos = 0
+            for tok in _split_tokens(text):
+                if pos == verdict_at:
+                    tops = [{"token": t, "logprob": math.log(q), "bytes": None} for t, q in p.items()]
+                    content.append({"token": tok, "logprob": math.log(p[v]), "bytes": None, "top_logprobs": tops})
+                else:
+                    content.append({"token": tok, "logprob": 0.0, "bytes": None,
+                                    "top_logprobs": [{"token": tok, "logprob": 0.0, "bytes": None}]})
+                pos += len(tok)
+            logprobs = {"content": content}
         msg = {"role": "assistant", "content": text or None, "refusal": refusal}
         return 200, {"id": "c1", "object": "chat.completion", "created": 0, "model": body.get("model"),
                      "choices": [{"index": 0, "message": msg, "finish_reason": finish, "logprobs": logprobs}],
-                     "usage": {"prompt_tokens": len(first) // 4, "completion_tokens": len(text) // 4 + 1,
-                               "total_tokens": len(first) // 4 + len(text) // 4 + 1}}, {}, delay
+                     "usage": {"prompt_tokens": n_in, "completion_tokens": len(text) // 4 + 1,
+                               "total_tokens": n_in + len(text) // 4 + 1}}, {}, delay
+
+
+def _split_tokens(text: str) -> list[str]:
+    """Word-boundary pieces whose concatenation is ``text``: "Reasoning", " done", ".", "\\n[[", "B", "]]"."""
+    return re.findall(r"\s*[A-Za-z0-9']+|\s*[^\sA-Za-z0-9']+|\s+", text)
 
 
 def serve_asyncio(fake: FakeLLM, port_q, stop_event) -> None:

@@ -1,6 +1,7 @@
 """Persistent SQLite cache of judge responses, so a killed job resumes without paying twice.
 
-The key is a hash of everything that determines a response: backend, model, template hash,
+The key is a hash of everything that determines a response: backend kind, endpoint (base URL),
+model (and a fingerprint of a local model's files), whether log-probs were asked for, template hash,
 prompt, both responses in the order asked, whether it is a re-ask, and the sampling parameters.
 Only responses that came back from the model are stored (never errors, never credentials).
 """

@@ -4,6 +4,10 @@ model (default: the packaged SmolLM2-135M-Instruct).
 
 Every backend answers ``await chat(messages, max_tokens, temperature)`` with a :class:`Reply` or
 raises :class:`CallError` saying whether the failure is worth retrying and any ``retry-after``.
+A reply carries, per output position, the sampled token and (when the backend gives them and
+``logprobs`` is on) its top log-probs, so the judge reads the verdict token's probability at the
+verdict's own position. Each backend class declares what it can do — ``gives_logprobs``,
+``takes_prefill`` — so the judge's configuration is checked before any backend is built.
 API keys are read from the environment variable named in the config and kept only inside the SDK
 client; they are never part of a config, a log line, a cache key or an output row.
 """
@@ -36,6 +40,7 @@ class Reply:
     input_tokens: int = 0
     output_tokens: int = 0
     top_logprobs: list[dict[str, float]] = field(default_factory=list)  # per output token: token -> logprob
+    tokens: list[str] = field(default_factory=list)  # per output token: the sampled token's text
 
 
 class CallError(Exception):
@@ -60,6 +65,9 @@ def _status_error(status: int, headers, message: str) -> CallError:
 
 
 class OpenAIBackend:
+    gives_logprobs = True  # when BackendConfig.logprobs is on and the server implements them
+    takes_prefill = False  # the chat-completions API has no assistant prefill
+
     def __init__(self, cfg: BackendConfig, timeout: float):
         import openai
 
@@ -91,16 +99,23 @@ class OpenAIBackend:
         finish = {"stop": "stop", "length": "length", "content_filter": "refusal"}.get(choice.get("finish_reason"), "other")
         if msg.get("refusal"):
             finish = "refusal"
-        tops = []
+        tops, tokens = [], []
         content_lp = (choice.get("logprobs") or {}).get("content") or []
-        for c in content_lp:
-            tops.append({t["token"]: t["logprob"] for t in (c.get("top_logprobs") or [])} | {c["token"]: c["logprob"]})
+        try:
+            for c in content_lp:
+                tops.append({t["token"]: t["logprob"] for t in (c.get("top_logprobs") or [])} | {c["token"]: c["logprob"]})
+                tokens.append(c["token"])
+        except (KeyError, TypeError):  # malformed log-probs: the verdict stands, without a soft probability
+            tops, tokens = [], []
         usage = r.get("usage") or {}
         return Reply(msg.get("content") or "", finish, usage.get("prompt_tokens") or 0,
-                     usage.get("completion_tokens") or 0, tops)
+                     usage.get("completion_tokens") or 0, tops, tokens)
 
 
 class AnthropicBackend:
+    gives_logprobs = False  # the Messages API returns no token log-probs
+    takes_prefill = True
+
     def __init__(self, cfg: BackendConfig, timeout: float):
         import anthropic
 
@@ -131,15 +146,22 @@ class AnthropicBackend:
 
 
 class LocalBackend:
-    """A local causal LM as judge: greedy decoding with the chat template; top log-probs per token."""
+    """A local causal LM as judge: greedy decoding with the chat template; top log-probs per token.
+    ``fingerprint`` (of the model's files) enters the judge's cache key: a model retrained into the
+    same path is asked again."""
+
+    gives_logprobs = True
+    takes_prefill = True
 
     def __init__(self, cfg: BackendConfig, timeout: float):
         import torch
 
         from ..config import ModelConfig
+        from ..models.fingerprint import files_fingerprint
         from ..models.load import load_policy
 
-        self.torch = torch
+        self.torch, self.logprobs = torch, cfg.logprobs
+        self.fingerprint = files_fingerprint(cfg.model)
         self.model, self.tok = load_policy(ModelConfig(path=cfg.model))
         self.model.eval()
         self.lock = asyncio.Lock()  # one generate at a time: the model is not re-entrant
@@ -159,12 +181,15 @@ class LocalBackend:
         if finished:
             new = new[: new.index(self.tok.eos_token_id)]
         tops = []
-        for step in out.logits[: len(new)]:
+        for step in out.logits[: len(new)] if self.logprobs else []:
             lp = torch.log_softmax(step[0].float(), -1)
             v, i = lp.topk(5)
             tops.append({self.tok.decode([int(t)]): float(x) for t, x in zip(i, v) if math.isfinite(float(x))})
+        # Tokens decoded one by one: their concatenation can differ from the decoded reply where a
+        # character spans several tokens; the judge locates the verdict within this concatenation.
+        tokens = [self.tok.decode([t]) for t in new]
         return Reply(self.tok.decode(new, skip_special_tokens=True), "stop" if finished else "length",
-                     ids.shape[1], len(new), tops)
+                     ids.shape[1], len(new), tops, tokens)
 
     async def chat(self, messages, max_tokens: int, temperature: float) -> Reply:
         async with self.lock:

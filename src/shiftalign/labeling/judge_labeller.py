@@ -1,5 +1,10 @@
 """LLM-judge labeller: pairwise verdicts in both orders on pairs of policy samples, with the client
-discipline of ``labeling.limits`` and the persistent cache of ``labeling.cache``."""
+discipline of ``labeling.limits`` and the persistent cache of ``labeling.cache``.
+
+The judge settings are checked against the backend when the config is built (``judge.check_config``),
+so a refused combination stops before the output directory is claimed. Each labelled pair's
+provenance, and each unlabelled record, carries how it was decided (``decision``); the stats count
+``soft_fallbacks``, the pairs that ``decide: soft`` had to decide from the verdicts."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from ..data.tokenize import _response_text
 from ..reweight.pairs import text_of
 from .cache import ResponseCache
 from .clients import BackendConfig, make_backend
-from .judge import JudgeConfig, PairJudge, template_hash
+from .judge import JudgeConfig, PairJudge, check_config, template_hash
 from .limits import Limiter, LimitsConfig
 from .pairs import candidate_pairs
 from .samples import response
@@ -28,10 +33,13 @@ class JudgeLabelConfig:
     pairs: str = "random"  # random | all
     cache: str | None = None  # SQLite file; default: <output_dir>/judge_cache.sqlite
 
+    def __post_init__(self):
+        check_config(self.backend, self.judge)
+
 
 async def _label_async(groups, cfg: JudgeLabelConfig, seed: int, cache: ResponseCache, backend, progress: bool):
     limiter = Limiter(cfg.limits)
-    judge = PairJudge(backend, cfg.backend.kind, cfg.backend.model, cfg.judge, limiter, cache)
+    judge = PairJudge(backend, cfg.backend, cfg.judge, limiter, cache)
     rng = random.Random(seed)
     jobs = []
     for g in groups:
@@ -61,18 +69,20 @@ async def _label_async(groups, cfg: JudgeLabelConfig, seed: int, cache: Response
                           "chosen_id": c.id, "rejected_id": r.id,
                           "provenance": {"labeller": "judge", "backend": cfg.backend.kind, "model": cfg.backend.model,
                                          "template_hash": template_hash(cfg.judge), "verdicts": res["verdicts"],
-                                         "soft_first": res.get("soft_first"), "confidence": res["confidence"]}})
+                                         "soft_first": res.get("soft_first"), "confidence": res["confidence"],
+                                         "decision": res["decision"]}})
         else:
             dropped.append({**base, "reason": res["reason"], "label": res["label"], "verdicts": res["verdicts"],
-                            "soft_first": res.get("soft_first")})
+                            "soft_first": res.get("soft_first"), "decision": res.get("decision")})
     b = limiter.budget
     stats = {"requests": judge.requests, "cache_hits": cache.hits, "input_tokens": b.input_tokens,
              "output_tokens": b.output_tokens, "cost_usd": b.spent, "budget_exhausted": b.exhausted,
-             "fatal_error": judge.fatal}
+             "soft_fallbacks": judge.soft_fallbacks, "fatal_error": judge.fatal}
     return pairs, dropped, stats
 
 
 def label(groups, cfg: JudgeLabelConfig, seed: int, out_dir: Path, progress: bool = True, backend=None):
+    check_config(cfg.backend, cfg.judge)  # again: the config may have been changed after it was built
     cache = ResponseCache(cfg.cache or out_dir / "judge_cache.sqlite")
     try:
         backend = backend or make_backend(cfg.backend, cfg.limits.request_timeout)

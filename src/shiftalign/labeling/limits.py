@@ -1,6 +1,13 @@
 """Client discipline for API labellers: concurrency, requests/tokens per minute, retries with
 back-off that honour ``retry-after``, a per-item deadline and a hard budget.
 
+The budget reserves each request's worst case before sending it: ``max_tokens`` of output and
+:func:`input_token_bound` of input — the UTF-8 byte count of the messages plus a per-message
+allowance for the chat template, an upper bound for byte-level BPE tokenizers (GPT-2, tiktoken,
+Llama 3, SmolLM2) and SentencePiece with byte fallback, since none of them emits more tokens than
+bytes. A character count would undershoot on non-ASCII text (one CJK character is three bytes and
+up to three tokens) and let spend pass the cap.
+
 The SDK clients are built with ``max_retries=0`` so that retries happen here only, once, with the
 server's ``retry-after`` when it sends one (exponential back-off with jitter otherwise).
 """
@@ -26,6 +33,15 @@ class LimitsConfig:
     budget_usd: float | None = None  # hard cap on estimated spend; None: no cap
     input_usd_per_mtok: float = 0.0  # prices for the cost accounting
     output_usd_per_mtok: float = 0.0
+
+
+PER_MESSAGE_TOKENS = 8  # role markers and separators of a chat template, per message
+PER_REQUEST_TOKENS = 16  # BOS, the generation prompt
+
+
+def input_token_bound(messages) -> int:
+    """An upper bound on the input tokens of ``messages`` for byte-level tokenizers."""
+    return sum(len(m["content"].encode("utf-8")) + PER_MESSAGE_TOKENS for m in messages) + PER_REQUEST_TOKENS
 
 
 class TokenBucket:
