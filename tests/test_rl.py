@@ -78,3 +78,37 @@ def test_prompt_weights(tmp_path, tiny_dir):
     weights.write_text(json.dumps({"id": "q0", "weight": 1.0}) + "\n")
     cfg = tmp_path / "w.yaml"
     assert main(["train", str(cfg), f"output_dir={tmp_path / 'w2'}"]) == 2  # a prompt without a weight is an error
+
+
+@pytest.mark.parametrize("t", [0.7, 1.0])
+def test_rl_log_probs_are_those_of_the_tempered_policy(tiny_dir, t):
+    import torch
+
+    from shiftalign.data.batching import collate
+    from shiftalign.data.tokenize import Tokenized
+    from shiftalign.models.tiny import tiny_causal_lm
+    from shiftalign.recipes.rl import PolicyWithValue
+
+    model, tok = tiny_causal_lm(seed=4)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20)  # a peaked distribution: temperature changes it clearly
+    prompt, resp = tok("what is 3", add_special_tokens=False)["input_ids"], [5, 9, 17, tok.eos_token_id]
+    batch = collate([Tokenized(0, "x", prompt, [resp])], tok.pad_token_id)
+    with torch.no_grad():
+        got = PolicyWithValue(model, False, t)(batch)
+        logits = model(torch.tensor([prompt + resp])).logits[0, len(prompt) - 1:-1] / t
+    want = torch.log_softmax(logits, -1)
+    assert torch.allclose(got["logps"], want.gather(-1, torch.tensor(resp)[:, None])[:, 0], atol=1e-4)
+    assert torch.allclose(got["entropy"], -(want.exp() * want).sum(-1), atol=1e-4)
+
+
+@pytest.mark.parametrize("sampling", [{"top_p": 0.9}, {"top_k": 5}, {"temperature": 0.0}])
+def test_rl_refuses_truncated_or_greedy_sampling(tmp_path, tiny_dir, sampling, capsys):
+    (tmp_path / "score.py").write_text(SCORER)
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "what is 1"}, {"prompt": "what is 2"}])
+    cfg = {"recipe": "rl", "output_dir": str(tmp_path / "run"), "model": {"path": tiny_dir}, "prompts": prompts,
+           "scorer": {"name": "python", "function": f"{tmp_path / 'score.py'}:target_fraction"},
+           "sampling": {"n": 2, "max_new_tokens": 4, "temperature": 1.0, **sampling}, "progress": False}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml")]) == 2
+    assert "tempered policy" in capsys.readouterr().err

@@ -79,11 +79,13 @@ class RLConfig:
 
 
 class PolicyWithValue(nn.Module):
-    """Per-token log-probs, entropies and (PPO) values of the response tokens of tree rows."""
+    """Per-token log-probs, entropies and (PPO) values of the response tokens of tree rows, under the
+    policy at the sampling temperature: logits / T, the distribution the rollouts are drawn from, so
+    that the PPO ratio, the KL to the (equally tempered) reference and the entropy are of pi_T."""
 
-    def __init__(self, model: nn.Module, with_value: bool):
+    def __init__(self, model: nn.Module, with_value: bool, temperature: float = 1.0):
         super().__init__()
-        self.model = model
+        self.model, self.temperature = model, temperature
         hidden = unwrap_hf(model).config.hidden_size
         self.value_head = nn.Linear(hidden, 1) if with_value else None
         if self.value_head is not None:
@@ -92,7 +94,7 @@ class PolicyWithValue(nn.Module):
 
     def forward(self, batch: dict) -> dict:
         hidden = backbone_hidden(self.model, batch)
-        logp = torch.log_softmax(response_logits(self.model, hidden, batch), -1)
+        logp = torch.log_softmax(response_logits(self.model, hidden, batch) / self.temperature, -1)
         out = {"logps": logp.gather(-1, batch["targets"][:, None])[:, 0],
                "entropy": -(logp.exp() * logp).sum(-1)}
         if self.value_head is not None:
@@ -117,6 +119,9 @@ class RLTrainer:
         self.params = from_dict(self.algo.params, knobs, "algorithm")
         if cfg.kl.estimator not in KL_ESTIMATORS:
             raise ConfigError(f"kl.estimator must be one of {', '.join(KL_ESTIMATORS)}")
+        if cfg.sampling.temperature <= 0 or cfg.sampling.top_p < 1 or cfg.sampling.top_k:
+            raise ConfigError("rl: sampling needs temperature > 0, top_p 1 and top_k 0: the ratio, KL and entropy are "
+                              "those of the tempered policy, which truncated sampling would not draw from")
         if self.algo.name in ("rloo", "grpo") and cfg.sampling.n < 2:
             raise ConfigError(f"{self.algo.name} needs sampling.n >= 2 samples per prompt")
         self.prompts = load_examples(cfg.prompts, "prompt")
@@ -125,10 +130,11 @@ class RLTrainer:
         self.reference = None
         if cfg.reference is not None or cfg.model.lora is None:
             path = cfg.reference or cfg.model.path
-            self.reference, _ = load_policy(ModelConfig(path=path, trust_remote_code=cfg.model.trust_remote_code))
+            self.reference, _ = load_policy(ModelConfig(path=path, trust_remote_code=cfg.model.trust_remote_code,
+                                                        attn_implementation=cfg.model.attn_implementation))
             self.reference.eval().requires_grad_(False).to(acc.device)
         self.scorer = make_scorer(cfg.scorer)
-        policy = PolicyWithValue(model, self.algo.needs_value)
+        policy = PolicyWithValue(model, self.algo.needs_value, cfg.sampling.temperature)
         self.optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr,
                                            weight_decay=cfg.weight_decay)
         from transformers import get_scheduler
@@ -189,9 +195,9 @@ class RLTrainer:
         new, lengths = self._forward(policy, items)
         if self.reference is None:
             with reference_context(policy.model):
-                ref, _ = self._forward(PolicyWithValue(policy.model, False), items)
+                ref, _ = self._forward(PolicyWithValue(policy.model, False, cfg.sampling.temperature), items)
         else:
-            ref, _ = self._forward(PolicyWithValue(self.reference, False), items)
+            ref, _ = self._forward(PolicyWithValue(self.reference, False, cfg.sampling.temperature), items)
         policy.train()
         mask = padded(torch.ones(sum(lengths), device=self.acc.device), lengths)
         scores = raw.clone()
