@@ -71,3 +71,56 @@ def test_vader_scorer_orders_sentiment():
     good, neutral, bad = score(["q"] * 3, ["Happy to help, this is a great idea!", "The door is brown.",
                                            "This is awful and stupid."])
     assert good > 0.5 and abs(neutral) < 0.1 and bad < -0.5
+
+
+def test_ppo_clipped_objective_hand_values():
+    from shiftalign.rl import clipped_policy_loss
+
+    # one token each: ratios e^0.5 = 1.649 (above 1 + 0.2), e^-0.5 = 0.607 (below 0.8), e^0.1 = 1.105 (inside)
+    new = torch.tensor([[0.5], [-0.5], [0.1], [0.5]])
+    old = torch.zeros(4, 1)
+    adv = torch.tensor([[1.0], [1.0], [-2.0], [-1.0]])
+    loss, clipfrac = clipped_policy_loss(new, old, adv, torch.ones(4, 1), clip=0.2)
+    r = [math.exp(0.5), math.exp(-0.5), math.exp(0.1), math.exp(0.5)]
+    want = [-1.2,                       # A > 0, ratio above 1.2: the clipped term -1.2 is the max
+            -r[1] * 1.0,                # A > 0, ratio below 0.8: max(-0.607, -0.8) = -0.607, unclipped
+            2.0 * r[2],                 # inside the range: -A ratio
+            1.0 * r[3]]                 # A < 0, ratio above 1.2: max(1.649, 1.2) = 1.649, unclipped
+    assert torch.allclose(loss, torch.tensor(want), atol=1e-6)
+    assert clipfrac == pytest.approx(3 / 4)
+
+
+def test_ppo_value_clipping_hand_values():
+    from shiftalign.rl.ppo import PPOParams, loss
+
+    p = PPOParams(value_clip=0.2, value_coef=1.0, entropy_coef=0.0)
+    mask = torch.ones(2, 1)
+    roll = {"mask": mask, "advantages": torch.zeros(2, 1), "logps_old": torch.zeros(2, 1),
+            "values_old": torch.tensor([[0.0], [0.0]]), "returns": torch.tensor([[1.0], [1.0]])}
+    new = {"logps": torch.zeros(2, 1), "entropy": torch.zeros(2, 1), "values": torch.tensor([[0.5], [0.1]])}
+    total, _ = loss(new, roll, p, 0.0)
+    # V = 0.5 moved past the clip: V_clip = 0.2, 1/2 max((0.5-1)^2, (0.2-1)^2) = 0.32
+    # V = 0.1 inside: 1/2 (0.1 - 1)^2 = 0.405
+    assert torch.allclose(total, torch.tensor([0.32, 0.405]), atol=1e-6)
+
+
+def test_adaptive_kl_controller_hand_values():
+    from shiftalign.recipes.rl import adapt_kl_coef
+
+    assert adapt_kl_coef(0.1, 6.0, 100, 5.0, 1000) == pytest.approx(0.1 * (1 + 0.2 * 0.1))  # error 0.2
+    assert adapt_kl_coef(0.1, 20.0, 100, 5.0, 1000) == pytest.approx(0.1 * 1.02)  # error 3 clipped to 0.2
+    assert adapt_kl_coef(0.1, 0.0, 100, 5.0, 1000) == pytest.approx(0.1 * 0.98)  # error -1 clipped to -0.2
+    assert adapt_kl_coef(0.1, 5.0, 100, 5.0, 1000) == pytest.approx(0.1)
+
+
+def test_score_shaping_hand_values():
+    from shiftalign.recipes.rl import RLConfig, shape_scores
+
+    raw, eos, lengths = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 0.0, 1.0]), torch.tensor([10.0, 4.0, 2.0])
+    cfg = RLConfig(missing_eos_penalty=1.5, length_penalty=0.1)
+    assert torch.allclose(shape_scores(raw, eos, lengths, cfg), torch.tensor([1.0 - 1.0, 2.0 - 1.5 - 0.4, 3.0 - 0.2]))
+    cfg.whiten_rewards = True
+    got = shape_scores(raw, eos, lengths, cfg)
+    x = torch.tensor([0.0, 0.1, 2.8])
+    assert torch.allclose(got, (x - x.mean()) / x.std(), atol=1e-5)
+    assert torch.allclose(shape_scores(raw, eos, lengths, RLConfig()), raw)  # no penalty by default

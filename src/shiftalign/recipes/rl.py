@@ -102,6 +102,25 @@ class PolicyWithValue(nn.Module):
         return out
 
 
+def shape_scores(raw: torch.Tensor, finished: torch.Tensor, lengths: torch.Tensor, cfg: RLConfig) -> torch.Tensor:
+    """Scores (S,) -> what is optimised: minus ``missing_eos_penalty`` for a response without EOS,
+    minus ``length_penalty`` per token, then (``whiten_rewards``) standardised over the rollout."""
+    scores = raw.clone()
+    if cfg.missing_eos_penalty is not None:
+        scores -= cfg.missing_eos_penalty * (1 - finished)
+    scores -= cfg.length_penalty * lengths
+    if cfg.whiten_rewards:
+        scores = (scores - scores.mean()) / (scores.std() + 1e-8)
+    return scores
+
+
+def adapt_kl_coef(coef: float, kl: float, n: int, target: float, horizon: int) -> float:
+    """Adaptive KL controller (Ziegler et al., 2019, Sec. 2.2): e = clip(KL / target - 1, -0.2, 0.2),
+    beta <- beta (1 + e n / horizon), n the samples of the iteration."""
+    err = max(-0.2, min(0.2, kl / target - 1))
+    return coef * (1 + err * n / horizon)
+
+
 def padded(flat: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     out = torch.zeros(len(lengths), max(lengths), dtype=flat.dtype, device=flat.device)
     off = 0
@@ -200,13 +219,8 @@ class RLTrainer:
             ref, _ = self._forward(PolicyWithValue(self.reference, False, cfg.sampling.temperature), items)
         policy.train()
         mask = padded(torch.ones(sum(lengths), device=self.acc.device), lengths)
-        scores = raw.clone()
         eos = torch.tensor(finished, dtype=torch.float32, device=self.acc.device)
-        if cfg.missing_eos_penalty is not None:
-            scores -= cfg.missing_eos_penalty * (1 - eos)
-        scores -= cfg.length_penalty * mask.sum(1)
-        if cfg.whiten_rewards:
-            scores = (scores - scores.mean()) / (scores.std() + 1e-8)
+        scores = shape_scores(raw, eos, mask.sum(1), cfg)
         kl = KL_ESTIMATORS[cfg.kl.estimator](new["logps"], ref["logps"]) * mask
         roll = {"logps_old": new["logps"], "ref_logps": ref["logps"], "mask": mask, "kl": kl, "scores": scores,
                 "values_old": new.get("values", torch.zeros_like(mask)), "group": torch.arange(len(exs)).repeat_interleave(k),
@@ -249,8 +263,7 @@ class RLTrainer:
     def _adapt_kl(self, kl: float, n: int) -> None:
         t = self.cfg.kl
         if t.target is not None:
-            err = max(-0.2, min(0.2, kl / t.target - 1))
-            self.kl_coef *= 1 + err * n / t.horizon
+            self.kl_coef = adapt_kl_coef(self.kl_coef, kl, n, t.target, t.horizon)
 
     def fit(self) -> dict:
         cfg = self.cfg
