@@ -146,6 +146,25 @@ def test_lm_feature_kinds_and_cache(tmp_path, tiny_dir, kind, width):
         assert np.all(X[:, 0] <= 0) and np.allclose(X[:, 0] / X[:, 2], X[:, 1], atol=1e-5)  # sum / length = mean
 
 
+def test_feature_cache_follows_the_model_content(tmp_path, tiny_dir):
+    import shutil
+
+    from shiftalign.models.tiny import save_tiny
+    from shiftalign.reweight.features import FeatureConfig, extract
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_dir, model)
+    pairs = [("what is 1?", "a good answer"), ("hello", "the quick fox")]
+    cfg = FeatureConfig(kind="hidden", model=str(model))
+    X = extract(pairs, cfg, tmp_path / "cache")
+    shutil.rmtree(model)
+    save_tiny(model, seed=9)  # retrained into the same path
+    Y = extract(pairs, cfg, tmp_path / "cache")
+    assert not np.allclose(X, Y)  # not served stale from the cache
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
+    assert np.array_equal(extract(pairs, cfg, tmp_path / "cache"), Y)  # and the new entry is hit
+
+
 def test_mlp_classifier_with_calibration():
     from scipy.stats import spearmanr
 

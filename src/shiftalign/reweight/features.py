@@ -9,7 +9,7 @@ then optionally PCA to ``pca_dim`` dimensions (fitted on source and target toget
 
 A row is turned into text as ``prompt + "\n" + response``; which response depends on the pair
 mode (see ``reweight.pairs``). Features are cached as safetensors keyed by a fingerprint of the
-texts, the extractor and its model path.
+texts, the extractor and the content of its model's files.
 """
 
 from __future__ import annotations
@@ -43,14 +43,17 @@ def default_embedding_dir() -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def _encoder(path: str):
+def _encoder(path: str, content: str):  # keyed on the files' content too: a replaced model is loaded again
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(path, device="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _embed(texts: list[str], cfg: FeatureConfig) -> np.ndarray:
-    model = _encoder(default_embedding_dir() if cfg.model == "default" else cfg.model)
+    from ..models.fingerprint import files_fingerprint
+
+    path = default_embedding_dir() if cfg.model == "default" else cfg.model
+    model = _encoder(path, files_fingerprint(path))
     model.max_seq_length = cfg.max_length
     return model.encode(texts, batch_size=cfg.batch_size, normalize_embeddings=True, convert_to_numpy=True,
                         show_progress_bar=False).astype(np.float32)
@@ -82,8 +85,13 @@ def _lm_features(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray
 
 
 def fingerprint(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> str:
+    """Of the texts, the extractor settings and the content of the model's files (not its path: a model
+    retrained into the same path gets new features)."""
+    from ..models.fingerprint import files_fingerprint
+
+    model = default_embedding_dir() if cfg.kind == "embedding" and cfg.model == "default" else cfg.model
     h = hashlib.blake2b(digest_size=16)
-    h.update(json.dumps([cfg.kind, cfg.model, cfg.max_length]).encode())
+    h.update(json.dumps([cfg.kind, files_fingerprint(model), cfg.max_length]).encode())
     for p, r in pairs:
         h.update(json.dumps([p, r]).encode())
     return h.hexdigest()
