@@ -80,3 +80,21 @@ def test_rulsif_weights_are_bounded_by_one_over_alpha():
     spec = ESTIMATORS.get("rulsif")
     w, info = spec.fit(Xs, Xt, spec.params(alpha=0.5))
     assert w.max() < 1 / 0.5 * 1.2 and info["alpha"] == 0.5
+
+
+def test_rulsif_correction_recovers_the_plain_ratio():
+    from shiftalign.reweight import ESTIMATORS
+
+    rng = np.random.default_rng(1)
+    Xs, Xt = rng.normal(size=(600, 2)), rng.normal(size=(600, 2)) + 0.6
+    mu = np.full(2, 0.6)
+    true = np.exp(Xs @ mu - 0.5 * mu @ mu)  # p_t / p_s at the source points
+    spec = ESTIMATORS.get("rulsif")
+    relative, _ = spec.fit(Xs, Xt, spec.params(alpha=0.5))
+    plain, info = spec.fit(Xs, Xt, spec.params(alpha=0.5, correct=True))
+    assert info["corrected"] and relative.max() < true.max()  # the relative ratio flattens the weights
+    err = lambda w: np.median(np.abs(np.log(np.maximum(w, 1e-6)) - np.log(true)))  # noqa: E731
+    assert err(plain) < err(relative)
+    # the map is r = (1 - a) r_a / (1 - a r_a), with a r_a capped at 0.999
+    a_r = np.minimum(0.5 * relative, 0.999)
+    assert np.allclose(plain, 0.5 * (a_r / 0.5) / (1 - a_r))

@@ -17,6 +17,12 @@ Estimation", Sec. 3.3). Leave-one-out: with n = min(n_s, n_t) pairs, leaving pai
 downdate of H, so every theta_{-i} follows from one b x b inverse by the Woodbury identity (for
 alpha = 0 this reduces to Kanamori et al.'s Sec. 3.4 formula); the LOO score is the held-out objective
 alpha/2 r(x_t,i)^2 + (1-alpha)/2 r(x_s,i)^2 - r(x_t,i).
+
+What the weights are: with alpha > 0 the estimate is r_alpha, not the importance weight p_t / p_s.
+It is bounded, which is RuLSIF's robustness, and it flattens the weights: a pair with plain ratio r
+gets r / (alpha r + 1 - alpha). ``correct: true`` maps it back to the plain ratio,
+r = (1 - alpha) r_alpha / (1 - alpha r_alpha), with alpha r_alpha capped at 0.999 (the map diverges at
+1); by default the relative ratio is kept, a tempered importance weight.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from .kernels import centers, check_sizes, gaussian, median_distance, sq_dists
 @dataclass
 class ULSIFParams:
     alpha: float = 0.0  # 0: uLSIF (plain ratio); in (0, 1): RuLSIF's relative ratio
+    correct: bool = False  # alpha > 0: map the relative ratio back to the plain ratio p_t / p_s
     n_centers: int = 100
     sigma_factors: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0])  # x median distance
     lambdas: list[float] = field(default_factory=lambda: [1e-3, 1e-2, 1e-1, 1.0])
@@ -87,7 +94,11 @@ def fit(Xs: np.ndarray, Xt: np.ndarray, p: ULSIFParams):
     sigma = f * med
     theta = fit_theta(gaussian(Ds, sigma), gaussian(Dt, sigma), p.alpha, lam)
     w = gaussian(Ds, sigma) @ theta
-    info = {"sigma": sigma, "lambda": lam, "alpha": p.alpha, "loo_score": scores[(f, lam)],
+    if p.correct and p.alpha > 0:
+        a_r = np.minimum(p.alpha * w, 0.999)
+        w = (1 - p.alpha) * (a_r / p.alpha) / (1 - a_r)
+    info = {"sigma": sigma, "lambda": lam, "alpha": p.alpha, "corrected": bool(p.correct and p.alpha > 0),
+            "loo_score": scores[(f, lam)],
             "grid": {f"sigma={k[0] * med:.4g},lambda={k[1]:g}": v for k, v in scores.items()}}
     return w, info
 
