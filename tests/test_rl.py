@@ -80,6 +80,41 @@ def test_prompt_weights(tmp_path, tiny_dir):
     assert main(["train", str(cfg), f"output_dir={tmp_path / 'w2'}"]) == 2  # a prompt without a weight is an error
 
 
+NOISY_Q3 = SCORER + '''
+def noisy_q3(prompts, responses):
+    base = target_fraction(prompts, responses)
+    return [b + (7.0 * (i % 3) if p == "what is 3" else 0.0) for i, (p, b) in enumerate(zip(prompts, base))]
+'''
+
+
+@pytest.mark.parametrize("algo", ["grpo", "ppo"])
+def test_a_prompt_of_weight_zero_contributes_no_gradient(tmp_path, tiny_dir, algo):
+    """Rewards of prompt q3 changed wildly: with q3's weight 0 the trained weights are bit-identical to
+    those trained on the unchanged rewards; with weight 1 they differ (the change reaches the loss)."""
+    from safetensors.torch import load_file
+
+    (tmp_path / "noisy.py").write_text(NOISY_Q3)
+
+    def trained(name, w3, scorer):
+        wf = tmp_path / f"{name}.jsonl"
+        wf.write_text("".join(json.dumps({"id": f"q{i}", "weight": w3 if i == 3 else 1.0 + 0.25 * i}) + "\n"
+                              for i in range(8)))
+        _run(tmp_path, tiny_dir, algo, iterations=1, name=name, prompt_weights=str(wf), prompts_per_iteration=8,
+             scorer={"name": "python", "function": f"{tmp_path / 'noisy.py'}:{scorer}"})
+        return load_file(str(tmp_path / name / "model" / "model.safetensors"))
+
+    plain, noisy = trained("plain0", 0.0, "target_fraction"), trained("noisy0", 0.0, "noisy_q3")
+    assert all(torch_equal(plain[k], noisy[k]) for k in plain)
+    plain, noisy = trained("plain1", 1.0, "target_fraction"), trained("noisy1", 1.0, "noisy_q3")
+    assert not all(torch_equal(plain[k], noisy[k]) for k in plain)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
+
+
 @pytest.mark.parametrize("t", [0.7, 1.0])
 def test_rl_log_probs_are_those_of_the_tempered_policy(tiny_dir, t):
     import torch

@@ -122,5 +122,9 @@ def test_score_shaping_hand_values():
     cfg.whiten_rewards = True
     got = shape_scores(raw, eos, lengths, cfg)
     x = torch.tensor([0.0, 0.1, 2.8])
-    assert torch.allclose(got, (x - x.mean()) / x.std(), atol=1e-5)
+    assert torch.allclose(got, (x - x.mean()) / x.std(unbiased=False), atol=1e-5)
+    w = torch.tensor([1.0, 3.0, 0.0])  # a prompt of weight 0 leaves the statistics alone
+    got = shape_scores(raw, eos, lengths, cfg, w)
+    # weighted mean (0 + 3 * 0.1) / 4 = 0.075, variance (0.075^2 + 3 * 0.025^2) / 4 = 0.001875
+    assert torch.allclose(got[:2], torch.tensor([-(3 ** 0.5), 3 ** -0.5]), atol=1e-4)
     assert torch.allclose(shape_scores(raw, eos, lengths, RLConfig()), raw)  # no penalty by default

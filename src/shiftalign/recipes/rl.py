@@ -30,7 +30,7 @@ from ..errors import ConfigError
 from ..io import write_json_atomic, write_text_atomic
 from ..models.load import load_policy, mixed_precision
 from ..ops.logprobs import backbone_hidden, response_logits, unwrap_hf
-from ..ops.rl import KL_ESTIMATORS, masked_mean
+from ..ops.rl import KL_ESTIMATORS, masked_mean, whiten
 from ..rl import RL_ALGOS
 from ..rl.scorers import make_scorer
 from ..rollout.sample import SamplingParams, generate_hf
@@ -102,15 +102,17 @@ class PolicyWithValue(nn.Module):
         return out
 
 
-def shape_scores(raw: torch.Tensor, finished: torch.Tensor, lengths: torch.Tensor, cfg: RLConfig) -> torch.Tensor:
+def shape_scores(raw: torch.Tensor, finished: torch.Tensor, lengths: torch.Tensor, cfg: RLConfig,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
     """Scores (S,) -> what is optimised: minus ``missing_eos_penalty`` for a response without EOS,
-    minus ``length_penalty`` per token, then (``whiten_rewards``) standardised over the rollout."""
+    minus ``length_penalty`` per token, then (``whiten_rewards``) standardised over the rollout with
+    the samples' prompt weights (a prompt of weight 0 does not move the statistics)."""
     scores = raw.clone()
     if cfg.missing_eos_penalty is not None:
         scores -= cfg.missing_eos_penalty * (1 - finished)
     scores -= cfg.length_penalty * lengths
     if cfg.whiten_rewards:
-        scores = (scores - scores.mean()) / (scores.std() + 1e-8)
+        scores = whiten(scores, torch.ones_like(scores) if weights is None else weights)
     return scores
 
 
@@ -220,11 +222,12 @@ class RLTrainer:
         policy.train()
         mask = padded(torch.ones(sum(lengths), device=self.acc.device), lengths)
         eos = torch.tensor(finished, dtype=torch.float32, device=self.acc.device)
-        scores = shape_scores(raw, eos, mask.sum(1), cfg)
+        weights = torch.tensor([i.weight for i in items], device=self.acc.device)
+        scores = shape_scores(raw, eos, mask.sum(1), cfg, weights)
         kl = KL_ESTIMATORS[cfg.kl.estimator](new["logps"], ref["logps"]) * mask
         roll = {"logps_old": new["logps"], "ref_logps": ref["logps"], "mask": mask, "kl": kl, "scores": scores,
                 "values_old": new.get("values", torch.zeros_like(mask)), "group": torch.arange(len(exs)).repeat_interleave(k),
-                "k": k, "weights": torch.tensor([i.weight for i in items], device=self.acc.device)}
+                "k": k, "weights": weights}
         roll.update(self.algo.advantages(roll, self.params, self.kl_coef))
         stats = {"reward_mean": raw.mean().item(), "reward_std": raw.std().item() if len(raw) > 1 else 0.0,
                  "score_mean": scores.mean().item(), "kl": (kl.sum(1)).mean().item(),

@@ -5,6 +5,7 @@ Ouyang et al., 2022, Eq. 2; PPO objective from Schulman et al., 2017, "Proximal 
 Algorithms", Eq. 7 and 9:
 
     r_t = -beta * kl_t  (+ score on the last token),     A = GAE(r, V; gamma, lambda), whitened
+                                                         (mean and variance weighted by the prompt weights)
     L   = max(-A ratio, -A clip(ratio, 1 +- eps))  +  c_v * 1/2 max((V - R)^2, (V_clip - R)^2)  -  c_e * H
 """
 
@@ -36,7 +37,7 @@ def advantages(roll: dict, p: PPOParams, kl_coef: float) -> dict:
     rewards[torch.arange(len(last)), last] += roll["scores"]
     adv, ret = gae(rewards, roll["values_old"], mask, p.gamma, p.lam)
     if p.whiten_advantages:
-        adv = whiten(adv, mask) * mask
+        adv = whiten(adv, mask * roll["weights"][:, None]) * mask  # statistics under the prompt weights
     return {"advantages": adv, "returns": ret}
 
 
