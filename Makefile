@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart quickstart-dpo test test-slow test-browser bench bench-shift bench-shift-small clean-venv
+.PHONY: quickstart quickstart-dpo test lint test-slow test-browser bench bench-shift bench-shift-small clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -17,13 +17,17 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 quickstart: $(STAMP)
-	$(VENV)/bin/shiftalign pipeline configs/pipeline.yaml
+	$(VENV)/bin/shiftalign experiment configs/experiment.yaml
 
 quickstart-dpo: $(STAMP)
 	$(VENV)/bin/shiftalign train configs/quickstart.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not browser"
+
+# Lint rules and their exceptions: pyproject.toml [tool.ruff]; an unused `# noqa` is itself an error.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
@@ -36,12 +40,12 @@ test-browser: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/dpo_throughput.py
 
-# The domain-shift benchmark (bench/shift): every arm, or the small profile.
+# The domain-shift benchmark: experiment configs in bench/shift (every arm, or the small profile).
 bench-shift: $(STAMP)
-	$(PY) bench/shift/run.py bench/shift/default.yaml
+	$(VENV)/bin/shiftalign experiment bench/shift/default.yaml
 
 bench-shift-small: $(STAMP)
-	$(PY) bench/shift/run.py bench/shift/small.yaml
+	$(VENV)/bin/shiftalign experiment bench/shift/small.yaml
 
 clean-venv:
 	rm -rf $(VENV)

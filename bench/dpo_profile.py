@@ -14,14 +14,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dpo_throughput import make_pairs  # noqa: E402
+from dpo_throughput import make_pairs
 
-from shiftalign.config import RunConfig, from_dict  # noqa: E402
-from shiftalign.losses import LOSSES  # noqa: E402
-from shiftalign.models.load import load_policy  # noqa: E402
-from shiftalign.ops.logprobs import CompletionLogProbs  # noqa: E402
-from shiftalign.recipes.common import make_accelerator, prepare_items, reference_for  # noqa: E402
-from shiftalign.train.loop import Task, Trainer  # noqa: E402
+from shiftalign.config import RunConfig, from_dict
+from shiftalign.losses import LOSSES
+from shiftalign.models.load import load_policy
+from shiftalign.ops.logprobs import CompletionLogProbs
+from shiftalign.recipes.common import make_accelerator, prepare_items, reference_for
+from shiftalign.train.loop import Task, Trainer
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ def _rss_mb() -> float:
 
 
 def run_shiftalign(data: str, steps: int, work: Path, dtype: str = "auto") -> dict:
-    from shiftalign.config import from_dict, RunConfig
+    from shiftalign.config import RunConfig, from_dict
     from shiftalign.recipes import RECIPES
     from shiftalign.train import reference
 

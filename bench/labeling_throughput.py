@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fake_llm_server import FakeLLM, serve_asyncio  # noqa: E402
+from shiftalign.config import from_dict
+from shiftalign.recipes.label import LabelConfig
+from shiftalign.recipes.label import main as label_main
 
-from shiftalign.config import from_dict  # noqa: E402
-from shiftalign.recipes.label import LabelConfig, main as label_main  # noqa: E402
+from fake_llm_server import FakeLLM, serve_asyncio
 
 
 def _serve(latency: float, port_q, stop) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from shiftalign.config import ModelConfig
 from shiftalign.data.load import load_examples
-from shiftalign.data.tokenize import _encode, _render_prompt
+from shiftalign.data.text import encode, render_prompt
 from shiftalign.models.load import load_policy
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     model, tok = load_policy(ModelConfig())
     model.eval()
     ex = load_examples(a.prompts, "prompt")[: a.count]
-    prompts = [_encode(tok, _render_prompt(tok, e.prompt, True)) for e in ex]
+    prompts = [encode(tok, render_prompt(tok, e.prompt, True)) for e in ex]
     total = len(prompts) * a.n * a.new_tokens
     run(model, tok, prompts[:2], 2, 4, 1)  # warm-up
     single = run(model, tok, prompts, 1, a.new_tokens, a.n)

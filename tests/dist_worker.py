@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import grads_after_step, make_trainer  # noqa: E402
+from helpers import grads_after_step, make_trainer
 
 
 def main():

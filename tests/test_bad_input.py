@@ -7,9 +7,10 @@ import json
 import pytest
 import yaml
 
-from conftest import pref_rows, write_jsonl
 from shiftalign.cli import main
 from shiftalign.data.load import load_examples, load_weights
+
+from conftest import pref_rows, write_jsonl
 
 
 def _lines(rows):

@@ -48,10 +48,10 @@ def test_reward_model_then_two_rounds_of_iterate(tmp_path, monkeypatch):
     assert (it / "round-2" / "train" / "model" / "model.safetensors").exists()
 
 
-def test_pipeline_killed_mid_stage_continues(tmp_path):
-    """The quick-start command on the packaged model (reduced sizes), killed with SIGKILL after the
-    weighted-DPO stage wrote its first checkpoint; the rerun skips the four finished stages, resumes
-    that stage from its checkpoint and writes the report."""
+def test_quickstart_experiment_killed_mid_stage_continues(tmp_path):
+    """The quick-start experiment on the packaged model (reduced sizes), killed with SIGKILL after the
+    weighted-DPO arm wrote its first checkpoint; the rerun skips the five finished stages, resumes
+    that arm from its checkpoint and writes the report, whose verdict comes first."""
     import os
     import signal
     import subprocess
@@ -62,12 +62,12 @@ def test_pipeline_killed_mid_stage_continues(tmp_path):
     (tmp_path / "src.jsonl").write_text("\n".join(rows[:16]) + "\n")
     (tmp_path / "tgt.jsonl").write_text("\n".join((ROOT / "data/shift/target_prompts.jsonl").read_text().splitlines()[:8]) + "\n")
     (tmp_path / "ev.jsonl").write_text("\n".join((ROOT / "data/shift/target_eval_prompts.jsonl").read_text().splitlines()[:4]) + "\n")
-    out = tmp_path / "pipe"
-    cmd = [sys.executable, "-m", "shiftalign.cli", "pipeline", "configs/pipeline.yaml", f"output_dir={out}",
-           f"source={tmp_path / 'src.jsonl'}", f"target_prompts={tmp_path / 'tgt.jsonl'}",
-           f"eval_prompts={tmp_path / 'ev.jsonl'}", "progress=false", "reward_train.epochs=1",
-           "reward_train.save_every=1", "dpo_train.save_every=1", "target_sampling.max_new_tokens=16",
-           "pseudo_sampling.n=2", "pseudo_sampling.max_new_tokens=16", "evaluate.sampling.max_new_tokens=16",
+    out = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "shiftalign.cli", "experiment", "configs/experiment.yaml", f"output_dir={out}",
+           f"data.source_pairs={tmp_path / 'src.jsonl'}", f"data.target_prompts={tmp_path / 'tgt.jsonl'}",
+           f"data.eval_prompts={tmp_path / 'ev.jsonl'}", "progress=false", "reward_train.save_every=1",
+           "dpo_train.save_every=1", "dpo_train.batch_size=4", "dpo_train.micro_batch_size=4",
+           "policy_sampling.n=2", "policy_sampling.max_new_tokens=16", "evaluate.sampling.max_new_tokens=16",
            "evaluate.bootstrap=200"]
     env = {k: v for k, v in os.environ.items() if k != "SHIFTALIGN_CACHE"}  # reuse the converted model
     log = open(tmp_path / "first.log", "w")
@@ -75,15 +75,17 @@ def test_pipeline_killed_mid_stage_continues(tmp_path):
     ckpt = out / "dpo_weighted" / "checkpoints"
     deadline = time.monotonic() + 900
     while proc.poll() is None and not (ckpt.exists() and any(ckpt.glob("step-*/trainer_state.json"))):
-        assert time.monotonic() < deadline, "the first run never reached the weighted-DPO stage"
+        assert time.monotonic() < deadline, "the first run never reached the weighted-DPO arm"
         time.sleep(0.5)
     assert proc.poll() is None, "the first run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (out / "stages" / "dpo_weighted.json").exists() and not (out / "report.html").exists()
+    assert not (out / "stages" / "arm_dpo_weighted.json").exists() and not (out / "report.html").exists()
     second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert second.returncode == 0, second.stderr[-2000:]
     text = second.stdout + second.stderr
-    assert text.count("done earlier") == 4  # reward, target_samples, weights, dpo_source
+    assert text.count("done earlier") == 5  # data, reward, policy_samples, initial, dpo_source
     assert "resuming from" in text  # dpo_weighted continues from its checkpoint
-    assert (out / "report.html").exists() and len(list((out / "stages").glob("*.json"))) == 9
+    assert len(list((out / "stages").glob("*.json"))) == 9 and not list(out.rglob("checkpoints"))
+    page = (out / "report.html").read_text()
+    assert "None" not in page and page.index("class='verdict'") < page.index("<table>")

@@ -10,10 +10,11 @@ import pytest
 import torch
 import yaml
 
-from conftest import write_jsonl
 from shiftalign.cli import main
 from shiftalign.ops.kl import tempered_token_kl
-from shiftalign.recipes.evaluate import paired_bootstrap, pair_accuracy
+from shiftalign.recipes.evaluate import pair_accuracy, paired_bootstrap
+
+from conftest import write_jsonl
 
 
 def test_paired_bootstrap():

@@ -5,8 +5,9 @@ import json
 import pytest
 import yaml
 
-from conftest import pref_rows, write_jsonl
 from shiftalign.cli import main
+
+from conftest import pref_rows, write_jsonl
 
 
 @pytest.mark.parametrize("reference", ["initial", "previous"])

@@ -10,8 +10,6 @@ import math
 import time
 
 import pytest
-from conftest import write_jsonl
-from fake_llm_server import FakeLLM
 
 from shiftalign.config import from_dict
 from shiftalign.errors import ConfigError
@@ -31,6 +29,9 @@ from shiftalign.labeling.limits import (
 )
 from shiftalign.recipes.label import LabelConfig
 from shiftalign.recipes.label import main as label_main
+
+from conftest import write_jsonl
+from fake_llm_server import FakeLLM
 
 pytest.importorskip("openai")
 pytest.importorskip("anthropic")
@@ -336,7 +337,8 @@ def test_cache_invalidates_on_local_model_files(tmp_path, tiny_dir):
     assert LocalBackend(BackendConfig(model=tiny_dir), 5).fingerprint == files_fingerprint(tiny_dir)
     stub, cache = _CountingStub(), ResponseCache(tmp_path / "c.sqlite")
     judge = PairJudge(stub, BackendConfig(model=tiny_dir), JudgeConfig(), Limiter(LimitsConfig()), cache)
-    ask = lambda: asyncio.run(judge.ask("q", "x", "y", time.monotonic() + 30)).verdict
+    def ask():
+        return asyncio.run(judge.ask("q", "x", "y", time.monotonic() + 30)).verdict
     assert ask() == "A" and ask() == "A" and stub.calls == 1
     stub.fingerprint = "weights-2"  # the model at the same path was retrained
     assert ask() == "A" and stub.calls == 2

@@ -5,9 +5,11 @@ import json
 import pytest
 import torch
 
-from conftest import write_jsonl
 from shiftalign.config import from_dict
-from shiftalign.recipes.label import LabelConfig, main as label_main
+from shiftalign.recipes.label import LabelConfig
+from shiftalign.recipes.label import main as label_main
+
+from conftest import write_jsonl
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,11 @@
 
 import json
 
-from conftest import write_jsonl
 from shiftalign.config import from_dict
-from shiftalign.recipes.label import LabelConfig, main as label_main
+from shiftalign.recipes.label import LabelConfig
+from shiftalign.recipes.label import main as label_main
+
+from conftest import write_jsonl
 
 
 def _samples(tmp_path):

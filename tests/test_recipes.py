@@ -5,8 +5,9 @@ import json
 import pytest
 import yaml
 
-from conftest import write_jsonl
 from shiftalign.cli import main
+
+from conftest import write_jsonl
 
 
 def _config(tmp_path, tiny_dir, train_file, **sections):

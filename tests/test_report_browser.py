@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from shiftalign.report.html import gold_bars, reward_vs_kl, training_curves, write_report
+from shiftalign.report.html import write_report
+from shiftalign.report.plots import difference_plot, gold_vs_kl, training_curves
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -24,12 +25,13 @@ window.addEventListener('load', () => {
 def _report(tmp_path):
     metrics = tmp_path / "m.jsonl"
     metrics.write_text("".join(json.dumps({"step": s, "loss": 0.7 - 0.05 * s}) + "\n" for s in range(1, 6)))
-    pol = {n: {"gold_mean": g, "kl_to_baseline": k, "win_rate_vs_baseline": 0.5, "gold_diff_vs_base_ci95": [-0.1, 0.1]}
-           for n, g, k in [("base", 0.5, 0.0), ("dpo", 0.6, 0.2)]}
-    ev = {"policies": pol, "prompts": 4, "samples_per_prompt": 2, "gold": {"name": "vader"}}
-    return write_report(tmp_path / "report.html", "test report", [{"stage": "a", "seconds": 1.0}],
-                        [("curves", training_curves({"dpo": metrics})), ("gold", gold_bars(ev, "base")),
-                         ("kl", reward_vs_kl(ev))], [("evaluation", [{"policy": "dpo", "gold": 0.6}])], ["a note"])
+    rows = [{"arm": n, "gold": g, "diff": g - 0.5, "ci95": [g - 0.55, g - 0.45], "kl": k, "kl_ci95": [k * 0.8, k * 1.2]}
+            for n, g, k in [("base", 0.5, 0.0), ("dpo", 0.6, 0.2)]]
+    return write_report(tmp_path / "report.html", "test report", ["`dpo` is best: +0.1 [+0.05, +0.15].", "a line"],
+                        [("Arms", ["arm", "gold reward"], [["dpo", "0.6"]]), ("Stages", ["stage", "time (min)"],
+                                                                          [["a", "0.1"]])],
+                        [("curves", training_curves({"dpo": metrics})), ("difference", difference_plot(rows, "base")),
+                         ("kl", gold_vs_kl(rows, "base"))], ["a note"])
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make test-browser installs it)")

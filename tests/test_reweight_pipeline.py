@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import pref_rows, write_jsonl
 from shiftalign.cli import main
 from shiftalign.errors import ConfigError
 from shiftalign.reweight.diagnostics import domain_auc, ess_fraction, largest_share, summarize
 from shiftalign.reweight.stabilize import StabiliserConfig, clip, stabilise, temper
+
+from conftest import pref_rows, write_jsonl
 
 
 def test_stabiliser_invariants():

@@ -6,8 +6,9 @@ import json
 import pytest
 import yaml
 
-from conftest import write_jsonl
 from shiftalign.cli import main
+
+from conftest import write_jsonl
 
 SCORER = '''
 def target_fraction(prompts, responses):

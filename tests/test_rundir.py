@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import pref_rows, write_jsonl
 from shiftalign.cli import main
+
+from conftest import pref_rows, write_jsonl
 
 
 def _cfg(tmp_path, tiny_dir, data, name="cfg.yaml", **train):

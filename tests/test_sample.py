@@ -6,8 +6,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import write_jsonl
 from shiftalign.cli import main
+
+from conftest import write_jsonl
 
 
 def _cfg(tmp_path, tiny_dir, prompts, **kw):

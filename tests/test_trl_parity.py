@@ -11,7 +11,6 @@ import torch
 
 trl = pytest.importorskip("trl")
 
-from conftest import pref_rows  # noqa: E402
 from shiftalign.data.batching import collate  # noqa: E402
 from shiftalign.data.schema import validate_row  # noqa: E402
 from shiftalign.data.tokenize import tokenize_examples  # noqa: E402
@@ -19,6 +18,8 @@ from shiftalign.losses.dpo import dpo_loss  # noqa: E402
 from shiftalign.models.tiny import tiny_causal_lm  # noqa: E402
 from shiftalign.ops.logprobs import branch_logps  # noqa: E402
 from shiftalign.train.reference import compute_logps  # noqa: E402
+
+from conftest import pref_rows  # noqa: E402
 
 
 @pytest.mark.parametrize("beta", [0.1, 0.5])

@@ -7,7 +7,8 @@
     shiftalign label CONFIG.yaml [key=value ...]     preference labels for samples (reward model or LLM judge)
     shiftalign iterate CONFIG.yaml [key=value ...]   rounds of sample -> label -> train
     shiftalign evaluate CONFIG.yaml [key=value ...]  gold reward, win rate and KL of policies on held-out prompts
-    shiftalign pipeline CONFIG.yaml [key=value ...]  every stage from reward model to report.html, cached
+    shiftalign experiment CONFIG.yaml [key=value]    compare arms (methods) on a target domain: cached stages,
+                                                     results.json, results.md, report.html
 
 Overrides use dotted keys (``train.lr=1e-6``, ``loss.beta=0.2``); values are parsed as YAML.
 Unknown keys, bad values and bad data rows stop the run with a message and a non-zero exit.
@@ -40,8 +41,9 @@ COMMANDS = {
               "LLM judge (configs/label_rm.yaml, configs/label_judge.yaml)", "labeller=judge"),
     "iterate": ("shiftalign.recipes.iterate", "IterateConfig", "main", "rounds of sample -> label -> train "
                 "(configs/iterate.yaml)", "rounds=3 reference=previous"),
-    "pipeline": ("shiftalign.recipes.pipeline", "PipelineConfig", "main", "the domain-adaptation pipeline end to "
-                 "end with cached stages and report.html (configs/pipeline.yaml)", "output_dir=runs/p2"),
+    "experiment": ("shiftalign.experiment.engine", "ExperimentConfig", "main", "compare arms (source-only, weighted, "
+                   "pseudo-labelled, RL, oracle) on a target domain with cached stages; writes results.json, "
+                   "results.md and report.html (configs/experiment.yaml)", "output_dir=runs/e2 seed=1"),
     "evaluate": ("shiftalign.recipes.evaluate", "EvaluateConfig", "main", "compare policies on held-out prompts "
                  "with a gold scorer: gold reward with bootstrap CI, win rate, KL (configs/evaluate.yaml)",
                  "bootstrap=5000"),

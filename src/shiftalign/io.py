@@ -1,6 +1,8 @@
-"""Atomic file writes: write to a temporary file beside the target, fsync, then rename.
+"""Reading and writing the project's files.
 
-A reader (or a resumed run) sees either the old file or the complete new one, never half of one.
+Writes are atomic: write to a temporary file beside the target, fsync, then rename, so a reader (or a
+resumed run) sees either the old file or the complete new one, never half of one. Reads decode UTF-8
+(a byte-order mark dropped, CRLF / CR made LF) and name the file and line of anything malformed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import DataError
 
 
 @contextmanager
@@ -43,3 +47,41 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_jsonl_atomic(path: str | os.PathLike, rows) -> None:
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The file's text: UTF-8, a leading byte-order mark dropped, CRLF / CR line ends made LF."""
+    try:
+        raw = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise DataError(str(path), None, None, "a file (got a directory)") from None
+    except OSError as e:
+        raise DataError(str(path), None, None, f"a readable file ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(str(path), line, None, f"UTF-8 text (byte 0x{raw[e.start]:02x} at column {col} is not valid "
+                        "UTF-8; re-save the file as UTF-8)") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_jsonl_lines(path: str | os.PathLike):
+    """(line number, parsed value) of every non-blank line."""
+    for n, line in enumerate(read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(str(path), n, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
+
+
+def read_jsonl(path: str | os.PathLike) -> list:
+    """Every row of a JSON-lines file."""
+    return [row for _, row in read_jsonl_lines(path)]

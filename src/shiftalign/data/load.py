@@ -22,37 +22,14 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import DataError
+from ..io import read_jsonl_lines, read_text
 from .schema import Example, validate_row
 
 _JSON_FIELDS = ("prompt", "chosen", "rejected", "completion", "messages")
 
 
-def read_text(path: Path) -> str:
-    """The file's text: UTF-8, a leading byte-order mark dropped, CRLF / CR line ends made LF."""
-    try:
-        raw = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise DataError(str(path), None, None, "a file (got a directory)") from None
-    except OSError as e:
-        raise DataError(str(path), None, None, f"a readable file ({e.strerror or e})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise DataError(str(path), line, None, f"UTF-8 text (byte 0x{raw[e.start]:02x} at column {col} is not valid "
-                        "UTF-8; re-save the file as UTF-8)") from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
 def _rows_jsonl(path: Path) -> Iterator[tuple[int, object]]:
-    for n, line in enumerate(read_text(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            yield n, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(str(path), n, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
+    return read_jsonl_lines(path)
 
 
 def _rows_json(path: Path) -> Iterator[tuple[int, object]]:

@@ -1,8 +1,6 @@
-"""Chat templating, tokenisation and the truncation rule.
+"""Tokenisation of examples and the truncation rule.
 
-Conversational prompts go through the tokenizer's own chat template (with the generation prompt);
-a tokenizer without one uses :data:`FALLBACK_TEMPLATE`. Plain-text prompts are used as they are
-(TRL's convention) unless ``wrap_text_as_chat`` is set, which makes them a single user turn.
+Prompts are rendered by :mod:`.text` (chat template, or plain text as it is).
 A response is its text followed by one EOS token; nothing else is added (TRL's DPO convention).
 
 Truncation rule (``truncation: truncate``), applied per sequence (prompt + one response):
@@ -17,11 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .schema import Example
-
-FALLBACK_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
+from .text import encode, render_prompt, response_text
 
 
 @dataclass
@@ -52,29 +46,13 @@ class TruncationReport:
                 f"{self.skipped} examples skipped as over-long")
 
 
-def _render_prompt(tokenizer, prompt, wrap_text_as_chat: bool) -> str:
-    if isinstance(prompt, str) and not wrap_text_as_chat:
-        return prompt
-    messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-    template = None if getattr(tokenizer, "chat_template", None) else FALLBACK_TEMPLATE
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, chat_template=template)
-
-
-def _response_text(completion) -> str:
-    return completion if isinstance(completion, str) else "".join(m["content"] for m in completion)
-
-
-def _encode(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
 def _shorten_prompt(tokenizer, prompt, wrap: bool, limit: int) -> list[int]:
     """Drop earlier turns (keep system + last user turn onwards), then keep the last `limit` tokens."""
-    ids = _encode(tokenizer, _render_prompt(tokenizer, prompt, wrap))
+    ids = encode(tokenizer, render_prompt(tokenizer, prompt, wrap))
     if len(ids) > limit and isinstance(prompt, list):
         system = [m for m in prompt[:1] if m["role"] == "system"]
         last_user = max((i for i, m in enumerate(prompt) if m["role"] == "user"), default=len(prompt) - 1)
-        ids = _encode(tokenizer, _render_prompt(tokenizer, system + prompt[last_user:], wrap))
+        ids = encode(tokenizer, render_prompt(tokenizer, system + prompt[last_user:], wrap))
     return ids[-limit:]
 
 
@@ -86,8 +64,8 @@ def tokenize_examples(examples: list[Example], tokenizer, max_length: int, max_p
     eos = tokenizer.eos_token_id
     report, out = TruncationReport(), []
     for i, ex in enumerate(examples):
-        prompt_ids = _encode(tokenizer, _render_prompt(tokenizer, ex.prompt, wrap_text_as_chat))
-        completions = [_encode(tokenizer, _response_text(c)) + [eos] for c in ex.completions]
+        prompt_ids = encode(tokenizer, render_prompt(tokenizer, ex.prompt, wrap_text_as_chat))
+        completions = [encode(tokenizer, response_text(c)) + [eos] for c in ex.completions]
         too_long = len(prompt_ids) > max_prompt_length or any(len(prompt_ids) + len(c) > max_length for c in completions)
         if too_long and truncation == "skip":
             report.skipped += 1

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..config import ModelConfig
-from ..data.tokenize import tokenize_examples
 from ..data.batching import collate
+from ..data.tokenize import tokenize_examples
 from ..ops.logprobs import BranchRewards
 from .pairs import pairs_from_scores
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..data.tokenize import _response_text
+from ..data.text import response_text
 from ..reweight.pairs import text_of
 from .pairs import pairs_from_scores
 from .samples import response
@@ -28,7 +28,7 @@ def label(groups, cfg: ScorerLabelConfig, seed: int = 0, log=print):
 
     fn = make_scorer(cfg.scorer)
     flat = [ex for g in groups for ex in g]
-    scores = fn([text_of(ex.prompt) for ex in flat], [_response_text(response(ex)) for ex in flat])
+    scores = fn([text_of(ex.prompt) for ex in flat], [response_text(response(ex)) for ex in flat])
     log(f"[shiftalign] scored {len(flat)} samples with scorer {cfg.scorer.get('name')}")
     return pairs_from_scores(groups, [scores], cfg.pairs, cfg.margin, None, seed,
                              {"labeller": "scorer", "scorer": cfg.scorer})

@@ -29,11 +29,12 @@ import torch
 
 from ..config import ModelConfig
 from ..data.batching import collate
-from ..data.tokenize import Tokenized, _encode, _render_prompt
+from ..data.text import encode, render_prompt
+from ..data.tokenize import Tokenized
 from ..errors import ConfigError
-from ..io import write_json_atomic
-from ..models.load import load_policy
+from ..io import read_jsonl, write_json_atomic
 from ..models.fingerprint import files_fingerprint
+from ..models.load import load_policy
 from ..ops.kl import tempered_token_kl
 from ..ops.logprobs import backbone_hidden, response_logits, sum_by_branch
 from ..rl.scorers import make_scorer
@@ -76,7 +77,7 @@ def sequence_kls(model_path: str, base_path: str, rows: list[dict], wrap: bool, 
     base, _ = load_policy(ModelConfig(path=base_path))
     policy.eval()
     base.eval()
-    items = [Tokenized(i, r["id"], _encode(tok, _render_prompt(tok, r["prompt"], wrap)), [r["completion_ids"]])
+    items = [Tokenized(i, r["id"], encode(tok, render_prompt(tok, r["prompt"], wrap)), [r["completion_ids"]])
              for i, r in enumerate(rows)]
     out = np.zeros(len(items))
     for s in range(0, len(items), 8):
@@ -98,7 +99,7 @@ def main(cfg: EvaluateConfig, log=print) -> dict:
                           policy=ModelConfig(path=path), sampling=cfg.sampling, wrap_text_as_chat=cfg.wrap_text_as_chat,
                           replace_stale=True, progress=cfg.progress)
         sample_main(sc, log)
-        rows = [json.loads(l) for l in Path(sc.output).read_text().splitlines()]
+        rows = read_jsonl(sc.output)
         rows.sort(key=lambda r: (r["prompt_id"], r["id"]))
         samples[name] = rows
         scores[name] = np.array(gold([r["prompt"] for r in rows], [r["completion"] for r in rows]), dtype=float)

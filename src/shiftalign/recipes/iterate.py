@@ -26,11 +26,11 @@ from pathlib import Path
 from ..config import RunConfig, dump_config
 from ..data.load import attach_weights, load_examples, load_weights
 from ..errors import ConfigError
-from ..io import write_json_atomic, write_text_atomic
+from ..io import read_jsonl, write_json_atomic, write_text_atomic
 from ..models.packaged import resolve_model_path
 from ..rollout.sample import SampleConfig
-from ..rundir import claim
 from ..rollout.sample import main as sample_main
+from ..rundir import claim
 from . import RECIPES
 from .label import LabelConfig
 from .label import main as label_main
@@ -67,7 +67,7 @@ def source_rows(cfg: IterateConfig) -> list[dict]:
 
 
 def _training_set(pseudo: Path, cfg: IterateConfig, out: Path) -> Path:
-    rows = [json.loads(l) for l in pseudo.read_text(encoding="utf-8").splitlines() if l.strip()]
+    rows = read_jsonl(pseudo)
     if cfg.mix_source:
         rows += source_rows(cfg)
     if not rows:

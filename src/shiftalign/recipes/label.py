@@ -21,8 +21,8 @@ from ..io import write_json_atomic, write_text_atomic
 from ..labeling import judge_labeller, reward_model, scorer
 from ..labeling.judge_labeller import JudgeLabelConfig
 from ..labeling.reward_model import RewardLabelConfig
-from ..labeling.scorer import ScorerLabelConfig
 from ..labeling.samples import grouped_samples
+from ..labeling.scorer import ScorerLabelConfig
 from ..registry import Registry
 from ..rundir import claim
 

@@ -13,10 +13,10 @@ import copy
 
 import torch
 
+from ..config import RunConfig
 from ..models.load import load_policy
 from ..ops.logprobs import CompletionLogProbs, backbone_hidden, response_logits
 from ..train.reference import reference_context
-from ..config import RunConfig
 from . import RECIPES, Recipe
 from .common import logger, make_accelerator, resolve_loss, run
 

@@ -6,9 +6,9 @@ The saved model loads with ``AutoModelForSequenceClassification.from_pretrained`
 
 from __future__ import annotations
 
+from ..config import RunConfig
 from ..models.load import load_reward_model
 from ..ops.logprobs import BranchRewards
-from ..config import RunConfig
 from . import RECIPES, Recipe
 from .common import run_simple
 

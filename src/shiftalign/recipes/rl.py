@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from ..config import ModelConfig, dump_config, from_dict
 from ..data.batching import collate
 from ..data.load import load_examples, load_weights
-from ..data.tokenize import Tokenized, _encode, _render_prompt
+from ..data.text import encode, render_prompt
+from ..data.tokenize import Tokenized
 from ..errors import ConfigError
 from ..io import write_json_atomic, write_text_atomic
 from ..models.load import load_policy, mixed_precision
@@ -190,7 +191,7 @@ class RLTrainer:
         cfg, k = self.cfg, self.cfg.sampling.n
         t0 = time.perf_counter()
         exs = self._prompt_batch(it)
-        ids = [_encode(self.tok, _render_prompt(self.tok, e.prompt, cfg.wrap_text_as_chat))[-cfg.max_prompt_length:]
+        ids = [encode(self.tok, render_prompt(self.tok, e.prompt, cfg.wrap_text_as_chat))[-cfg.max_prompt_length:]
                for e in exs]
         hf = unwrap_hf(self.acc.unwrap_model(self.policy).model)
         hf.eval()

@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
+from ..config import RunConfig
 from ..models.load import load_policy
 from ..ops.logprobs import CompletionLogProbs
-from ..config import RunConfig
 from . import RECIPES, Recipe
 from .common import run_simple
 

@@ -1,1 +1,1 @@
-"""HTML report of a pipeline run: what ran, each stage's key numbers, and plots."""
+"""HTML report of an experiment: the verdict, the tables and the plots (``plots``), on one self-contained page."""

@@ -61,9 +61,10 @@ def _embed(texts: list[str], cfg: FeatureConfig) -> np.ndarray:
 
 @torch.inference_mode()
 def _lm_features(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray:
+    from transformers import AutoModelForCausalLM
+
     from ..models.load import load_tokenizer
     from ..models.packaged import resolve_model_path
-    from transformers import AutoModelForCausalLM
 
     tok = load_tokenizer(cfg.model)
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.model), dtype=torch.float32).eval()

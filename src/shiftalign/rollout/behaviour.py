@@ -29,14 +29,14 @@ class BehaviourConfig:
 def gold_labelled_pairs(model, tok, prompts: list[str], cfg: BehaviourConfig, gold, rng: random.Random,
                         batch: int = 16, id_prefix: str = "src", log=print) -> list[dict]:
     """One (chosen, rejected) row per prompt whose two samples are non-empty and distinct."""
-    from ..data.tokenize import _encode, _render_prompt
+    from ..data.text import encode, render_prompt
 
     params = SamplingParams(n=2, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0,
                             seed=cfg.seed)
     rows: list[dict] = []
     for s in range(0, len(prompts), batch):
         chunk = prompts[s:s + batch]
-        ids = [_encode(tok, _render_prompt(tok, [{"role": "system", "content": cfg.system},
+        ids = [encode(tok, render_prompt(tok, [{"role": "system", "content": cfg.system},
                                                  {"role": "user", "content": p}], False)) for p in chunk]
         for p, samples in zip(chunk, generate_hf(model, tok, ids, params, seed=cfg.seed + s)):
             a, b = (tok.decode(x["completion_ids"], skip_special_tokens=True).strip() for x in samples)

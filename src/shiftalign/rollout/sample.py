@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ..config import ModelConfig
 from ..data.load import load_examples
-from ..data.tokenize import _encode, _render_prompt
+from ..data.text import encode, render_prompt
 from ..errors import ConfigError
 from ..io import write_text_atomic
 
@@ -141,7 +141,8 @@ def generate_hf(model, tokenizer, prompt_ids: list[list[int]], p: SamplingParams
 
 def generate_vllm(model_path: str, prompt_ids: list[list[int]], p: SamplingParams, seed: int) -> list[list[dict]]:
     try:
-        from vllm import LLM, SamplingParams as VSP
+        from vllm import LLM
+        from vllm import SamplingParams as VSP
     except ImportError:
         raise ConfigError("backend vllm needs vLLM installed: pip install 'shiftalign[vllm]'") from None
     llm = LLM(model=model_path, seed=seed)
@@ -178,7 +179,7 @@ def main(cfg: SampleConfig, log=print) -> Path:
     if tok is None:
         from ..models.load import load_tokenizer
         tok = load_tokenizer(cfg.policy.path)
-    encoded = [(e, _encode(tok, _render_prompt(tok, e.prompt, cfg.wrap_text_as_chat))[-cfg.max_prompt_length:]) for e in todo]
+    encoded = [(e, encode(tok, render_prompt(tok, e.prompt, cfg.wrap_text_as_chat))[-cfg.max_prompt_length:]) for e in todo]
     encoded.sort(key=lambda t: len(t[1]))
     per_batch = max(1, cfg.batch_size // cfg.sampling.n)
     params = asdict(cfg.sampling)

@@ -1,18 +1,18 @@
-"""bench/shift end to end on tiny models: every kind of arm runs and is cached, source pairs are built
-by a behaviour policy, the gap-recovery ratio follows its definition, an arm without labels is
-reported rather than fatal, and a rerun after a kill continues."""
+"""`shiftalign experiment` end to end on tiny models: every kind of arm runs and is cached, source pairs
+are built by a behaviour policy, the gap-recovery ratio follows its definition, an arm without labels
+is reported rather than fatal, a rerun after a kill continues, and the verdict follows the numbers."""
 
 import json
-import sys
-from pathlib import Path
+import re
+from dataclasses import replace
 
 import pytest
 import yaml
 
+from shiftalign.cli import main
+
 from conftest import write_jsonl
 from fake_llm_server import FakeLLM
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "bench" / "shift"))
 
 TRAIN = {"batch_size": 2, "micro_batch_size": 2, "lr": 1e-3, "epochs": 1, "save_every": 2}
 
@@ -48,9 +48,7 @@ def bench_cfg(tmp_path, tiny_dir):
                                                             "sampling": {"n": 2, "max_new_tokens": 6}}}]}
 
 
-def _run(cfg: dict, tmp_path, monkeypatch, server):
-    import run
-
+def _run(cfg: dict, tmp_path, monkeypatch, server, *extra):
     cfg = {**cfg, "arms": [dict(a) for a in cfg["arms"]]}
     for judge in (a for a in cfg["arms"] if a["name"] == "judge"):
         judge["judge"] = {"backend": {"kind": "openai", "model": "fake", "base_url": server.openai_url,
@@ -58,13 +56,14 @@ def _run(cfg: dict, tmp_path, monkeypatch, server):
     monkeypatch.setenv("FAKE_JUDGE_KEY", "sk-test")
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    return run.main([str(path)])
+    return main(["experiment", str(path), *extra])
 
 
-def test_every_arm_runs_and_results_follow_the_definitions(bench_cfg, tmp_path, monkeypatch, capsys):
+def test_every_arm_runs_and_results_follow_the_definitions(bench_cfg, tmp_path, monkeypatch, capsys, request):
     pytest.importorskip("openai")
-    with FakeLLM() as server:  # its verdicts need the word "good": the tiny policy never writes it
-        assert _run(bench_cfg, tmp_path, monkeypatch, server) == 0
+    server = FakeLLM().__enter__()  # its verdicts need the word "good": the tiny policy never writes it
+    request.addfinalizer(lambda: server.__exit__(None, None, None))
+    assert _run(bench_cfg, tmp_path, monkeypatch, server) == 0
     root = tmp_path / "bench"
     res = json.loads((root / "results.json").read_text())
     rows = {r["arm"]: r for r in res["arms"]}
@@ -78,7 +77,7 @@ def test_every_arm_runs_and_results_follow_the_definitions(bench_cfg, tmp_path, 
     assert rows["oracle"]["label_accuracy"] == 1.0
     assert rows["dpo_classifier"]["ess_fraction"] is not None and rows["dpo_classifier"]["domain_auc"] is not None
     assert 0 < rows["dpo_policy_ratio"]["ess_fraction"] <= 1
-    assert [r["round"] for r in json.loads((root / "stages" / "arm_rm_iterative.json").read_text())["rounds"]] == [1, 2]
+    assert [r["round"] for r in json.loads((root / "stages" / "arm_rm_iterative.json").read_text())["diagnostics"]["rounds"]] == [1, 2]
     # Differences are against source-only DPO; the gap-recovery ratio is (arm - source) / (oracle - source)
     # when the oracle's interval lies above zero, and absent otherwise.
     base, oracle = ev["dpo_source"]["gold_mean"], ev["oracle"]["gold_mean"]
@@ -100,24 +99,35 @@ def test_every_arm_runs_and_results_follow_the_definitions(bench_cfg, tmp_path, 
     assert (root / "weights" / "dpo_kliep" / "config.yaml").exists() and "temper: 0.5" in \
         (root / "weights" / "dpo_kliep" / "config.yaml").read_text()
     html = (root / "report.html").read_text()
-    assert html.count("<img ") >= 4 and "| oracle |" in (root / "results.md").read_text()
+    imgs = re.findall(r"<img [^>]*src='([^']+)'", html)
+    assert len(imgs) >= 5 and all(s.startswith("data:image/png;base64,") for s in imgs)  # 3 plots + 2 weight histograms
+    assert "None" not in html and "None" not in (root / "results.md").read_text()
+    assert html.index("class='verdict'") < html.index("<table>")  # the result comes first
+    assert res["verdict"][0].startswith(("Best method arm on the gold reward (python)", "No method arm beats"))
+    assert "| oracle |" in (root / "results.md").read_text()
+    # A second run redoes nothing; another configuration in the same directory is refused.
+    capsys.readouterr()
+    assert _run(bench_cfg, tmp_path, monkeypatch, server) == 0
+    assert capsys.readouterr().out.count("done earlier") == 4 + len(bench_cfg["arms"])
+    assert _run({**bench_cfg, "dpo_loss": {"name": "dpo", "beta": 0.5}}, tmp_path, monkeypatch, server) == 2
+    assert "another configuration" in capsys.readouterr().err
 
 
-def test_a_killed_benchmark_continues(bench_cfg, tmp_path, monkeypatch, capsys):
-    import harness
+def test_a_killed_experiment_continues(bench_cfg, tmp_path, monkeypatch, capsys):
+    from shiftalign.experiment.arms import ARMS
 
     cfg = {**bench_cfg, "arms": [a for a in bench_cfg["arms"] if a["name"] in ("initial", "dpo_source", "oracle")]}
-    real = harness.ShiftBench.arm_pseudo
+    real = ARMS.get("pseudo")
 
-    def dying(self, a, ctx):
+    def dying(ctx, name, opts):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(harness.ShiftBench, "arm_pseudo", dying)
+    monkeypatch.setitem(ARMS._items, "pseudo", replace(real, run=dying))
     with FakeLLM() as server, pytest.raises(KeyboardInterrupt):
         _run(cfg, tmp_path, monkeypatch, server)
     done = sorted(p.stem for p in (tmp_path / "bench" / "stages").glob("*.json"))
     assert done == ["arm_dpo_source", "arm_initial", "data", "policy_samples", "reward"]
-    monkeypatch.setattr(harness.ShiftBench, "arm_pseudo", real)
+    monkeypatch.setitem(ARMS._items, "pseudo", real)
     capsys.readouterr()
     with FakeLLM() as server:
         assert _run(cfg, tmp_path, monkeypatch, server) == 0
@@ -125,21 +135,27 @@ def test_a_killed_benchmark_continues(bench_cfg, tmp_path, monkeypatch, capsys):
     assert out.count("done earlier") == 5 and (tmp_path / "bench" / "results.json").exists()
 
 
-def test_bad_arm_is_a_clear_error(bench_cfg, tmp_path, capsys):
-    import run
-
-    cfg = {**bench_cfg, "arms": [{"name": "initial", "kind": "initial"}, {"name": "x", "kind": "magic"}]}
+@pytest.mark.parametrize("arm, message", [
+    ({"name": "x", "kind": "magic"}, "arms[1].kind: expected one of dpo, initial, pseudo, rl, got 'magic'"),
+    ({"name": "x", "kind": "dpo", "estimatr": {"name": "kliep"}}, "unknown key estimatr in 'arms.x'"),
+    ({"name": "x", "kind": "dpo", "estimator": {"name": "kliep", "sigmaa": 1}}, "arms.x.unknown key sigmaa"),
+    ({"name": "x", "kind": "dpo", "train": {"lr": "fast"}}, "arms.x.train.lr"),
+    ({"name": "x", "kind": "pseudo", "labeller": "crowd"}, "arms.x.labeller: expected one of reward_model, judge, gold"),
+    ({"name": "x", "kind": "rl", "rl": {"prompts": "p.jsonl"}}, "arms.x.rl: prompts are set by the experiment"),
+])
+def test_a_bad_arm_is_refused_before_anything_is_written(bench_cfg, tmp_path, capsys, arm, message):
+    cfg = {**bench_cfg, "arms": [{"name": "initial", "kind": "initial"}, arm]}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    assert run.main([str(path)]) == 2
-    assert "arms[1].kind: expected one of initial, dpo, pseudo, rl, got 'magic'" in capsys.readouterr().err
+    assert main(["experiment", str(path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "bench").exists()
 
 
 @pytest.mark.parametrize("oracle_ci, reported", [([0.05, 0.2], True), ([-0.1, 0.2], False), ([-0.3, -0.1], False)])
 def test_gap_recovery_only_when_the_oracle_is_significantly_better(oracle_ci, reported):
-    from types import SimpleNamespace
-
-    from summary import arm_rows
+    from shiftalign.experiment.arms import ArmResult
+    from shiftalign.experiment.results import arm_rows
 
     k = "gold_diff_vs_src"
     pol = {"src": {"gold_mean": 0.5, k: 0.0, f"{k}_ci95": [0.0, 0.0]},
@@ -147,9 +163,38 @@ def test_gap_recovery_only_when_the_oracle_is_significantly_better(oracle_ci, re
            "method": {"gold_mean": 0.55, k: 0.05, f"{k}_ci95": [-0.01, 0.11]}}
     for e in pol.values():
         e.update(win_rate_vs_baseline=0.5, kl_to_baseline=0.1)
-    cfg = SimpleNamespace(baseline_arm="src", oracle_arm="oracle")
-    rows = {r["arm"]: r for r in arm_rows(cfg, [], {n: {} for n in pol}, {"policies": pol})}
+    rows = {r["arm"]: r for r in arm_rows("src", "oracle", {n: ArmResult(n) for n in pol}, {"policies": pol}, {})}
     if reported:
         assert rows["method"]["gap_recovery"] == pytest.approx(0.05 / 0.125)
     else:
         assert rows["method"]["gap_recovery"] is None  # an oracle worse than source-only gives no ratio
+
+
+def _row(arm, diff, ci, **kw):
+    return {"arm": arm, "gold": 0.5 + diff, "diff": diff, "ci95": ci, "gap_recovery": None, "kl": 1.0,
+            "kl_ci95": [0.8, 1.2], **kw}
+
+
+def test_the_verdict_states_the_result_from_the_numbers():
+    from shiftalign.experiment.results import verdict
+
+    kinds = {"initial": "initial", "src": "dpo", "weighted": "dpo", "pseudo": "pseudo", "oracle": "pseudo"}
+    rows = [_row("initial", -0.1, [-0.2, -0.01]), _row("src", 0.0, [0.0, 0.0]),
+            _row("weighted", 0.04, [0.01, 0.07], ess_fraction=0.31, domain_auc=[0.84, 0.52], gap_recovery=0.5),
+            _row("pseudo", -0.02, [-0.05, 0.01], label_accuracy=0.75, pseudo_pairs=64),
+            _row("oracle", 0.08, [0.03, 0.13])]
+    lines = verdict(rows, kinds, "src", "oracle", "vader")
+    assert lines[0].startswith("Best method arm on the gold reward (vader): `weighted`, +0.04 [+0.01, +0.07] "
+                               "against `src` (resolved: the interval lies above zero).")
+    assert "The oracle `oracle` (gold labels on the target) gains +0.08 [+0.03, +0.13] over `src`: resolved" in lines[0]
+    assert "`weighted` recovers 0.5 of the gap." in lines[0]
+    assert lines[1] == ("`weighted`: +0.04 [+0.01, +0.07]; ESS/N 0.31; domain AUC 0.84 → 0.52; "
+                        "KL 1 [0.8, 1.2] nats")
+    assert lines[2].startswith("`pseudo`: −0.02 [−0.05, +0.01]; label accuracy 0.75 on 64 pseudo-pairs")
+    # Nothing beats the baseline and the oracle is unresolved: said so, and no ratio.
+    rows[2] = _row("weighted", -0.01, [-0.04, 0.02])
+    rows[4] = _row("oracle", 0.03, [-0.01, 0.07])
+    lines = verdict(rows, kinds, "src", "oracle", "vader")
+    assert lines[0].startswith("No method arm beats `src` on the gold reward (vader); the closest is `weighted`, "
+                               "−0.01 [−0.04, +0.02] (not resolved: the interval contains zero).")
+    assert "not resolved, so this run cannot tell the methods from noise" in lines[0] and "recovers" not in lines[0]

@@ -1,4 +1,4 @@
-"""Named, cached steps of a long job (the pipeline, the shift benchmark).
+"""Named, cached steps of a long job (an experiment).
 
 ``Stages(root, total)(name, fn)`` runs ``fn`` once: its result (a JSON-able dict) is written
 atomically to ``<root>/stages/<name>.json`` with the seconds it took, and a later call with the same
@@ -16,8 +16,9 @@ import json
 import time
 from pathlib import Path
 
-from ..io import write_json_atomic
+from ..io import read_text, write_json_atomic
 from ..rundir import claim
+
 
 class Stages:
     def __init__(self, root: Path, total: int, log=print, config=None):
@@ -30,7 +31,7 @@ class Stages:
         marker = self.root / "stages" / f"{name}.json"
         n = len(self.records) + 1
         if marker.exists():
-            info = json.loads(marker.read_text())
+            info = json.loads(read_text(marker))
             self.log(f"[shiftalign] stage {n}/{self.total} {name}: done earlier ({info.get('seconds', 0):.0f} s), skipped")
         else:
             self.log(f"[shiftalign] stage {n}/{self.total} {name} ...")

@@ -1,0 +1,81 @@
+"""``dpo``: a DPO-family loss (the experiment's ``dpo_loss``) on the source pairs from the initial
+policy. Optionally weighted toward the target domain:
+
+- ``estimator``: density-ratio weights of the source pairs toward the initial policy's target samples
+  (``shiftalign weights fit`` with any estimator of ``reweight.ESTIMATORS``, stabilised by the
+  experiment's ``stabilise`` with this arm's overrides); the loss is then
+  sum_i w_i l_i / sum_i w_i (importance-weighted empirical risk, Shimodaira, 2000, Eq. 4.1);
+- ``policy_ratio``: per-pair weights from the current policy's likelihood of the pair, in the loop
+  (``reweight.policy_ratio``, e.g. WPO: Zhou et al., 2024).
+Diagnostics: ESS/N of the weights used, domain-classifier AUC before and after weighting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...config import from_dict, to_dict
+from ...errors import ConfigError
+from ...io import read_jsonl
+from ...recipes.weights import WeightsConfig
+from ...recipes.weights import main as weights_main
+from ...reweight import ESTIMATORS
+from ...reweight.policy_ratio import PolicyRatioConfig
+from ...reweight.stabilize import StabiliserConfig
+from . import ArmKind, ArmResult, register
+
+
+@dataclass
+class DPOOptions:
+    estimator: dict | None = None  # density-ratio weights from this estimator: {name, <its parameters>}
+    stabilise: dict = field(default_factory=dict)  # overrides of the experiment's stabilise for this arm
+    policy_ratio: dict | None = None  # in-loop policy-likelihood-ratio weights (reweight.policy_ratio)
+    train: dict = field(default_factory=dict)  # overrides of the experiment's dpo_train
+
+    def __post_init__(self):
+        if self.estimator is not None:
+            knobs = dict(self.estimator)
+            if "name" not in knobs:
+                raise ConfigError("estimator: expected a mapping with a name, e.g. {name: classifier}")
+            from_dict(ESTIMATORS.get(knobs.pop("name")).params, knobs, "estimator")
+        if self.policy_ratio is not None:
+            from_dict(PolicyRatioConfig, self.policy_ratio, "policy_ratio")
+        from_dict(StabiliserConfig, self.stabilise, "stabilise")
+
+
+def fit_weights(ctx, name: str, opts: DPOOptions) -> tuple[str, dict]:
+    """Density-ratio weights of the source pairs toward the shared target samples: (weights file, diagnostics)."""
+    cfg = ctx.cfg
+    out = ctx.root / "weights" / name
+    stab = from_dict(StabiliserConfig, {**to_dict(cfg.stabilise), **opts.stabilise}, f"arms.{name}.stabilise")
+    wc = WeightsConfig(source=ctx.shared.source_pairs, target=ctx.shared.samples, output_dir=str(out),
+                       pair_mode=cfg.pair_mode, features=cfg.features, estimator=dict(opts.estimator), stabilise=stab)
+    diag = weights_main(wc, ctx.log)
+    keep = ("ess_fraction", "ess_fraction_raw", "largest_share", "domain_auc_before", "domain_auc_after")
+    return str(out / "weights.jsonl"), {k: diag.get(k) for k in keep}
+
+
+def run(ctx, name: str, opts: DPOOptions) -> ArmResult:
+    extra, diagnostics = {}, {}
+    if opts.estimator:
+        extra["weights"], diagnostics = fit_weights(ctx, name, opts)
+    if opts.policy_ratio is not None:
+        extra["policy_ratio"] = from_dict(PolicyRatioConfig, opts.policy_ratio, f"arms.{name}.policy_ratio")
+    out = ctx.root / name
+    rc = ctx.run_config("preference", out, ctx.shared.source_pairs, ctx.train_settings(opts.train, f"arms.{name}.train"),
+                        ctx.cfg.dpo_loss, **extra)
+    res = ctx.train(rc)
+    diagnostics.update(steps=res["steps"], final_loss=res["train"].get("loss"))
+    if opts.policy_ratio is not None:  # the ESS of the weights the steps actually used
+        ess = [m["weight_ess_fraction"] for m in _metrics(out) if "weight_ess_fraction" in m]
+        diagnostics["ess_fraction"] = sum(ess) / len(ess) if ess else None
+    return ArmResult(model=str(out / "model"), diagnostics=diagnostics)
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    f = run_dir / "metrics.jsonl"
+    return read_jsonl(f) if f.exists() else []
+
+
+register(ArmKind("dpo", DPOOptions, run))

@@ -1,0 +1,19 @@
+"""``initial``: the starting policy as it is; every other arm's win rate and KL are against it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import ArmKind, ArmResult, register
+
+
+@dataclass
+class InitialOptions:
+    pass
+
+
+def run(ctx, name: str, opts: InitialOptions) -> ArmResult:
+    return ArmResult(model=ctx.cfg.model.path)  # as configured ("default" stays "default": no machine path)
+
+
+register(ArmKind("initial", InitialOptions, run))

@@ -1,0 +1,44 @@
+"""``rl``: online RL (PPO / RLOO / GRPO, ``recipes.rl``) from the initial policy on the target prompts,
+against the experiment's reward model (trained on the source pairs): the RLHF baseline of Ouyang
+et al., 2022, whose reward model is used off its training domain. Diagnostics: the reward model's
+mean score in the last iteration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ...config import from_dict
+from ...errors import ConfigError
+from ...recipes import RECIPES
+from ...recipes.rl import RLConfig
+from . import ArmKind, ArmResult, register
+
+SET_BY_THE_EXPERIMENT = ("output_dir", "seed", "model", "prompts", "wrap_text_as_chat", "max_prompt_length", "scorer")
+
+
+@dataclass
+class RLOptions:
+    rl: dict = field(default_factory=dict)  # fields of recipes.rl.RLConfig: algorithm, iterations, lr, sampling, ...
+
+    def __post_init__(self):
+        fixed = sorted(set(self.rl) & set(SET_BY_THE_EXPERIMENT))
+        if fixed:
+            raise ConfigError(f"rl: {', '.join(fixed)} are set by the experiment, not per arm")
+        from_dict(RLConfig, self.rl, "rl")
+
+
+def run(ctx, name: str, opts: RLOptions) -> ArmResult:
+    cfg = ctx.cfg
+    rc = from_dict(RLConfig, {**opts.rl, "output_dir": str(ctx.root / name), "seed": cfg.seed,
+                              "prompts": ctx.shared.target_prompts, "wrap_text_as_chat": cfg.wrap_text_as_chat,
+                              "max_prompt_length": cfg.max_prompt_length, "progress": cfg.progress,
+                              "scorer": {"name": "reward_model", "path": ctx.shared.reward_model,
+                                         "wrap_text_as_chat": cfg.wrap_text_as_chat}}, f"arms.{name}.rl")
+    rc = replace(rc, model=replace(cfg.model))
+    last = RECIPES.get("rl").main(rc)
+    return ArmResult(model=str(ctx.root / name / "model"), diagnostics={
+        "iterations": rc.iterations, "final_reward_model_score": last.get("reward_mean")})
+
+
+register(ArmKind("rl", RLOptions, run))

@@ -1,0 +1,93 @@
+"""The experiment config: shared data and training settings, then a list of arms.
+
+An arm is ``{name, kind, ...}``; ``kind`` picks an entry of :data:`..arms.ARMS` and the remaining keys
+are read into that kind's own options dataclass, so a wrong key names the arm and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import ModelConfig, TrainConfig, from_dict, to_dict
+from ..errors import ConfigError
+from ..recipes.evaluate import EvaluateConfig
+from ..reweight.features import FeatureConfig
+from ..reweight.stabilize import StabiliserConfig
+from ..rollout.behaviour import BehaviourConfig
+from ..rollout.sample import SamplingParams
+
+
+@dataclass
+class DataSpec:
+    source_prompts: str = "data/shift/source_prompts.jsonl"
+    target_prompts: str = "data/shift/target_prompts.jsonl"
+    eval_prompts: str = "data/shift/target_eval_prompts.jsonl"
+    n_source: int | None = None  # first n rows of each file (null: all)
+    n_target: int | None = None
+    n_eval: int | None = None
+    source_pairs: str | None = None  # a ready pairs file instead of building them with the behaviour policy
+    behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
+
+
+@dataclass
+class ExperimentConfig:
+    output_dir: str = "runs/experiment"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)  # the initial policy
+    gold: dict = field(default_factory=lambda: {"name": "vader"})  # a registered scorer or {name: python, function}
+    data: DataSpec = field(default_factory=DataSpec)
+    wrap_text_as_chat: bool = True
+    max_length: int = 256
+    max_prompt_length: int = 128
+    reward_train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5, epochs=2, save_every=8))
+    dpo_train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5, epochs=2, save_every=8))
+    dpo_loss: dict = field(default_factory=lambda: {"name": "dpo", "beta": 0.1})
+    policy_sampling: SamplingParams = field(default_factory=lambda: SamplingParams(n=4, max_new_tokens=48,
+                                                                                  temperature=0.8))
+    pair_mode: str = "both"  # how a source pair is embedded for density-ratio estimation
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    stabilise: StabiliserConfig = field(default_factory=lambda: StabiliserConfig(clip_quantile=0.99))
+    arms: list = field(default_factory=list)  # of {name, kind, <options of the kind>} mappings
+    baseline_arm: str = "dpo_source"  # differences and the gap-recovery ratio are against this arm
+    oracle_arm: str | None = "oracle"  # the arm trained on gold labels of the target (null: none)
+    evaluate: EvaluateConfig = field(default_factory=lambda: EvaluateConfig(
+        sampling=SamplingParams(n=4, max_new_tokens=48, temperature=0.7), bootstrap=2000))
+    progress: bool = True
+
+
+@dataclass
+class Arm:
+    name: str
+    kind: str
+    options: object  # the kind's options dataclass
+
+
+def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
+    from .arms import ARMS
+
+    arms = []
+    for i, spec in enumerate(cfg.arms):
+        if not isinstance(spec, dict) or not spec.get("name"):
+            raise ConfigError(f"arms[{i}]: expected a mapping with a name and a kind, got {spec!r}")
+        kind = spec.get("kind", "")
+        if kind not in ARMS.names():
+            raise ConfigError(f"arms[{i}].kind: expected one of {', '.join(ARMS.names())}, got {kind!r}")
+        where = f"arms.{spec['name']}"
+        rest = {k: v for k, v in spec.items() if k not in ("name", "kind")}
+        try:
+            options = from_dict(ARMS.get(kind).options, rest, where)
+            if isinstance(getattr(options, "train", None), dict):  # checked now, not when the arm's turn comes
+                from_dict(TrainConfig, {**to_dict(cfg.dpo_train), **options.train}, f"{where}.train")
+        except ConfigError as e:
+            raise ConfigError(str(e) if where in str(e) else f"{where}.{e}") from None
+        arms.append(Arm(spec["name"], kind, options))
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"arms: names must be unique, got {names}")
+    if not any(a.kind == "initial" for a in arms):
+        raise ConfigError("arms: an arm of kind 'initial' is required: win rate and KL are measured against it")
+    for key in ("baseline_arm", "oracle_arm"):
+        value = getattr(cfg, key)
+        if value is not None and value not in names:
+            raise ConfigError(f"{key}: '{value}' is not one of the arms ({', '.join(names)})")
+    return arms

@@ -1,0 +1,56 @@
+"""What an arm sees: the experiment's settings, its directory, the shared stages' outputs, the arms
+already run, and helpers that build training configs from the shared settings."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..config import DataConfig, RunConfig, TrainConfig, from_dict, to_dict
+from ..recipes import RECIPES
+from .config import ExperimentConfig
+
+
+@dataclass
+class Shared:
+    """Outputs of the shared stages (paths)."""
+
+    source_pairs: str
+    target_prompts: str
+    eval_prompts: str
+    reward_model: str
+    samples: str  # the initial policy's samples on the target prompts
+
+
+@dataclass
+class Context:
+    cfg: ExperimentConfig
+    root: Path
+    shared: Shared
+    log: Callable[[str], None] = print
+    arms: dict = field(default_factory=dict)  # name -> ArmResult of the arms run so far, in config order
+
+    def train_settings(self, overrides: dict, where: str) -> TrainConfig:
+        """The experiment's ``dpo_train`` with an arm's overrides, and its progress setting."""
+        merged = {**to_dict(self.cfg.dpo_train), **overrides, "progress": self.cfg.progress}
+        return from_dict(TrainConfig, merged, where)
+
+    def run_config(self, recipe: str, output_dir: Path | None, train_file: str | None, train: TrainConfig,
+                   loss: dict, **extra) -> RunConfig:
+        """A training run on the initial policy with the experiment's data settings (``extra``: data
+        fields such as ``weights``, or run fields such as ``policy_ratio``)."""
+        cfg = self.cfg
+        data_keys = {f.name for f in dataclasses.fields(DataConfig)}
+        data = DataConfig(train=train_file or "", max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length,
+                          wrap_text_as_chat=cfg.wrap_text_as_chat,
+                          **{k: v for k, v in extra.items() if k in data_keys})
+        return RunConfig(recipe=recipe, output_dir=str(output_dir or ""), seed=cfg.seed,
+                         model=dataclasses.replace(cfg.model), data=data,
+                         train=dataclasses.replace(train, progress=cfg.progress), loss=dict(loss),
+                         **{k: v for k, v in extra.items() if k not in data_keys})
+
+    def train(self, rc: RunConfig) -> dict:
+        """Run a training config; returns the recipe's summary."""
+        return RECIPES.get(rc.recipe).main(rc)

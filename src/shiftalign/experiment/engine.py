@@ -1,0 +1,135 @@
+"""``shiftalign experiment CONFIG``: compare alignment methods on a target domain, every stage cached.
+
+Stages, each recorded under ``<output_dir>/stages`` (a rerun continues where it stopped; the
+directory is claimed for its config, see ``rundir``):
+1. ``data``            the prompt subsets, and the source pairs: read from a file, or written by a
+                       behaviour policy and labelled by the gold scorer with Bradley-Terry noise
+                       (``rollout.behaviour``);
+2. ``reward``          a Bradley-Terry reward model on the source pairs;
+3. ``policy_samples``  the initial policy's samples on the target prompts: the target domain of every
+                       density-ratio estimator and round 1 of every pseudo-label arm (shared);
+4. one stage per arm   in config order; the kinds are registered in ``experiment.arms``;
+5. ``evaluate``        on held-out target prompts, by the gold scorer: gold reward with paired-bootstrap
+                       95 % intervals against the baseline arm, win rate and KL against the initial
+                       policy, the reward model's accuracy on on-policy pairs (``recipes.evaluate``);
+then ``results.json``, ``results.md`` and ``report.html`` (``experiment.results``, ``experiment.report``).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from ..data.load import load_examples
+from ..io import read_jsonl, write_jsonl_atomic
+from ..recipes.evaluate import main as evaluate_main
+from .arms import ARMS, ArmResult
+from .config import Arm, ExperimentConfig, parse_arms
+from .context import Context, Shared
+from .report import write_outputs
+from .stages import Stages
+
+
+def _rows(path: str, n: int | None) -> list[dict]:
+    rows = read_jsonl(path)
+    return rows[:n] if n else rows
+
+
+def validate_inputs(cfg: ExperimentConfig) -> list[Arm]:
+    """Config and data checked before anything is written."""
+    arms = parse_arms(cfg)
+    d = cfg.data
+    for path in (d.target_prompts, d.eval_prompts) + ((d.source_prompts,) if not d.source_pairs else ()):
+        load_examples(path, "prompt")
+    if d.source_pairs:
+        load_examples(d.source_pairs, "paired")
+    from ..rl.scorers import make_scorer
+
+    make_scorer(dict(cfg.gold))  # an unknown scorer or a missing function file stops here
+    return arms
+
+
+def build_data(cfg: ExperimentConfig, root: Path, log) -> dict:
+    d, out = cfg.data, root / "data"
+    files = {"target_prompts": str(out / "target_prompts.jsonl"), "eval_prompts": str(out / "eval_prompts.jsonl"),
+             "source_pairs": str(out / "source_pairs.jsonl")}
+    write_jsonl_atomic(files["target_prompts"], _rows(d.target_prompts, d.n_target))
+    write_jsonl_atomic(files["eval_prompts"], _rows(d.eval_prompts, d.n_eval))
+    if d.source_pairs:
+        pairs = _rows(d.source_pairs, d.n_source)
+    else:
+        from ..models.load import load_policy
+        from ..rl.scorers import make_scorer
+        from ..rollout.behaviour import gold_labelled_pairs
+
+        model, tok = load_policy(replace(cfg.model))
+        model.eval()
+        prompts = [r["prompt"] for r in _rows(d.source_prompts, d.n_source)]
+        pairs = gold_labelled_pairs(model, tok, prompts, d.behaviour, make_scorer(dict(cfg.gold)),
+                                    random.Random(d.behaviour.seed), log=log)
+    write_jsonl_atomic(files["source_pairs"], pairs)
+    info = {**files, "source_pairs_n": len(pairs), "target_prompts_n": len(read_jsonl(files["target_prompts"])),
+            "eval_prompts_n": len(read_jsonl(files["eval_prompts"]))}
+    if pairs and "gold_chosen" in pairs[0]:
+        from ..rollout.behaviour import label_agreement
+
+        info["source_label_agreement"] = label_agreement(pairs)
+    return info
+
+
+def drop_checkpoints(run_dir: Path) -> None:
+    """Checkpoints of a finished arm serve resumption only (~1.6 GB each for a 135M model with its
+    optimiser state); the final model stays."""
+    for d in sorted(run_dir.rglob("checkpoints")) if run_dir.exists() else []:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main(cfg: ExperimentConfig, log=print) -> dict:
+    arms = validate_inputs(cfg)
+    root = Path(cfg.output_dir)
+    stage = Stages(root, 4 + len(arms), log, config=cfg)
+    data = stage("data", lambda: build_data(cfg, root, log))
+    ctx = Context(cfg, root, Shared(source_pairs=data["source_pairs"], target_prompts=data["target_prompts"],
+                                    eval_prompts=data["eval_prompts"], reward_model="", samples=""), log)
+
+    def reward():
+        rc = ctx.run_config("reward", root / "reward", data["source_pairs"], cfg.reward_train, {"name": "bradley_terry"})
+        res = ctx.train(rc)
+        return {"model": str(root / "reward" / "model"), "steps": res["steps"], "final_loss": res["train"].get("loss")}
+
+    ctx.shared.reward_model = stage("reward", reward)["model"]
+
+    def policy_samples():
+        from ..rollout.sample import SampleConfig
+        from ..rollout.sample import main as sample_main
+
+        sampling = replace(cfg.policy_sampling, seed=cfg.policy_sampling.seed + 1)  # round 1's seed in iterate
+        sc = SampleConfig(prompts=data["target_prompts"], output=str(root / "policy_samples" / "samples.jsonl"),
+                          policy=replace(cfg.model), sampling=sampling, wrap_text_as_chat=cfg.wrap_text_as_chat,
+                          progress=cfg.progress)
+        sample_main(sc, log)
+        return {"samples": sc.output}
+
+    ctx.shared.samples = stage("policy_samples", policy_samples)["samples"]
+    for arm in arms:
+        def run_arm(arm=arm):
+            result = ARMS.get(arm.kind).run(ctx, arm.name, arm.options)
+            drop_checkpoints(root / arm.name)
+            return asdict(result)
+
+        info = stage(f"arm_{arm.name}", run_arm)
+        ctx.arms[arm.name] = ArmResult(info["model"], info.get("failed"), info.get("diagnostics", {}))
+    initial = next(a.name for a in arms if a.kind == "initial")
+
+    def evaluate():
+        ec = replace(cfg.evaluate, prompts=data["eval_prompts"], output_dir=str(root / "evaluate"),
+                     progress=cfg.progress, policies={n: r.model for n, r in ctx.arms.items() if r.model},
+                     baseline=initial, compare_to=cfg.baseline_arm, reward_model=ctx.shared.reward_model,
+                     gold=dict(cfg.gold), wrap_text_as_chat=cfg.wrap_text_as_chat)
+        evaluate_main(ec, log)
+        return {"file": str(root / "evaluate" / "evaluation.json")}
+
+    ev = stage("evaluate", evaluate)
+    return write_outputs(root, cfg, initial, stage.records, data, ctx.arms, ev["file"], log)

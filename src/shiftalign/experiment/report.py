@@ -1,0 +1,68 @@
+"""An experiment's outputs: ``results.json`` (raw numbers per arm), ``results.md`` (the table
+BENCHMARKS.md quotes), PNG plots and a self-contained ``report.html`` that opens with the verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..io import read_text, write_json_atomic, write_text_atomic
+from ..report.html import write_report
+from ..report.plots import difference_plot, gold_vs_kl, png_file, save_png, training_curves
+from .results import arm_rows, cells, headers, markdown_table, num, verdict
+
+
+def _curves(root: Path, arms: dict) -> dict[str, Path]:
+    runs = {"reward": root / "reward" / "metrics.jsonl"}
+    for n in arms:
+        runs[n] = root / n / "metrics.jsonl"
+        for f in sorted((root / n).glob("round-*/train/metrics.jsonl")):
+            runs[f"{n} ({f.parents[1].name})"] = f
+    return {k: v for k, v in runs.items() if v.exists()}
+
+
+def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict, arms: dict, evaluation_file: str,
+                  log=print) -> dict:
+    import json
+
+    evaluation = json.loads(read_text(evaluation_file))
+    seconds = {r["stage"]: r["seconds"] for r in records}
+    rows = arm_rows(cfg.baseline_arm, cfg.oracle_arm, arms, evaluation, seconds)
+    kinds = {a["name"]: a.get("kind") for a in cfg.arms}
+    gold = evaluation["gold"].get("name", "gold") if isinstance(evaluation["gold"], dict) else str(evaluation["gold"])
+    lines = verdict(rows, kinds, cfg.baseline_arm, cfg.oracle_arm, gold)
+    total = sum(seconds.values())
+    result = {"arms": rows, "verdict": lines, "data": {k: v for k, v in data.items() if not isinstance(v, dict)},
+              "evaluation": {k: v for k, v in evaluation.items() if k != "policies"}, "stage_seconds": records,
+              "total_seconds": total}
+    write_json_atomic(root / "results.json", result)
+    setup = (f"Held-out target prompts: {evaluation['prompts']} × {evaluation['samples_per_prompt']} samples; gold: "
+             f"{gold}; differences and paired-bootstrap 95 % intervals (prompts resampled) against `{cfg.baseline_arm}`; "
+             f"win rate and KL against `{initial}`; total {num(total / 60)} min.")
+    md = "\n".join(lines[:1] + [f"- {v}" for v in lines[1:]]) + "\n\n" + setup + "\n\n" + \
+        markdown_table(rows, cfg.baseline_arm, initial)
+    write_text_atomic(root / "results.md", md)
+
+    ok = [r for r in rows if "failed" not in r]
+    plots = {"difference.png": ("Gold reward: difference to the baseline with 95 % intervals",
+                                difference_plot(ok, cfg.baseline_arm) if ok else None),
+             "gold_vs_kl.png": ("Gold reward against KL to the initial policy", gold_vs_kl(ok, initial) if ok else None),
+             "training_curves.png": ("Training curves", training_curves(_curves(root, arms)))}
+    for fname, (_, uri) in plots.items():
+        if uri:  # also as files, for BENCHMARKS.md
+            save_png(uri, root / fname)
+    images = list(plots.values()) + [(f"Density-ratio weights of `{n}`", png_file(root / "weights" / n / "weights.png"))
+                                     for n in arms]
+    stage_rows = [[r["stage"], num(r["seconds"] / 60)] for r in records]
+    notes = [setup, f"Source pairs: {data.get('source_pairs_n')}"
+             + (f" (label agreement with gold {num(data['source_label_agreement'])})"
+                if data.get("source_label_agreement") is not None else "")
+             + f"; target prompts: {data.get('target_prompts_n')}; held-out prompts: {data.get('eval_prompts_n')}.",
+             "KL: of the sampling distributions at the evaluation temperature, exact per token, summed over the "
+             "response (never negative); its interval resamples prompts.",
+             "– : does not apply to this arm."]
+    report = write_report(root / "report.html", "shiftalign experiment", lines,
+                          [("Arms", headers(cfg.baseline_arm, initial), [list(cells(r).values()) for r in rows]),
+                           ("Stages", ["stage", "time (min)"], stage_rows)], images, notes)
+    log(f"[shiftalign] results: {root / 'results.md'}; report: {report}")
+    log(md)
+    return result

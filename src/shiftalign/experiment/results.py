@@ -1,0 +1,133 @@
+"""An experiment's numbers: one row per arm, the gap-recovery ratio and a verdict written from them.
+
+Gap-recovery ratio of an arm: (gold(arm) - gold(baseline)) / (gold(oracle) - gold(baseline)) on the
+held-out target prompts. It is reported only when the oracle's 95 % interval against the baseline
+lies above zero: when it contains zero the denominator is noise, and when it lies below zero the
+ratio's sign is inverted and it says nothing either.
+"""
+
+from __future__ import annotations
+
+COLUMNS = ["arm", "gold", "diff", "ci95", "gap_recovery", "win_rate", "kl", "kl_ci95", "rm_accuracy", "ess_fraction",
+           "domain_auc", "label_accuracy", "pseudo_pairs", "seconds"]
+HEADERS = {"arm": "arm", "gold": "gold reward", "diff": "Δ gold vs {base}", "ci95": "Δ 95 % CI",
+           "gap_recovery": "gap recovery", "win_rate": "win rate vs {initial}", "kl": "KL to {initial} (nats)",
+           "kl_ci95": "KL 95 % CI", "rm_accuracy": "RM accuracy on its samples", "ess_fraction": "ESS/N",
+           "domain_auc": "domain AUC before → after", "label_accuracy": "label accuracy", "pseudo_pairs": "pseudo-pairs",
+           "seconds": "time (min)"}
+
+
+def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, seconds: dict) -> list[dict]:
+    """``arms``: name -> ArmResult; ``evaluation``: evaluation.json; ``seconds``: stage name -> seconds."""
+    pol = evaluation["policies"]
+    key = f"gold_diff_vs_{baseline}"
+    resolved = oracle in pol and pol[oracle][f"{key}_ci95"][0] > 0
+    gap = pol[oracle][key] if resolved else None
+    rows = []
+    for name, res in arms.items():
+        if name not in pol:
+            rows.append({"arm": name, "failed": res.failed or "no policy", "seconds": seconds.get(f"arm_{name}")})
+            continue
+        e, d = pol[name], res.diagnostics
+        auc = (d.get("domain_auc_before"), d.get("domain_auc_after"))
+        rows.append({"arm": name, "gold": e["gold_mean"], "diff": e[key], "ci95": e[f"{key}_ci95"],
+                     "gap_recovery": 0.0 if name == baseline else (e[key] / gap if gap else None),
+                     "win_rate": e["win_rate_vs_baseline"], "kl": e["kl_to_baseline"], "kl_ci95": e.get("kl_to_baseline_ci95"),
+                     "rm_accuracy": e.get("reward_model_accuracy"), "ess_fraction": d.get("ess_fraction"),
+                     "domain_auc": list(auc) if auc[0] is not None else None,
+                     "label_accuracy": d.get("label_accuracy"), "pseudo_pairs": d.get("pseudo_pairs"),
+                     "seconds": seconds.get(f"arm_{name}")})
+    return rows
+
+
+def num(v, signed: bool = False) -> str:
+    """Three significant digits; "–" for a value that does not apply."""
+    if v is None:
+        return "–"
+    if isinstance(v, (bool, int, str)):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(num(x, signed) for x in v) + "]"
+    text = f"{v:+.3g}" if signed else f"{v:.3g}"
+    return text.replace("-", "−")
+
+
+def cells(row: dict) -> dict:
+    """A row as display strings (3 significant digits, units in the headers)."""
+    if "failed" in row:
+        return {c: (row["arm"] if c == "arm" else num(row["seconds"] / 60) if c == "seconds" and row.get("seconds")
+                    else "–") for c in COLUMNS}
+    out = {}
+    for c in COLUMNS:
+        v = row.get(c)
+        if c == "seconds":
+            out[c] = num(v / 60) if v is not None else "–"
+        elif c == "domain_auc" and v:
+            out[c] = f"{num(v[0])} → {num(v[1])}"
+        else:
+            out[c] = num(v, signed=c in ("diff", "ci95"))
+    return out
+
+
+def headers(baseline: str, initial: str) -> list[str]:
+    return [HEADERS[c].format(base=baseline, initial=initial) for c in COLUMNS]
+
+
+def markdown_table(rows: list[dict], baseline: str, initial: str) -> str:
+    head = "| " + " | ".join(headers(baseline, initial)) + " |\n|" + "---|" * len(COLUMNS) + "\n"
+    body = "".join("| " + " | ".join(cells(r).values()) + " |\n" for r in rows)
+    failed = "".join(f"- `{r['arm']}` has no policy: {r['failed']}\n" for r in rows if "failed" in r)
+    return head + body + ("\n" + failed if failed else "") + "\n– : does not apply to this arm.\n"
+
+
+def _interval(r: dict) -> str:
+    return f"{num(r['diff'], True)} {num(r['ci95'], True)}"
+
+
+def _resolved(r: dict) -> str:
+    lo, hi = r["ci95"]
+    return "resolved: the interval lies above zero" if lo > 0 else \
+        "worse: the interval lies below zero" if hi < 0 else "not resolved: the interval contains zero"
+
+
+def diagnosis(r: dict, kind: str) -> str:
+    parts = [f"`{r['arm']}`: {_interval(r)}"]
+    if r.get("ess_fraction") is not None:
+        parts.append(f"ESS/N {num(r['ess_fraction'])}")
+    if r.get("domain_auc"):
+        parts.append(f"domain AUC {num(r['domain_auc'][0])} → {num(r['domain_auc'][1])}")
+    if r.get("label_accuracy") is not None:
+        parts.append(f"label accuracy {num(r['label_accuracy'])} on {r.get('pseudo_pairs')} pseudo-pairs")
+    if r.get("rm_accuracy") is not None and kind == "rl":
+        parts.append(f"reward-model accuracy on its samples {num(r['rm_accuracy'])}")
+    if r.get("kl") is not None:
+        parts.append(f"KL {num(r['kl'])} {num(r.get('kl_ci95'))} nats")
+    return "; ".join(parts)
+
+
+def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, gold: str) -> list[str]:
+    """A headline paragraph (best arm, the oracle) and one diagnosis line per method arm."""
+    ok = {r["arm"]: r for r in rows if "failed" not in r}
+    methods = [r for n, r in ok.items() if n not in (baseline, oracle) and kinds.get(n) != "initial"]
+    lines = []
+    if baseline in ok and methods:
+        best = max(methods, key=lambda r: r["gold"])
+        lead = (f"Best method arm on the gold reward ({gold}): `{best['arm']}`, {_interval(best)} against "
+                f"`{baseline}` ({_resolved(best)})." if best["diff"] > 0 else
+                f"No method arm beats `{baseline}` on the gold reward ({gold}); the closest is `{best['arm']}`, "
+                f"{_interval(best)} ({_resolved(best)}).")
+        lines.append(lead)
+    if oracle in ok:
+        o = ok[oracle]
+        lines.append(f"The oracle `{oracle}` (gold labels on the target) gains {_interval(o)} over `{baseline}`: "
+                     + ("resolved, so gap-recovery ratios are reported." if o["ci95"][0] > 0 else
+                        "not resolved, so this run cannot tell the methods from noise and reports no gap-recovery "
+                        "ratio."))
+        best = max(methods, key=lambda r: r["gold"], default=None)
+        if best is not None and best.get("gap_recovery") is not None:
+            lines[-1] += f" `{best['arm']}` recovers {num(best['gap_recovery'])} of the gap."
+    if oracle is None or oracle not in ok:
+        lines.append("No oracle arm: whether labels of the target domain would help at all is not measured.")
+    headline = [" ".join(lines)]
+    failed = [f"`{r['arm']}`: no policy ({r['failed']})" for r in rows if "failed" in r]
+    return headline + [diagnosis(r, kinds.get(r["arm"], "")) for r in methods] + failed

@@ -1,0 +1,89 @@
+"""Plots of an experiment as base64 PNG data URIs (matplotlib, Agg backend; every axis labelled).
+
+- ``difference_plot``: each arm's gold-reward difference to the baseline with its 95 % interval;
+- ``gold_vs_kl``: gold reward against KL to the initial policy, with the KL's 95 % interval;
+- ``training_curves``: training loss per optimiser step of every training run.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from ..io import read_jsonl
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_png(fig) -> str:
+    plt = pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def png_file(path: Path) -> str | None:
+    """A PNG written by another stage (e.g. the weight histogram) as a data URI; None when absent."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path.exists() else None
+
+
+def save_png(uri: str, path: Path) -> None:
+    path.write_bytes(base64.b64decode(uri.split(",", 1)[1]))
+
+
+def difference_plot(rows: list[dict], baseline: str) -> str:
+    """rows: dicts with arm, diff, ci95 (in display order)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    for i, r in enumerate(rows):
+        lo, hi = r["ci95"]
+        ax.errorbar(r["diff"], i, xerr=[[r["diff"] - lo], [hi - r["diff"]]], fmt="o", capsize=4,
+                    color="#228833" if lo > 0 else "#cc3311" if hi < 0 else "#4477aa")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(rows)), [r["arm"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"gold reward minus {baseline}, held-out target prompts (95 % interval)")
+    ax.set_ylabel("arm")
+    return figure_png(fig)
+
+
+def gold_vs_kl(rows: list[dict], initial: str) -> str:
+    """rows: dicts with arm, gold, kl, kl_ci95."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        lo, hi = r.get("kl_ci95") or (r["kl"], r["kl"])
+        ax.errorbar(r["kl"], r["gold"], xerr=[[r["kl"] - lo], [hi - r["kl"]]], fmt="o", capsize=3)
+        ax.annotate(r["arm"], (r["kl"], r["gold"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(f"KL to {initial} (nats per response, 95 % interval)")
+    ax.set_ylabel("gold reward (mean)")
+    return figure_png(fig)
+
+
+def training_curves(runs: dict[str, Path]) -> str | None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    drawn = False
+    for name, metrics in runs.items():
+        if not metrics.exists():
+            continue
+        pts = [(r["step"], r["loss"]) for r in read_jsonl(metrics) if r.get("loss") is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, label=name)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("training loss")
+    ax.legend(fontsize=8)
+    return figure_png(fig)
