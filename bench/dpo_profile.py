@@ -34,8 +34,8 @@ def main() -> None:
     acc = make_accelerator(cfg)
     spec, params = LOSSES.get("dpo"), LOSSES.get("dpo").params()
     model, tok = load_policy(cfg.model)
-    items, _ = prepare_items(cfg, spec, tok, str(data), "train", print)
-    ref = reference_for(cfg, spec, model, items, tok.pad_token_id, acc, print)
+    items, _ = prepare_items(cfg, spec, tok, str(data), "train")
+    ref = reference_for(cfg, spec, model, items, tok.pad_token_id, acc)
     trainer = Trainer(cfg, Task(CompletionLogProbs(model), spec, params, items, tok.pad_token_id, ref_train=ref), acc)
     trainer.train_step(list(range(8)))  # warm-up
     with torch.profiler.profile(record_shapes=False) as prof:

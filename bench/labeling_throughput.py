@@ -77,7 +77,7 @@ def main() -> None:
                                       "api_key_env": "BENCH_JUDGE_KEY", "logprobs": False},
                           "limits": {"concurrency": c, "deadline": 600}, "cache": str(work / f"cache{c}.sqlite")}})
             t0 = time.perf_counter()
-            summary = label_main(cfg, log=lambda m: None)
+            summary = label_main(cfg)
             dt = time.perf_counter() - t0
         bound = c / (2 * a.latency)
         r = {"concurrency": c, "items": items, "seconds": dt, "items_per_s": items / dt, "bound_items_per_s": bound,

@@ -16,8 +16,8 @@ def make_trainer(tiny_dir, train_file, out_dir, loss="dpo", **train):
     acc = make_accelerator(cfg)
     spec, params = resolve_loss(cfg, ("paired", "unpaired"))
     model, tok = load_policy(cfg.model)
-    items, _ = prepare_items(cfg, spec, tok, train_file, "train", lambda m: None)
-    ref = reference_for(cfg, spec, model, items, tok.pad_token_id, acc, lambda m: None)
+    items, _ = prepare_items(cfg, spec, tok, train_file, "train")
+    ref = reference_for(cfg, spec, model, items, tok.pad_token_id, acc)
     task = Task(CompletionLogProbs(model), spec, params, items, tok.pad_token_id, ref_train=ref)
     return Trainer(cfg, task, acc)
 

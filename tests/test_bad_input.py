@@ -136,3 +136,34 @@ def test_bom_and_crlf_are_accepted(tmp_path, variant):
     assert load_weights(w) == {"a": 2.0, "b": 1.0}
     csv = _prefs_bytes(tmp_path, b"\xef\xbb\xbfprompt,chosen,rejected\r\nq,good,bad\r\n", "p.csv")
     assert [(e.prompt, e.completions) for e in load_examples(csv, "paired")] == [("q", ["good", "bad"])]
+
+
+SCORERS = '''
+def raises(prompts, responses):
+    return {}["missing"]
+
+def short(prompts, responses):
+    return [0.0] * (len(responses) - 1)
+
+def nan(prompts, responses):
+    return [float("nan")] * len(responses)
+
+def words(prompts, responses):
+    return ["good"] * len(responses)
+'''
+
+
+@pytest.mark.parametrize("function, expected", [
+    ("raises", "raised KeyError: 'missing'"), ("short", "expected 4 scores (one per response), got 3"),
+    ("nan", "score 0 is nan, expected a finite number"), ("words", "expected a list of numbers"),
+])
+def test_a_faulty_scorer_function_is_named(tmp_path, tiny_dir, capsys, function, expected):
+    (tmp_path / "score.py").write_text(SCORERS)
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"q{i}", "prompt": f"what is {i}"} for i in range(2)])
+    cfg = {"recipe": "rl", "output_dir": str(tmp_path / "run"), "model": {"path": tiny_dir}, "prompts": prompts,
+           "scorer": {"name": "python", "function": f"{tmp_path / 'score.py'}:{function}"},
+           "sampling": {"n": 2, "max_new_tokens": 4}, "prompts_per_iteration": 2, "iterations": 1, "progress": False}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("shiftalign: error")]
+    assert len(errors) == 1 and f"score.py:{function}" in errors[0] and expected in errors[0], errors

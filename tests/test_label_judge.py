@@ -64,7 +64,7 @@ def judge_cfg(tmp_path, server, kind, sample_file, out="out", backend=None, judg
 def run(tmp_path, server, kind, sample_file, monkeypatch, out="out", backend=None, judge=None, **limits):
     monkeypatch.setenv("JUDGE_KEY", "sk-test-SECRET-0123456789")
     cfg = judge_cfg(tmp_path, server, kind, sample_file, out, backend, judge, **limits)
-    summary = label_main(cfg, log=lambda m: None)
+    summary = label_main(cfg)
     pairs = [json.loads(l) for l in (tmp_path / out / "pseudo_pairs.jsonl").read_text().splitlines()]
     dropped = [json.loads(l) for l in (tmp_path / out / "unlabelled.jsonl").read_text().splitlines()]
     return summary, pairs, dropped
@@ -141,7 +141,7 @@ def test_local_judge_never_defaults_a_verdict(tmp_path, tiny_dir):
         "samples": samples(tmp_path, ["plain one", "plain two"]), "output_dir": str(tmp_path / "loc"),
         "labeller": "judge", "progress": False,
         "judge": {"backend": {"kind": "local", "model": tiny_dir}, "judge": {"max_tokens": 8}}})
-    summary = label_main(cfg, log=lambda m: None)
+    summary = label_main(cfg)
     assert summary["pairs"] == 0 and summary["unlabelled"] == 3
     assert set(summary["reasons"]) <= {"truncated", "unparseable", "identical responses"}
 
@@ -467,7 +467,7 @@ def test_local_judge_with_prefill_and_soft_decision(tmp_path):
         "labeller": "judge", "progress": False,
         "judge": {"backend": {"kind": "local", "model": path},
                   "judge": {"max_tokens": 1, "prefill": "[[", "decide": "soft"}}})
-    summary = label_main(cfg, log=lambda m: None)
+    summary = label_main(cfg)
     pairs = {p["prompt"]: p for p in map(json.loads, (tmp_path / "loc" / "pseudo_pairs.jsonl").read_text().splitlines())}
     dropped = {d["prompt"]: d for d in map(json.loads, (tmp_path / "loc" / "unlabelled.jsonl").read_text().splitlines())}
     s_good = [(p_a(x, y, z) + 1 - p_a(x, z, y)) / 2 for x, y, z in items]  # P(good better), by forward passes

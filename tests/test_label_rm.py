@@ -33,7 +33,7 @@ def _run(tmp_path, models, **rm):
     out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"  # one directory per configuration
     cfg = from_dict(LabelConfig, {"samples": _samples(tmp_path), "output_dir": str(out),
                                   "labeller": "reward_model", "reward_model": {"models": models, **rm}})
-    summary = label_main(cfg, log=lambda m: None)
+    summary = label_main(cfg)
     pairs = [json.loads(l) for l in (out / "pseudo_pairs.jsonl").read_text().splitlines()]
     dropped = [json.loads(l) for l in (out / "unlabelled.jsonl").read_text().splitlines()]
     return summary, pairs, dropped

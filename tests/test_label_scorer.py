@@ -22,7 +22,7 @@ def test_scorer_labeller_orients_pairs_by_the_scorer(tmp_path):
     cfg = from_dict(LabelConfig, {"samples": _samples(tmp_path), "output_dir": str(tmp_path / "out"),
                                   "labeller": "scorer",
                                   "scorer": {"scorer": {"name": "python", "function": f"{tmp_path / 'gold.py'}:g"}}})
-    summary = label_main(cfg, log=lambda m: None)
+    summary = label_main(cfg)
     pairs = [json.loads(l) for l in (tmp_path / "out" / "pseudo_pairs.jsonl").read_text().splitlines()]
     assert summary["pairs"] == 4 and summary["reasons"] == {"identical responses": 1}
     for p in pairs:  # the longest response (k = 3) is chosen over the shortest (k = 0)

@@ -50,25 +50,56 @@ def test_large_kl_coefficient_keeps_kl_small(tmp_path, tiny_dir):
     assert kl_tied < 0.25 * kl_free, (kl_tied, kl_free)
 
 
-def test_resume_continues(tmp_path, tiny_dir):
-    _run(tmp_path, tiny_dir, "grpo", iterations=4, name="r", save_every=2)
+def _stopped_after(monkeypatch, iterations_done: int):
+    """The RL loop is interrupted when it starts iteration ``iterations_done + 1``."""
+    from shiftalign.recipes.rl import RLTrainer
+
+    real = RLTrainer.rollout
+
+    def rollout(self, it):
+        if it == iterations_done:
+            raise KeyboardInterrupt
+        return real(self, it)
+
+    monkeypatch.setattr(RLTrainer, "rollout", rollout)
+    return lambda: monkeypatch.setattr(RLTrainer, "rollout", real)
+
+
+def test_resume_continues(tmp_path, tiny_dir, monkeypatch):
+    restore = _stopped_after(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, tiny_dir, "grpo", iterations=6, name="r", save_every=2)
+    restore()
     recs = _run(tmp_path, tiny_dir, "grpo", iterations=6, name="r", save_every=2)
     assert [r["step"] for r in recs] == [1, 2, 3, 4, 5, 6]
 
 
-def test_resume_is_exact(tmp_path, tiny_dir):
-    """Two iterations, stop, resume to four: the same weights as four straight iterations."""
+def test_resume_is_exact(tmp_path, tiny_dir, monkeypatch):
+    """Interrupted after two iterations and resumed to four: the same weights as four straight iterations."""
     import torch
     from safetensors.torch import load_file
 
     _run(tmp_path, tiny_dir, "ppo", iterations=4, name="straight", save_every=2)
-    _run(tmp_path, tiny_dir, "ppo", iterations=2, name="split", save_every=2)
+    restore = _stopped_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, tiny_dir, "ppo", iterations=4, name="split", save_every=2)
+    restore()
     _run(tmp_path, tiny_dir, "ppo", iterations=4, name="split", save_every=2)
     a = load_file(str(tmp_path / "straight" / "checkpoints" / "step-00000004" / "trainable.safetensors"))
     b = load_file(str(tmp_path / "split" / "checkpoints" / "step-00000004" / "trainable.safetensors"))
     assert set(a) == set(b) and any("value_head" in k for k in a)
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_a_finished_rl_run_is_not_redone_and_another_config_is_refused(tmp_path, tiny_dir, capsys):
+    _run(tmp_path, tiny_dir, "rloo", iterations=2, name="f")
+    before = (tmp_path / "f" / "model" / "model.safetensors").stat().st_mtime_ns
+    _run(tmp_path, tiny_dir, "rloo", iterations=2, name="f")
+    assert (tmp_path / "f" / "model" / "model.safetensors").stat().st_mtime_ns == before
+    assert "finished earlier" in capsys.readouterr().out
+    assert main(["train", str(tmp_path / "f.yaml"), "iterations=3"]) == 2
+    assert "differs in: iterations 2 -> 3" in capsys.readouterr().err
 
 
 def test_prompt_weights(tmp_path, tiny_dir):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..config import DataConfig, RunConfig, TrainConfig, from_dict, to_dict
 from ..recipes import RECIPES
@@ -29,7 +28,6 @@ class Context:
     cfg: ExperimentConfig
     root: Path
     shared: Shared
-    log: Callable[[str], None] = print
     arms: dict = field(default_factory=dict)  # name -> ArmResult of the arms run so far, in config order
 
     def train_settings(self, overrides: dict, where: str) -> TrainConfig:

@@ -51,7 +51,7 @@ def validate_inputs(cfg: ExperimentConfig) -> list[Arm]:
     return arms
 
 
-def build_data(cfg: ExperimentConfig, root: Path, log) -> dict:
+def build_data(cfg: ExperimentConfig, root: Path) -> dict:
     d, out = cfg.data, root / "data"
     files = {"target_prompts": str(out / "target_prompts.jsonl"), "eval_prompts": str(out / "eval_prompts.jsonl"),
              "source_pairs": str(out / "source_pairs.jsonl")}
@@ -68,7 +68,7 @@ def build_data(cfg: ExperimentConfig, root: Path, log) -> dict:
         model.eval()
         prompts = [r["prompt"] for r in _rows(d.source_prompts, d.n_source)]
         pairs = gold_labelled_pairs(model, tok, prompts, d.behaviour, make_scorer(dict(cfg.gold)),
-                                    random.Random(d.behaviour.seed), log=log)
+                                    random.Random(d.behaviour.seed))
     write_jsonl_atomic(files["source_pairs"], pairs)
     info = {**files, "source_pairs_n": len(pairs), "target_prompts_n": len(read_jsonl(files["target_prompts"])),
             "eval_prompts_n": len(read_jsonl(files["eval_prompts"]))}
@@ -86,13 +86,13 @@ def drop_checkpoints(run_dir: Path) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def main(cfg: ExperimentConfig, log=print) -> dict:
+def main(cfg: ExperimentConfig) -> dict:
     arms = validate_inputs(cfg)
     root = Path(cfg.output_dir)
-    stage = Stages(root, 4 + len(arms), log, config=cfg)
-    data = stage("data", lambda: build_data(cfg, root, log))
+    stage = Stages(root, 4 + len(arms), config=cfg)
+    data = stage("data", lambda: build_data(cfg, root))
     ctx = Context(cfg, root, Shared(source_pairs=data["source_pairs"], target_prompts=data["target_prompts"],
-                                    eval_prompts=data["eval_prompts"], reward_model="", samples=""), log)
+                                    eval_prompts=data["eval_prompts"], reward_model="", samples=""))
 
     def reward():
         rc = ctx.run_config("reward", root / "reward", data["source_pairs"], cfg.reward_train, {"name": "bradley_terry"})
@@ -109,7 +109,7 @@ def main(cfg: ExperimentConfig, log=print) -> dict:
         sc = SampleConfig(prompts=data["target_prompts"], output=str(root / "policy_samples" / "samples.jsonl"),
                           policy=replace(cfg.model), sampling=sampling, wrap_text_as_chat=cfg.wrap_text_as_chat,
                           progress=cfg.progress)
-        sample_main(sc, log)
+        sample_main(sc)
         return {"samples": sc.output}
 
     ctx.shared.samples = stage("policy_samples", policy_samples)["samples"]
@@ -128,8 +128,8 @@ def main(cfg: ExperimentConfig, log=print) -> dict:
                      progress=cfg.progress, policies={n: r.model for n, r in ctx.arms.items() if r.model},
                      baseline=initial, compare_to=cfg.baseline_arm, reward_model=ctx.shared.reward_model,
                      gold=dict(cfg.gold), wrap_text_as_chat=cfg.wrap_text_as_chat)
-        evaluate_main(ec, log)
+        evaluate_main(ec)
         return {"file": str(root / "evaluate" / "evaluation.json")}
 
     ev = stage("evaluate", evaluate)
-    return write_outputs(root, cfg, initial, stage.records, data, ctx.arms, ev["file"], log)
+    return write_outputs(root, cfg, initial, stage.records, data, ctx.arms, ev["file"])

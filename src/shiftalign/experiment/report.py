@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io import read_text, write_json_atomic, write_text_atomic
+from ..log import log
 from ..report.html import write_report
 from ..report.plots import difference_plot, gold_vs_kl, png_file, save_png, training_curves
-from .results import arm_rows, cells, headers, markdown_table, num, verdict
+from .results import arm_rows, cells, headers, markdown_table, minutes, num, verdict
 
 
 def _curves(root: Path, arms: dict) -> dict[str, Path]:
@@ -20,8 +21,7 @@ def _curves(root: Path, arms: dict) -> dict[str, Path]:
     return {k: v for k, v in runs.items() if v.exists()}
 
 
-def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict, arms: dict, evaluation_file: str,
-                  log=print) -> dict:
+def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict, arms: dict, evaluation_file: str) -> dict:
     import json
 
     evaluation = json.loads(read_text(evaluation_file))
@@ -52,7 +52,7 @@ def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict
             save_png(uri, root / fname)
     images = list(plots.values()) + [(f"Density-ratio weights of `{n}`", png_file(root / "weights" / n / "weights.png"))
                                      for n in arms]
-    stage_rows = [[r["stage"], num(r["seconds"] / 60)] for r in records]
+    stage_rows = [[r["stage"], minutes(r["seconds"])] for r in records]
     notes = [setup, f"Source pairs: {data.get('source_pairs_n')}"
              + (f" (label agreement with gold {num(data['source_label_agreement'])})"
                 if data.get("source_label_agreement") is not None else "")
@@ -61,8 +61,8 @@ def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict
              "response (never negative); its interval resamples prompts.",
              "– : does not apply to this arm."]
     report = write_report(root / "report.html", "shiftalign experiment", lines,
-                          [("Arms", headers(cfg.baseline_arm, initial), [list(cells(r).values()) for r in rows]),
+                          [("Arms", headers(cfg.baseline_arm, initial), [list(cells(r, cfg.baseline_arm).values()) for r in rows]),
                            ("Stages", ["stage", "time (min)"], stage_rows)], images, notes)
-    log(f"[shiftalign] results: {root / 'results.md'}; report: {report}")
+    log(f"results: {root / 'results.md'}; report: {report}")
     log(md)
     return result

@@ -52,16 +52,22 @@ def num(v, signed: bool = False) -> str:
     return text.replace("-", "−")
 
 
-def cells(row: dict) -> dict:
+def minutes(seconds: float | None) -> str:
+    return "–" if seconds is None else "< 0.01" if seconds < 0.6 else num(seconds / 60)
+
+
+def cells(row: dict, baseline: str) -> dict:
     """A row as display strings (3 significant digits, units in the headers)."""
     if "failed" in row:
-        return {c: (row["arm"] if c == "arm" else num(row["seconds"] / 60) if c == "seconds" and row.get("seconds")
-                    else "–") for c in COLUMNS}
+        return {c: row["arm"] if c == "arm" else minutes(row.get("seconds")) if c == "seconds" else "–"
+                for c in COLUMNS}
     out = {}
     for c in COLUMNS:
         v = row.get(c)
         if c == "seconds":
-            out[c] = num(v / 60) if v is not None else "–"
+            out[c] = minutes(v)
+        elif row["arm"] == baseline and c in ("diff", "ci95", "gap_recovery"):
+            out[c] = "0 (baseline)" if c == "diff" else "–"
         elif c == "domain_auc" and v:
             out[c] = f"{num(v[0])} → {num(v[1])}"
         else:
@@ -75,7 +81,7 @@ def headers(baseline: str, initial: str) -> list[str]:
 
 def markdown_table(rows: list[dict], baseline: str, initial: str) -> str:
     head = "| " + " | ".join(headers(baseline, initial)) + " |\n|" + "---|" * len(COLUMNS) + "\n"
-    body = "".join("| " + " | ".join(cells(r).values()) + " |\n" for r in rows)
+    body = "".join("| " + " | ".join(cells(r, baseline).values()) + " |\n" for r in rows)
     failed = "".join(f"- `{r['arm']}` has no policy: {r['failed']}\n" for r in rows if "failed" in r)
     return head + body + ("\n" + failed if failed else "") + "\n– : does not apply to this arm.\n"
 

@@ -17,12 +17,13 @@ import time
 from pathlib import Path
 
 from ..io import read_text, write_json_atomic
+from ..log import log
 from ..rundir import claim
 
 
 class Stages:
-    def __init__(self, root: Path, total: int, log=print, config=None):
-        self.root, self.total, self.log = Path(root), total, log
+    def __init__(self, root: Path, total: int, config=None):
+        self.root, self.total = Path(root), total
         self.records: list[dict] = []  # one flat summary per stage, in order, for reports
         if config is not None:
             claim(self.root, config)
@@ -32,9 +33,9 @@ class Stages:
         n = len(self.records) + 1
         if marker.exists():
             info = json.loads(read_text(marker))
-            self.log(f"[shiftalign] stage {n}/{self.total} {name}: done earlier ({info.get('seconds', 0):.0f} s), skipped")
+            log(f"stage {n}/{self.total} {name}: done earlier ({info.get('seconds', 0):.0f} s), skipped")
         else:
-            self.log(f"[shiftalign] stage {n}/{self.total} {name} ...")
+            log(f"stage {n}/{self.total} {name} ...")
             t0 = time.perf_counter()
             info = fn() or {}
             info["seconds"] = time.perf_counter() - t0

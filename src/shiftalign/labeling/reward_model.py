@@ -17,6 +17,7 @@ import torch
 from ..config import ModelConfig
 from ..data.batching import collate
 from ..data.tokenize import tokenize_examples
+from ..log import log
 from ..ops.logprobs import BranchRewards
 from .pairs import pairs_from_scores
 
@@ -51,13 +52,13 @@ def score(model_path: str, examples, cfg: RewardLabelConfig) -> list[float]:
     return out
 
 
-def label(groups, cfg: RewardLabelConfig, seed: int = 0, log=print):
+def label(groups, cfg: RewardLabelConfig, seed: int = 0):
     """(pairs, dropped): pair rows with provenance, and records of what was dropped and why."""
     if not cfg.models:
         from ..errors import ConfigError
         raise ConfigError("reward_model.models: give at least one reward-model path")
     flat = [ex for g in groups for ex in g]
     per_model = [score(m, flat, cfg) for m in cfg.models]
-    log(f"[shiftalign] scored {len(flat)} samples with {len(cfg.models)} reward model(s)")
+    log(f"scored {len(flat)} samples with {len(cfg.models)} reward model(s)")
     return pairs_from_scores(groups, per_model, cfg.pairs, cfg.margin, cfg.max_spread, seed,
                              {"labeller": "reward_model", "models": cfg.models})

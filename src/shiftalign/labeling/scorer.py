@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..data.text import response_text
+from ..log import log
 from ..reweight.pairs import text_of
 from .pairs import pairs_from_scores
 from .samples import response
@@ -23,12 +24,12 @@ class ScorerLabelConfig:
     margin: float = 0.0
 
 
-def label(groups, cfg: ScorerLabelConfig, seed: int = 0, log=print):
+def label(groups, cfg: ScorerLabelConfig, seed: int = 0):
     from ..rl.scorers import make_scorer
 
     fn = make_scorer(cfg.scorer)
     flat = [ex for g in groups for ex in g]
     scores = fn([text_of(ex.prompt) for ex in flat], [response_text(response(ex)) for ex in flat])
-    log(f"[shiftalign] scored {len(flat)} samples with scorer {cfg.scorer.get('name')}")
+    log(f"scored {len(flat)} samples with scorer {cfg.scorer.get('name')}")
     return pairs_from_scores(groups, [scores], cfg.pairs, cfg.margin, None, seed,
                              {"labeller": "scorer", "scorer": cfg.scorer})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..io import atomic_path
+from ..log import log
 
 DEFAULT_NAMES = ("default", "smollm2-135m-instruct", "SmolLM2-135M-Instruct")
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -50,7 +51,7 @@ def default_model_dir() -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = gguf_path()
-    print(f"[shiftalign] converting the packaged {GGUF_NAME} to safetensors in {target} (once)", flush=True)
+    log(f"converting the packaged {GGUF_NAME} to safetensors in {target} (once)")
     tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
     quantised = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
     config = quantised.config

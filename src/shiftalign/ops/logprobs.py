@@ -66,6 +66,8 @@ class CompletionLogProbs(nn.Module):
 
     Training goes through this module's ``forward`` so data-parallel wrappers see the call."""
 
+    per_pair_logps = True  # its outputs carry each branch's summed log-prob: what policy-ratio weights need
+
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model

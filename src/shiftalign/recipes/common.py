@@ -13,6 +13,7 @@ from ..data.load import attach_weights, load_examples, load_weights
 from ..data.tokenize import add_mismatched_branch, tokenize_examples
 from ..errors import ConfigError
 from ..io import atomic_path, write_json_atomic, write_text_atomic
+from ..log import log, main_process_only
 from ..losses import LOSSES, LossSpec
 from ..models.load import mixed_precision
 from ..models.packaged import cache_root
@@ -24,14 +25,16 @@ from ..train.reference import cached_reference_logps
 ROW_KIND = {"paired": "paired", "reward": "paired", "unpaired": "unpaired", "sft": "sft"}
 
 
-def make_accelerator(cfg: RunConfig):
+def make_accelerator(cfg):
+    """The run's Accelerator (devices, mixed precision, trackers) for any recipe's config."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    trackers = cfg.train.report_to or None
+    trackers = (cfg.train.report_to if hasattr(cfg, "train") else cfg.report_to) or None
     acc = Accelerator(mixed_precision=mixed_precision(cfg.model), cpu=not torch.cuda.is_available(),
                       log_with=trackers, project_dir=cfg.output_dir)
     set_seed(cfg.seed)
+    main_process_only(acc.is_main_process)
     if trackers:
         acc.init_trackers(Path(cfg.output_dir).name)
     return acc
@@ -48,7 +51,7 @@ def resolve_loss(cfg: RunConfig, allowed_kinds: tuple[str, ...]) -> tuple[LossSp
     return spec, from_dict(spec.params, knobs, "loss")
 
 
-def prepare_items(cfg: RunConfig, spec: LossSpec, tokenizer, source: str, split: str, log, weights=True):
+def prepare_items(cfg: RunConfig, spec: LossSpec, tokenizer, source: str, split: str, weights=True):
     d = cfg.data
     examples = load_examples(source, ROW_KIND[spec.kind], split)
     if weights and d.weights:
@@ -68,7 +71,7 @@ def prepare_items(cfg: RunConfig, spec: LossSpec, tokenizer, source: str, split:
     return items, report
 
 
-def reference_for(cfg: RunConfig, spec: LossSpec, model, items, pad_id, acc, log):
+def reference_for(cfg: RunConfig, spec: LossSpec, model, items, pad_id, acc):
     if not spec.needs_reference or items is None:
         return None
     d = cfg.data
@@ -79,7 +82,7 @@ def reference_for(cfg: RunConfig, spec: LossSpec, model, items, pad_id, acc, log
         model = load_reference(cfg, acc)
     with acc.autocast():  # the reference in the same precision as the policy's forward in training
         return cached_reference_logps(model, items, pad_id, cfg.train.reference_batch_size, cache, settings,
-                                      acc.device, acc.process_index, acc.num_processes, log)
+                                      acc.device, acc.process_index, acc.num_processes)
 
 
 def load_reference(cfg: RunConfig, acc):
@@ -127,11 +130,11 @@ def save_final(cfg: RunConfig, acc, hf_model, tokenizer, summary: dict) -> Path:
     return out / "model"
 
 
-def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, log, eval_extra=None) -> dict:
-    train_items, report = prepare_items(cfg, spec, tokenizer, cfg.data.train, cfg.data.split, log)
+def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, eval_extra=None) -> dict:
+    train_items, report = prepare_items(cfg, spec, tokenizer, cfg.data.train, cfg.data.split)
     eval_items = None
     if cfg.data.eval:
-        eval_items, _ = prepare_items(cfg, spec, tokenizer, cfg.data.eval, cfg.data.eval_split, log, weights=False)
+        eval_items, _ = prepare_items(cfg, spec, tokenizer, cfg.data.eval, cfg.data.eval_split, weights=False)
     finished = start_output(cfg, acc)
     if finished is not None:
         log(f"{cfg.output_dir}: finished earlier under this configuration; nothing to do")
@@ -139,15 +142,16 @@ def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, l
     model.to(acc.device)
     dynamic = None
     if cfg.policy_ratio is not None:
-        if spec.kind != "paired" or scorer.__class__.__name__ != "CompletionLogProbs":
+        if spec.kind != "paired" or not getattr(scorer, "per_pair_logps", False):
             raise ConfigError("policy_ratio weights need a paired preference loss (recipe preference)")
         from ..reweight.policy_ratio import policy_ratio_weights
 
-        dynamic = lambda out: policy_ratio_weights(out, cfg.policy_ratio)  # noqa: E731
+        def dynamic(out):
+            return policy_ratio_weights(out, cfg.policy_ratio)
     task = Task(scorer=scorer, spec=spec, params=params, train_items=train_items, pad_id=tokenizer.pad_token_id,
                 eval_items=eval_items, eval_extra=eval_extra, dynamic_weights=dynamic,
-                ref_train=reference_for(cfg, spec, model, train_items, tokenizer.pad_token_id, acc, log),
-                ref_eval=reference_for(cfg, spec, model, eval_items, tokenizer.pad_token_id, acc, log))
+                ref_train=reference_for(cfg, spec, model, train_items, tokenizer.pad_token_id, acc),
+                ref_eval=reference_for(cfg, spec, model, eval_items, tokenizer.pad_token_id, acc))
     trainer = Trainer(cfg, task, acc)
     result = trainer.fit()
     result["data"] = {"train_examples": len(train_items), "truncated_prompts": report.truncated_prompts,
@@ -155,16 +159,9 @@ def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, l
     path = save_final(cfg, acc, acc.unwrap_model(trainer.model).model, tokenizer, result)
     if not cfg.train.keep_optimizer_state and acc.is_main_process:
         checkpoint.remove_all(Path(cfg.output_dir) / "checkpoints")
-    log(f"model: {path}\n[shiftalign] metrics: {Path(cfg.output_dir) / 'metrics.jsonl'}\n"
-        f"[shiftalign] config: {Path(cfg.output_dir) / 'config.yaml'}")
+    log(f"model: {path}; metrics: {Path(cfg.output_dir) / 'metrics.jsonl'}; "
+        f"config: {Path(cfg.output_dir) / 'config.yaml'}")
     return result
-
-
-def logger(acc):
-    def log(msg: str) -> None:
-        if acc.is_main_process:
-            print(f"[shiftalign] {msg}", flush=True)
-    return log
 
 
 def env_summary() -> str:
@@ -174,7 +171,6 @@ def env_summary() -> str:
 def run_simple(cfg: RunConfig, kinds: tuple[str, ...], load, wrap) -> dict:
     """A recipe with no extra evaluation: accelerator, loss, model (``load(cfg.model)``), train."""
     acc = make_accelerator(cfg)
-    log = logger(acc)
     spec, params = resolve_loss(cfg, kinds)
     model, tokenizer = load(cfg.model)
-    return run(cfg, spec, params, model, tokenizer, wrap(model), acc, log)
+    return run(cfg, spec, params, model, tokenizer, wrap(model), acc)

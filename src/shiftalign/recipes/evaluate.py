@@ -33,6 +33,7 @@ from ..data.text import encode, render_prompt
 from ..data.tokenize import Tokenized
 from ..errors import ConfigError
 from ..io import read_jsonl, write_json_atomic
+from ..log import log
 from ..models.fingerprint import files_fingerprint
 from ..models.load import load_policy
 from ..ops.kl import tempered_token_kl
@@ -88,7 +89,7 @@ def sequence_kls(model_path: str, base_path: str, rows: list[dict], wrap: bool, 
     return out
 
 
-def main(cfg: EvaluateConfig, log=print) -> dict:
+def main(cfg: EvaluateConfig) -> dict:
     if cfg.baseline not in cfg.policies:
         raise ConfigError(f"baseline '{cfg.baseline}' is not one of the policies: {', '.join(cfg.policies)}")
     out = Path(cfg.output_dir)
@@ -98,7 +99,7 @@ def main(cfg: EvaluateConfig, log=print) -> dict:
         sc = SampleConfig(prompts=cfg.prompts, output=str(out / "samples" / f"{name}.jsonl"),
                           policy=ModelConfig(path=path), sampling=cfg.sampling, wrap_text_as_chat=cfg.wrap_text_as_chat,
                           replace_stale=True, progress=cfg.progress)
-        sample_main(sc, log)
+        sample_main(sc)
         rows = read_jsonl(sc.output)
         rows.sort(key=lambda r: (r["prompt_id"], r["id"]))
         samples[name] = rows
@@ -133,7 +134,7 @@ def main(cfg: EvaluateConfig, log=print) -> dict:
         _, kl_lo, kl_hi = paired_bootstrap(kl, np.zeros_like(kl), cfg.bootstrap, cfg.seed)
         entry.update(kl_to_baseline=float(kl.mean()), kl_to_baseline_ci95=[kl_lo, kl_hi], **metrics)
         result["policies"][name] = entry
-        log(f"[shiftalign] {name}: gold {entry['gold_mean']:.3f} (diff vs {comp} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]), "
+        log(f"{name}: gold {entry['gold_mean']:.3f} (diff vs {comp} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]), "
             f"win rate {entry['win_rate_vs_baseline']:.3f}, KL {entry['kl_to_baseline']:.3f} nats")
     write_json_atomic(out / "evaluation.json", result)
     return result

@@ -27,6 +27,7 @@ from ..config import RunConfig, dump_config
 from ..data.load import attach_weights, load_examples, load_weights
 from ..errors import ConfigError
 from ..io import read_jsonl, write_json_atomic, write_text_atomic
+from ..log import log
 from ..models.packaged import resolve_model_path
 from ..rollout.sample import SampleConfig
 from ..rollout.sample import main as sample_main
@@ -76,7 +77,7 @@ def _training_set(pseudo: Path, cfg: IterateConfig, out: Path) -> Path:
     return out
 
 
-def main(cfg: IterateConfig, log=print) -> list[dict]:
+def main(cfg: IterateConfig) -> list[dict]:
     if cfg.reference not in ("initial", "previous"):
         raise ConfigError(f"reference must be initial or previous, got {cfg.reference!r}")
     root = Path(cfg.output_dir)
@@ -94,9 +95,9 @@ def main(cfg: IterateConfig, log=print) -> list[dict]:
             info = json.loads(done.read_text())
             policy = info["model"]
             history.append(info)
-            log(f"[shiftalign] round {r}: already done ({policy})")
+            log(f"round {r}: already done ({policy})")
             continue
-        log(f"[shiftalign] round {r}/{cfg.rounds}: policy {policy}")
+        log(f"round {r}/{cfg.rounds}: policy {policy}")
         s = copy.deepcopy(cfg.sample)
         s.prompts, s.output = cfg.prompts, str(rd / "samples.jsonl")
         s.policy = copy.deepcopy(cfg.train.model)
@@ -105,12 +106,12 @@ def main(cfg: IterateConfig, log=print) -> list[dict]:
         if r == 1 and cfg.round1_samples and not Path(s.output).exists():
             rd.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cfg.round1_samples, s.output)  # checked like any resumed file: same sample_key or refused
-        sample_main(s, log)
+        sample_main(s)
 
         lab = copy.deepcopy(cfg.label)
         lab.samples, lab.output_dir, lab.seed = s.output, str(rd / "labels"), cfg.label.seed + r
         summary_file = rd / "labels" / "label_summary.json"
-        label_summary = json.loads(summary_file.read_text()) if summary_file.exists() else label_main(lab, log)
+        label_summary = json.loads(summary_file.read_text()) if summary_file.exists() else label_main(lab)
 
         t = copy.deepcopy(cfg.train)
         t.recipe, t.output_dir = "preference", str(rd / "train")
@@ -125,5 +126,5 @@ def main(cfg: IterateConfig, log=print) -> list[dict]:
         with open(root / "rounds.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(info) + "\n")
         history.append(info)
-    log(f"[shiftalign] iterate: {len(history)} rounds; final policy {policy}")
+    log(f"iterate: {len(history)} rounds; final policy {policy}")
     return history

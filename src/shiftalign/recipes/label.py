@@ -23,14 +23,15 @@ from ..labeling.judge_labeller import JudgeLabelConfig
 from ..labeling.reward_model import RewardLabelConfig
 from ..labeling.samples import grouped_samples
 from ..labeling.scorer import ScorerLabelConfig
+from ..log import log
 from ..registry import Registry
 from ..rundir import claim
 
 LABELLERS: Registry = Registry("labeller")
-LABELLERS.register("reward_model", lambda groups, cfg, out, log: (*reward_model.label(groups, cfg.reward_model,
-                                                                                     cfg.seed, log), {}))
-LABELLERS.register("scorer", lambda groups, cfg, out, log: (*scorer.label(groups, cfg.scorer, cfg.seed, log), {}))
-LABELLERS.register("judge", lambda groups, cfg, out, log: judge_labeller.label(groups, cfg.judge, cfg.seed, out,
+LABELLERS.register("reward_model", lambda groups, cfg, out: (*reward_model.label(groups, cfg.reward_model,
+                                                                                     cfg.seed), {}))
+LABELLERS.register("scorer", lambda groups, cfg, out: (*scorer.label(groups, cfg.scorer, cfg.seed), {}))
+LABELLERS.register("judge", lambda groups, cfg, out: judge_labeller.label(groups, cfg.judge, cfg.seed, out,
                                                                                 cfg.progress))
 
 
@@ -50,14 +51,14 @@ def _jsonl(rows) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def main(cfg: LabelConfig, log=print) -> dict:
+def main(cfg: LabelConfig) -> dict:
     out = Path(cfg.output_dir)
     run = LABELLERS.get(cfg.labeller)
     groups, set_aside = grouped_samples(cfg.samples)
-    log(f"[shiftalign] label: {sum(map(len, groups))} samples of {len(groups)} prompts with {cfg.labeller}"
+    log(f"label: {sum(map(len, groups))} samples of {len(groups)} prompts with {cfg.labeller}"
         + (f" ({len(set_aside)} empty responses set aside)" if set_aside else ""))
     claim(out, cfg)  # after the samples are read and validated; another config's directory is refused
-    pairs, dropped, stats = run(groups, cfg, out, log)
+    pairs, dropped, stats = run(groups, cfg, out)
     dropped = set_aside + dropped
     summary = {"labeller": cfg.labeller, "pairs": len(pairs), "unlabelled": len(dropped),
                "reasons": dict(Counter(str(d["reason"]) for d in dropped)), **stats}
@@ -65,7 +66,7 @@ def main(cfg: LabelConfig, log=print) -> dict:
     write_text_atomic(out / "unlabelled.jsonl", _jsonl(dropped))
     write_json_atomic(out / "label_summary.json", summary)
     write_text_atomic(out / "config.yaml", dump_config(cfg))
-    log(f"[shiftalign] {len(pairs)} labelled pairs, {len(dropped)} unlabelled {summary['reasons']} -> {out}")
+    log(f"{len(pairs)} labelled pairs, {len(dropped)} unlabelled {summary['reasons']} -> {out}")
     if stats.get("fatal_error"):
         from ..errors import ShiftalignError
         raise ShiftalignError(f"labelling stopped: {stats['fatal_error']} (finished items are cached; rerun to resume)")

@@ -18,11 +18,11 @@ from ..models.load import load_policy
 from ..ops.logprobs import CompletionLogProbs, backbone_hidden, response_logits
 from ..train.reference import reference_context
 from . import RECIPES, Recipe
-from .common import logger, make_accelerator, resolve_loss, run
+from .common import make_accelerator, resolve_loss, run
 
 
 def token_kl_extra(reference):
-    """Eval hook: summed KL(pi(.|ctx) || pi_ref(.|ctx)) over response positions, and their count."""
+    """Eval hook: KL(pi(.|ctx) || pi_ref(.|ctx)) per response position, as (sum, count) over the batch."""
 
     def extra(scorer, batch, out):
         policy = scorer.model
@@ -31,14 +31,13 @@ def token_kl_extra(reference):
         with reference_context(ref_model) if reference is None else torch.no_grad():
             logq = torch.log_softmax(response_logits(ref_model, backbone_hidden(ref_model, batch), batch), -1)
         kl = (logp.exp() * (logp - logq)).sum(-1)
-        return {"kl_sum": kl.sum(), "_kl_tokens": float(kl.numel())}
+        return {"kl_to_reference": (kl.sum(), float(kl.numel()))}
 
     return extra
 
 
 def main(cfg):
     acc = make_accelerator(cfg)
-    log = logger(acc)
     spec, params = resolve_loss(cfg, ("paired", "unpaired"))
     model, tokenizer = load_policy(cfg.model)
     extra = None
@@ -52,7 +51,7 @@ def main(cfg):
         else:
             reference = copy.deepcopy(model).eval().requires_grad_(False).to(acc.device)
         extra = token_kl_extra(reference)
-    return run(cfg, spec, params, model, tokenizer, CompletionLogProbs(model), acc, log, eval_extra=extra)
+    return run(cfg, spec, params, model, tokenizer, CompletionLogProbs(model), acc, eval_extra=extra)
 
 
 RECIPES.register("preference", Recipe(main, RunConfig))

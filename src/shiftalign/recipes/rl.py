@@ -22,14 +22,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import ModelConfig, dump_config, from_dict
+from ..config import ModelConfig, from_dict
 from ..data.batching import collate
 from ..data.load import load_examples, load_weights
 from ..data.text import encode, render_prompt
 from ..data.tokenize import Tokenized
 from ..errors import ConfigError
-from ..io import write_json_atomic, write_text_atomic
-from ..models.load import load_policy, mixed_precision
+from ..io import write_json_atomic
+from ..log import log
+from ..models.load import load_policy
 from ..ops.logprobs import backbone_hidden, response_logits, unwrap_hf
 from ..ops.rl import KL_ESTIMATORS, masked_mean, whiten
 from ..rl import RL_ALGOS
@@ -76,6 +77,7 @@ class RLConfig:
     prompt_weights: str | None = None  # weights file keyed by prompt id
     save_every: int = 10
     keep_checkpoints: int = 2
+    report_to: list[str] = field(default_factory=list)  # trackers, as train.report_to: tensorboard, wandb
     progress: bool = True
 
 
@@ -134,8 +136,8 @@ def padded(flat: torch.Tensor, lengths: list[int]) -> torch.Tensor:
 
 
 class RLTrainer:
-    def __init__(self, cfg: RLConfig, acc, log):
-        self.cfg, self.acc, self.log = cfg, acc, log
+    def __init__(self, cfg: RLConfig, acc):
+        self.cfg, self.acc = cfg, acc
         knobs = dict(cfg.algorithm)
         self.algo = RL_ALGOS.get(knobs.pop("name", "rloo"))
         self.params = from_dict(self.algo.params, knobs, "algorithm")
@@ -144,8 +146,8 @@ class RLTrainer:
         if cfg.sampling.temperature <= 0 or cfg.sampling.top_p < 1 or cfg.sampling.top_k:
             raise ConfigError("rl: sampling needs temperature > 0, top_p 1 and top_k 0: the ratio, KL and entropy are "
                               "those of the tempered policy, which truncated sampling would not draw from")
-        if self.algo.name in ("rloo", "grpo") and cfg.sampling.n < 2:
-            raise ConfigError(f"{self.algo.name} needs sampling.n >= 2 samples per prompt")
+        if cfg.sampling.n < self.algo.min_samples:
+            raise ConfigError(f"{self.algo.name} needs sampling.n >= {self.algo.min_samples} samples per prompt")
         self.prompts = load_examples(cfg.prompts, "prompt")
         self.prompt_weights = load_weights(cfg.prompt_weights) if cfg.prompt_weights else None
         model, self.tok = load_policy(cfg.model)
@@ -277,8 +279,8 @@ class RLTrainer:
         if last is not None:
             state = checkpoint.load(last, self.acc.unwrap_model(self.policy), self.optimizer, self.scheduler, self.acc)
             self.iteration, self.kl_coef = state["step"], state["kl_coef"]
-            self.log(f"[shiftalign] resuming from {last} (iteration {self.iteration})")
-        log = MetricsLog(out / "metrics.jsonl", self.acc, resume_step=self.iteration)
+            log(f"resuming from {last} (iteration {self.iteration})")
+        metrics = MetricsLog(out / "metrics.jsonl", self.acc, resume_step=self.iteration)
         bar = tqdm(total=cfg.iterations, initial=self.iteration, desc=f"rl/{self.algo.name}", unit="it",
                    disable=not (cfg.progress and self.acc.is_main_process))
         record: dict = {}
@@ -290,7 +292,7 @@ class RLTrainer:
             record = {"step": self.iteration, **stats, **upd, "kl_coef": self.kl_coef,
                       "time_update": time.perf_counter() - t0}
             self._adapt_kl(stats["kl"], len(items))
-            log.log(record)
+            metrics.log(record)
             bar.update(1)
             bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
             if (cfg.save_every and self.iteration % cfg.save_every == 0) or self.iteration == cfg.iterations:
@@ -301,17 +303,14 @@ class RLTrainer:
 
 
 def main(cfg: RLConfig) -> dict:
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from .common import make_accelerator, save_final, start_output
 
-    from .common import logger, save_final
-
-    acc = Accelerator(mixed_precision=mixed_precision(cfg.model), cpu=not torch.cuda.is_available())
-    set_seed(cfg.seed)
-    log = logger(acc)
-    if acc.is_main_process:
-        write_text_atomic(Path(cfg.output_dir) / "config.yaml", dump_config(cfg))
-    trainer = RLTrainer(cfg, acc, lambda m: log(m.replace("[shiftalign] ", "")))
+    acc = make_accelerator(cfg)
+    trainer = RLTrainer(cfg, acc)  # validates the config, the prompts and the scorer
+    finished = start_output(cfg, acc)  # claims output_dir only now; a finished run of this config is returned
+    if finished is not None:
+        log(f"{cfg.output_dir}: finished earlier under this configuration; nothing to do")
+        return finished.get("last", {})
     last = trainer.fit()
     save_final(cfg, acc, acc.unwrap_model(trainer.policy).model, trainer.tok, {"iterations": trainer.iteration,
                                                                                 "last": last})

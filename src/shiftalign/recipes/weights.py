@@ -18,6 +18,7 @@ import numpy as np
 from ..config import dump_config, from_dict
 from ..data.load import load_examples
 from ..io import write_json_atomic, write_text_atomic
+from ..log import log, warn
 from ..models.packaged import cache_root
 from ..reweight import ESTIMATORS
 from ..reweight.diagnostics import summarize
@@ -25,6 +26,7 @@ from ..reweight.features import FeatureConfig, extract, reduce_dim
 from ..reweight.pairs import combine, source_texts, target_texts
 from ..reweight.plot import weight_histogram
 from ..reweight.stabilize import StabiliserConfig, stabilise
+from ..rundir import claim
 
 
 @dataclass
@@ -42,14 +44,15 @@ class WeightsConfig:
     target_split: str = "train"
 
 
-def main(cfg: WeightsConfig, log=print) -> dict:
+def main(cfg: WeightsConfig) -> dict:
     out = Path(cfg.output_dir)
     knobs = dict(cfg.estimator)
     spec = ESTIMATORS.get(knobs.pop("name", "classifier"))
     params = from_dict(spec.params, knobs, "estimator")
     source = load_examples(cfg.source, "paired", cfg.source_split)
     target = load_examples(cfg.target, "prompt" if cfg.pair_mode == "prompt" else "sft", cfg.target_split)
-    log(f"[shiftalign] weights: {len(source)} source pairs, {len(target)} target rows, {spec.name} on "
+    claim(out, cfg)  # after the config and both files are read and validated
+    log(f"weights: {len(source)} source pairs, {len(target)} target rows, {spec.name} on "
         f"{cfg.features.kind} features ({cfg.pair_mode})")
     cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root() / "features"
     views = [extract(v, cfg.features, cache) for v in source_texts(source, cfg.pair_mode)]
@@ -70,8 +73,7 @@ def main(cfg: WeightsConfig, log=print) -> dict:
     msg = f"ESS/N {diag['ess_fraction']:.3f} (raw {diag['ess_fraction_raw']:.3f}), largest share {diag['largest_share']:.4f}"
     if "domain_auc_before" in diag:
         msg += f", domain AUC {diag['domain_auc_before']:.3f} -> {diag['domain_auc_after']:.3f}"
-    log(f"[shiftalign] {msg}\n[shiftalign] weights: {out / 'weights.jsonl'}\n"
-        f"[shiftalign] diagnostics: {out / 'diagnostics.json'}, plot: {out / 'weights.png'}")
+    log(f"{msg}; weights: {out / 'weights.jsonl'}; diagnostics: {out / 'diagnostics.json'}, plot: {out / 'weights.png'}")
     if "warning" in diag:
-        log(f"[shiftalign] WARNING: {diag['warning']}")
+        warn(diag["warning"])
     return diag

@@ -24,6 +24,7 @@ class RLAlgoSpec:
     advantages: Callable  # (rollout: dict, params, kl_coef: float) -> dict with "advantages" (S, L) [+ "returns"]
     loss: Callable  # (new: dict, rollout: dict, params, kl_coef: float) -> (loss (S,), metrics dict of floats)
     needs_value: bool
+    min_samples: int = 1  # samples per prompt the advantage needs (a group baseline needs 2)
 
 
 RL_ALGOS: Registry[RLAlgoSpec] = Registry("RL algorithm")

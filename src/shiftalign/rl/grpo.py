@@ -35,4 +35,4 @@ def loss(new: dict, roll: dict, p: GRPOParams, kl_coef: float):
     return pg + kl_coef * kl, {"clip_fraction": clipfrac, "policy_loss": pg.mean().item(), "kl_in_loss": kl.mean().item()}
 
 
-register(RLAlgoSpec("grpo", GRPOParams, advantages, loss, needs_value=False))
+register(RLAlgoSpec("grpo", GRPOParams, advantages, loss, needs_value=False, min_samples=2))

@@ -34,4 +34,4 @@ def loss(new: dict, roll: dict, p: RLOOParams, kl_coef: float):
     return pg, {"clip_fraction": clipfrac, "policy_loss": pg.mean().item()}
 
 
-register(RLAlgoSpec("rloo", RLOOParams, advantages, loss, needs_value=False))
+register(RLAlgoSpec("rloo", RLOOParams, advantages, loss, needs_value=False, min_samples=2))

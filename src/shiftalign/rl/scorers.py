@@ -40,9 +40,32 @@ def load_function(spec: str):
     return getattr(mod, name)
 
 
+class ScorerError(ConfigError):
+    """A user's scorer function raised, or returned something other than one finite number per response."""
+
+
 def python_scorer(function: str, **kw):
+    """``function`` wrapped so that a fault in it stops the run with a message naming it."""
     fn = load_function(function)
-    return lambda prompts, responses: [float(x) for x in fn(prompts, responses, **kw)]
+
+    def score(prompts, responses):
+        try:
+            out = fn(prompts, responses, **kw)
+        except Exception as e:  # the user's code: any exception, reported with the function's name
+            raise ScorerError(f"scorer {function} raised {type(e).__name__}: {e}") from e
+        try:
+            values = [float(x) for x in out]
+        except (TypeError, ValueError):
+            raise ScorerError(f"scorer {function}: expected a list of numbers, got {str(out)[:80]!r}") from None
+        if len(values) != len(responses):
+            raise ScorerError(f"scorer {function}: expected {len(responses)} scores (one per response), "
+                              f"got {len(values)}")
+        bad = next((i for i, v in enumerate(values) if v != v or v in (float("inf"), float("-inf"))), None)
+        if bad is not None:
+            raise ScorerError(f"scorer {function}: score {bad} is {values[bad]}, expected a finite number")
+        return values
+
+    return score
 
 
 def reward_model_scorer(path: str, batch_size: int = 16, max_length: int = 1024, wrap_text_as_chat: bool = False):

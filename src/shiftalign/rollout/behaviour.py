@@ -14,6 +14,7 @@ import math
 import random
 from dataclasses import dataclass
 
+from ..log import log
 from .sample import SamplingParams, generate_hf
 
 
@@ -27,7 +28,7 @@ class BehaviourConfig:
 
 
 def gold_labelled_pairs(model, tok, prompts: list[str], cfg: BehaviourConfig, gold, rng: random.Random,
-                        batch: int = 16, id_prefix: str = "src", log=print) -> list[dict]:
+                        batch: int = 16, id_prefix: str = "src") -> list[dict]:
     """One (chosen, rejected) row per prompt whose two samples are non-empty and distinct."""
     from ..data.text import encode, render_prompt
 
@@ -48,7 +49,7 @@ def gold_labelled_pairs(model, tok, prompts: list[str], cfg: BehaviourConfig, go
             chosen, rejected, gc, gr = (a, b, ga, gb) if u < p_a else (b, a, gb, ga)
             rows.append({"id": f"{id_prefix}-{len(rows):04d}", "prompt": p, "chosen": chosen, "rejected": rejected,
                          "gold_chosen": gc, "gold_rejected": gr, "p_label": p_a if u < p_a else 1 - p_a})
-        log(f"[shiftalign] behaviour pairs: {len(rows)} from {min(s + batch, len(prompts))}/{len(prompts)} prompts")
+        log(f"behaviour pairs: {len(rows)} from {min(s + batch, len(prompts))}/{len(prompts)} prompts")
     return rows
 
 

@@ -37,6 +37,7 @@ from ..data.load import load_examples
 from ..data.text import encode, render_prompt
 from ..errors import ConfigError
 from ..io import write_text_atomic
+from ..log import log
 
 
 @dataclass
@@ -153,7 +154,7 @@ def generate_vllm(model_path: str, prompt_ids: list[list[int]], p: SamplingParam
               "finished": c.finish_reason == "stop"} for c in o.outputs] for o in outs]
 
 
-def main(cfg: SampleConfig, log=print) -> Path:
+def main(cfg: SampleConfig) -> Path:
     from ..models.load import load_policy
     from ..models.packaged import resolve_model_path
 
@@ -170,7 +171,7 @@ def main(cfg: SampleConfig, log=print) -> Path:
     key = sample_key(cfg)
     done = finished_prompts(shard, cfg.sampling.n, key, cfg.replace_stale)
     todo = [e for e in examples if e.id not in done]
-    log(f"[shiftalign] sample: {len(examples)} prompts ({len(done)} already done) x {cfg.sampling.n} -> {out}")
+    log(f"sample: {len(examples)} prompts ({len(done)} already done) x {cfg.sampling.n} -> {out}")
     model, tok = load_policy(cfg.policy) if cfg.backend == "hf" else (None, None)
     if cfg.backend == "hf":
         model.eval().to(state.device)
@@ -211,5 +212,5 @@ def main(cfg: SampleConfig, log=print) -> Path:
         if rank == 0:
             parts = [out.with_name(f"{out.stem}.rank-{r}{out.suffix}") for r in range(world)]
             write_text_atomic(out, "".join(p.read_text(encoding="utf-8") for p in parts))
-    log(f"[shiftalign] samples: {out} ({tokens} new tokens in {time.perf_counter() - t0:.1f}s)")
+    log(f"samples: {out} ({tokens} new tokens in {time.perf_counter() - t0:.1f}s)")
     return out

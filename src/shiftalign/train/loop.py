@@ -34,6 +34,7 @@ from ..config import RunConfig
 from ..data.batching import collate, split_step, step_batches
 from ..data.tokenize import Tokenized
 from ..errors import ConfigError
+from ..log import log
 from ..losses import LossSpec
 from . import checkpoint
 from .logger import MetricsLog
@@ -51,7 +52,7 @@ class Task:
     eval_items: list[Tokenized] | None = None
     ref_train: torch.Tensor | None = None  # (N, k) reference log-probs, by dataset position
     ref_eval: torch.Tensor | None = None
-    eval_extra: Callable | None = None  # (unwrapped scorer, batch, out) -> dict of summed metrics
+    eval_extra: Callable | None = None  # (unwrapped scorer, batch, out) -> {name: (sum, count)}; reported as sum / count
     dynamic_weights: Callable | None = None  # out -> (B,) detached factor on the static weights
 
 
@@ -89,10 +90,6 @@ class Trainer:
         self.step = 0
 
     # -- helpers -------------------------------------------------------------------------------
-    def _log(self, msg: str) -> None:
-        if self.acc.is_main_process:
-            tqdm.write(f"[shiftalign] {msg}")
-
     def _sum(self, x: torch.Tensor) -> torch.Tensor:
         return self.acc.reduce(x.to(self.acc.device), reduction="sum") if self.acc.num_processes > 1 else x
 
@@ -138,7 +135,7 @@ class Trainer:
         local = [items[i].weight for mb in micro for i in mb]
         W_static, n_step = self._sum(torch.tensor([sum(local), len(local)], dtype=torch.float64)).tolist()
         if W_static <= 0:
-            self._log(f"step {self.step + 1}: every weight is zero; the step is skipped")
+            log(f"step {self.step + 1}: every weight is zero; the step is skipped")
             return {"skipped": 1.0}
         step_mean = self._step_mean(self.model, [[items[i] for i in mb] for mb in micro], self.task.ref_train)
         stats: dict[str, float] = {"_loss": 0.0, "_w": 0.0, "_w2": 0.0, "_n": 0.0}
@@ -165,7 +162,7 @@ class Trainer:
         W = stats.pop("_w")
         if not W > 0:
             self.optimizer.zero_grad(set_to_none=True)
-            self._log(f"step {self.step + 1}: the effective weights sum to {W}; the step is skipped")
+            log(f"step {self.step + 1}: the effective weights sum to {W}; the step is skipped")
             return {"skipped": 1.0}
         for p in self.model.parameters():
             if p.grad is not None:
@@ -210,17 +207,17 @@ class Trainer:
             sums["_n"] = sums.get("_n", 0.0) + len(chunk)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v.float().sum())
-            if self.task.eval_extra is not None:
-                for k, v in self.task.eval_extra(model, batch, out).items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
+            if self.task.eval_extra is not None:  # ratio metrics: (numerator, denominator) summed separately
+                for k, (num, den) in self.task.eval_extra(model, batch, out).items():
+                    sums[f"{k}/num"] = sums.get(f"{k}/num", 0.0) + float(num)
+                    sums[f"{k}/den"] = sums.get(f"{k}/den", 0.0) + float(den)
         model.train(was)
         keys = sorted(sums)
         total = dict(zip(keys, self._sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64)).tolist()))
         w, n = total.pop("_w"), total.pop("_n")
         result = {"eval/loss": total.pop("loss") / max(w, 1e-12)}
-        tok = total.pop("_kl_tokens", None)
-        if tok:
-            result["eval/kl_to_reference"] = total.pop("kl_sum") / tok
+        for k in [k[:-4] for k in total if k.endswith("/num")]:
+            result[f"eval/{k}"] = total.pop(f"{k}/num") / max(total.pop(f"{k}/den"), 1e-12)
         result.update({f"eval/{k}": v / n for k, v in total.items()})
         return result
 
@@ -232,8 +229,8 @@ class Trainer:
         if last is not None:
             state = checkpoint.load(last, self.acc.unwrap_model(self.model), self.optimizer, self.scheduler, self.acc)
             self.step = state["step"]
-            self._log(f"resuming from {last} (step {self.step} of {self.total_steps})")
-        log = MetricsLog(self.out / "metrics.jsonl", self.acc, resume_step=self.step)
+            log(f"resuming from {last} (step {self.step} of {self.total_steps})")
+        metrics = MetricsLog(self.out / "metrics.jsonl", self.acc, resume_step=self.step)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (t.progress and self.acc.is_main_process),
                    desc=self.cfg.recipe, unit="step", dynamic_ncols=True)
         last_record: dict = {}
@@ -255,7 +252,7 @@ class Trainer:
                 if t.eval_every and self.step % t.eval_every == 0 and self.step < self.total_steps:
                     record.update(self.evaluate())
                 if self.step % t.log_every == 0 or self.step == self.total_steps:
-                    log.log(record)
+                    metrics.log(record)
                 last_record = record
                 bar.update(1)
                 bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
@@ -265,8 +262,8 @@ class Trainer:
         bar.close()
         final_eval = self.evaluate()
         if final_eval:
-            log.log({"step": self.step, **final_eval})
-            self._log("evaluation: " + ", ".join(f"{k}={v:.4f}" for k, v in final_eval.items()))
+            metrics.log({"step": self.step, **final_eval})
+            log("evaluation: " + ", ".join(f"{k}={v:.4f}" for k, v in final_eval.items()))
         if t.keep_optimizer_state and (checkpoint.latest(ckpt_dir) is None
                                        or checkpoint.latest(ckpt_dir).name != f"step-{self.step:08d}"):
             checkpoint.save(ckpt_dir, self.step, self.acc.unwrap_model(self.model), self.optimizer, self.scheduler,

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from ..data.batching import collate
 from ..data.tokenize import Tokenized
 from ..io import atomic_path
+from ..log import log
 from ..ops.logprobs import branch_logps, unwrap_hf
 
 
@@ -67,7 +68,7 @@ def compute_logps(model, items: list[Tokenized], pad_id: int, batch_size: int, d
 
 
 def cached_reference_logps(model, items, pad_id: int, batch_size: int, cache_dir, settings: dict, device,
-                           rank: int = 0, world_size: int = 1, log=print) -> torch.Tensor:
+                           rank: int = 0, world_size: int = 1) -> torch.Tensor:
     fp = fingerprint(model, items, settings)
     path = Path(cache_dir) / f"{fp}.safetensors"
     if path.exists():

@@ -51,7 +51,7 @@ def fit_weights(ctx, name: str, opts: DPOOptions) -> tuple[str, dict]:
     stab = from_dict(StabiliserConfig, {**to_dict(cfg.stabilise), **opts.stabilise}, f"arms.{name}.stabilise")
     wc = WeightsConfig(source=ctx.shared.source_pairs, target=ctx.shared.samples, output_dir=str(out),
                        pair_mode=cfg.pair_mode, features=cfg.features, estimator=dict(opts.estimator), stabilise=stab)
-    diag = weights_main(wc, ctx.log)
+    diag = weights_main(wc)
     keep = ("ess_fraction", "ess_fraction_raw", "largest_share", "domain_auc_before", "domain_auc_after")
     return str(out / "weights.jsonl"), {k: diag.get(k) for k in keep}
 

@@ -18,6 +18,7 @@ from ...data.text import response_text
 from ...errors import ConfigError
 from ...io import read_jsonl
 from ...labeling.judge_labeller import JudgeLabelConfig
+from ...log import log
 from ...recipes.iterate import IterateConfig, NoPairsError
 from ...recipes.iterate import main as iterate_main
 from ...recipes.label import LabelConfig
@@ -74,9 +75,9 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
                        mix_source=ctx.shared.source_pairs if opts.mix_source else None,
                        round1_samples=ctx.shared.samples)
     try:
-        history = iterate_main(it, ctx.log)
+        history = iterate_main(it)
     except NoPairsError as e:  # recorded, shown in the results, and left out of the evaluation
-        ctx.log(f"[shiftalign] arm {name}: {e}")
+        log(f"arm {name}: {e}")
         return ArmResult(model=None, failed=str(e))
     rounds = [{"round": h["round"], "pairs": h["labels"]["pairs"], "unlabelled": h["labels"]["unlabelled"],
                "label_accuracy": pair_label_accuracy(Path(h["samples"]).parent / "labels" / "pseudo_pairs.jsonl",
