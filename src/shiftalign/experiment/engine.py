@@ -18,13 +18,13 @@ then ``results.json``, ``results.md`` and ``report.html`` (``experiment.results`
 from __future__ import annotations
 
 import random
-import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..data.load import load_examples
 from ..io import read_jsonl, write_jsonl_atomic
 from ..recipes.evaluate import main as evaluate_main
+from ..train import checkpoint
 from .arms import ARMS, ArmResult
 from .config import Arm, ExperimentConfig, parse_arms
 from .context import Context, Shared
@@ -83,7 +83,7 @@ def drop_checkpoints(run_dir: Path) -> None:
     """Checkpoints of a finished arm serve resumption only (~1.6 GB each for a 135M model with its
     optimiser state); the final model stays."""
     for d in sorted(run_dir.rglob("checkpoints")) if run_dir.exists() else []:
-        shutil.rmtree(d, ignore_errors=True)
+        checkpoint.remove_all(d)
 
 
 def main(cfg: ExperimentConfig) -> dict:
