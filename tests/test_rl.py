@@ -52,7 +52,7 @@ def test_large_kl_coefficient_keeps_kl_small(tmp_path, tiny_dir):
 
 def _stopped_after(monkeypatch, iterations_done: int):
     """The RL loop is interrupted when it starts iteration ``iterations_done + 1``."""
-    from shiftalign.recipes.rl import RLTrainer
+    from shiftalign.train.online import RLTrainer
 
     real = RLTrainer.rollout
 
@@ -79,12 +79,12 @@ def test_resume_is_exact(tmp_path, tiny_dir, monkeypatch):
     import torch
     from safetensors.torch import load_file
 
-    _run(tmp_path, tiny_dir, "ppo", iterations=4, name="straight", save_every=2)
+    _run(tmp_path, tiny_dir, "ppo", iterations=4, name="straight", save_every=2, keep_optimizer_state=True)
     restore = _stopped_after(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, tiny_dir, "ppo", iterations=4, name="split", save_every=2)
+        _run(tmp_path, tiny_dir, "ppo", iterations=4, name="split", save_every=2, keep_optimizer_state=True)
     restore()
-    _run(tmp_path, tiny_dir, "ppo", iterations=4, name="split", save_every=2)
+    _run(tmp_path, tiny_dir, "ppo", iterations=4, name="split", save_every=2, keep_optimizer_state=True)
     a = load_file(str(tmp_path / "straight" / "checkpoints" / "step-00000004" / "trainable.safetensors"))
     b = load_file(str(tmp_path / "split" / "checkpoints" / "step-00000004" / "trainable.safetensors"))
     assert set(a) == set(b) and any("value_head" in k for k in a)
@@ -94,6 +94,7 @@ def test_resume_is_exact(tmp_path, tiny_dir, monkeypatch):
 
 def test_a_finished_rl_run_is_not_redone_and_another_config_is_refused(tmp_path, tiny_dir, capsys):
     _run(tmp_path, tiny_dir, "rloo", iterations=2, name="f")
+    assert not (tmp_path / "f" / "checkpoints").exists()  # a finished run keeps its model, not optimiser state
     before = (tmp_path / "f" / "model" / "model.safetensors").stat().st_mtime_ns
     _run(tmp_path, tiny_dir, "rloo", iterations=2, name="f")
     assert (tmp_path / "f" / "model" / "model.safetensors").stat().st_mtime_ns == before
@@ -154,7 +155,7 @@ def test_rl_log_probs_are_those_of_the_tempered_policy(tiny_dir, t):
     from shiftalign.data.batching import collate
     from shiftalign.data.tokenize import Tokenized
     from shiftalign.models.tiny import tiny_causal_lm
-    from shiftalign.recipes.rl import PolicyWithValue
+    from shiftalign.train.online import PolicyWithValue
 
     model, tok = tiny_causal_lm(seed=4)
     with torch.no_grad():

@@ -105,7 +105,7 @@ def test_ppo_value_clipping_hand_values():
 
 
 def test_adaptive_kl_controller_hand_values():
-    from shiftalign.recipes.rl import adapt_kl_coef
+    from shiftalign.train.online import adapt_kl_coef
 
     assert adapt_kl_coef(0.1, 6.0, 100, 5.0, 1000) == pytest.approx(0.1 * (1 + 0.2 * 0.1))  # error 0.2
     assert adapt_kl_coef(0.1, 20.0, 100, 5.0, 1000) == pytest.approx(0.1 * 1.02)  # error 3 clipped to 0.2
@@ -114,7 +114,8 @@ def test_adaptive_kl_controller_hand_values():
 
 
 def test_score_shaping_hand_values():
-    from shiftalign.recipes.rl import RLConfig, shape_scores
+    from shiftalign.recipes.rl import RLConfig
+    from shiftalign.train.online import shape_scores
 
     raw, eos, lengths = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 0.0, 1.0]), torch.tensor([10.0, 4.0, 2.0])
     cfg = RLConfig(missing_eos_penalty=1.5, length_penalty=0.1)

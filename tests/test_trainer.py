@@ -70,7 +70,7 @@ def test_resume_after_interruption_equals_uninterrupted(tiny_dir, tmp_path):
         interrupted.fit()
     resumed = make_trainer(tiny_dir, data, tmp_path / "resumed", **kw)
     result = resumed.fit()
-    assert result["steps"] == 8
+    assert result["steps"] == 8  # Trainer.fit: steps, train, eval
     a, b = params_of(straight), params_of(resumed)
     for n in a:
         assert torch.equal(a[n], b[n]), n
@@ -154,3 +154,33 @@ def test_kto_step_uses_z0_of_the_whole_step(tiny_dir, tmp_path):
     second = tr.train_step(list(range(8)))
     assert second["kl_reference_point"] == pytest.approx(float(z0), abs=1e-6)
     assert second["loss"] == pytest.approx(float(want.mean()), rel=1e-5)
+
+
+def test_frozen_reference_is_loaded_once_and_reloaded_when_its_files_change(tmp_path, tiny_dir):
+    """One loader for every reference: the starting weights by default, reused while unchanged,
+    reloaded when the model at the path is rewritten, None for a LoRA policy (its base serves)."""
+    import shutil
+
+    import torch
+
+    from shiftalign.config import LoraConfig, ModelConfig
+    from shiftalign.models.load import load_policy
+    from shiftalign.train.reference import frozen_reference
+
+    path = tmp_path / "ref"
+    shutil.copytree(tiny_dir, path)
+    cfg = ModelConfig(path=str(path))
+    first = frozen_reference(cfg, None, "cpu")
+    assert frozen_reference(cfg, None, "cpu") is first
+    assert not any(p.requires_grad for p in first.parameters()) and not first.training
+    model, _ = load_policy(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)
+    model.save_pretrained(path)
+    second = frozen_reference(cfg, None, "cpu")
+    assert second is not first
+    name, p = next(iter(second.named_parameters()))
+    assert torch.equal(p, dict(model.named_parameters())[name])
+    assert frozen_reference(ModelConfig(path=str(path), lora=LoraConfig()), None, "cpu") is None
+    assert frozen_reference(ModelConfig(path=str(path), lora=LoraConfig()), str(tiny_dir), "cpu") is not None

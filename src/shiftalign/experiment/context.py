@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..config import DataConfig, RunConfig, TrainConfig, from_dict, to_dict
 from ..recipes import RECIPES
+from ..recipes.common import TrainResult
 from .config import ExperimentConfig
 
 
@@ -49,6 +50,6 @@ class Context:
                          train=dataclasses.replace(train, progress=cfg.progress), loss=dict(loss),
                          **{k: v for k, v in extra.items() if k not in data_keys})
 
-    def train(self, rc: RunConfig) -> dict:
-        """Run a training config; returns the recipe's summary."""
+    def train(self, rc: RunConfig) -> TrainResult:
+        """Run a training config with its recipe."""
         return RECIPES.get(rc.recipe).main(rc)

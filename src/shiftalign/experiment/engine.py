@@ -97,7 +97,7 @@ def main(cfg: ExperimentConfig) -> dict:
     def reward():
         rc = ctx.run_config("reward", root / "reward", data["source_pairs"], cfg.reward_train, {"name": "bradley_terry"})
         res = ctx.train(rc)
-        return {"model": str(root / "reward" / "model"), "steps": res["steps"], "final_loss": res["train"].get("loss")}
+        return {"model": res.model, "steps": res.steps, "final_loss": res.train.get("loss")}
 
     ctx.shared.reward_model = stage("reward", reward)["model"]
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..config import ModelConfig, RunConfig, dump_config, from_dict
+from ..config import RunConfig, dump_config, from_dict
 from ..data.load import attach_weights, load_examples, load_weights
 from ..data.tokenize import add_mismatched_branch, tokenize_examples
 from ..errors import ConfigError
@@ -20,9 +21,24 @@ from ..models.packaged import cache_root
 from ..rundir import claim
 from ..train import checkpoint
 from ..train.loop import Task, Trainer
-from ..train.reference import cached_reference_logps
+from ..train.reference import cached_reference_logps, frozen_reference
 
 ROW_KIND = {"paired": "paired", "reward": "paired", "unpaired": "unpaired", "sft": "sft"}
+
+
+@dataclass
+class TrainResult:
+    """What a training run (any recipe, offline or RL) produced; also its ``summary.json``."""
+
+    model: str  # the final model's directory
+    steps: int  # optimiser steps (RL: iterations)
+    train: dict  # the last training record (loss, lr, ...; RL: reward_mean, kl, ...)
+    eval: dict = field(default_factory=dict)  # the final evaluation (eval/loss, eval/kl_to_reference, ...)
+    data: dict = field(default_factory=dict)  # train_examples, truncation counts
+
+    @classmethod
+    def read(cls, run_dir: Path) -> TrainResult:
+        return cls(**json.loads((Path(run_dir) / "summary.json").read_text()))
 
 
 def make_accelerator(cfg):
@@ -79,42 +95,28 @@ def reference_for(cfg: RunConfig, spec: LossSpec, model, items, pad_id, acc):
                 "precision": mixed_precision(cfg.model)}
     cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root() / "reference"
     if cfg.reference is not None:
-        model = load_reference(cfg, acc)
+        model = frozen_reference(cfg.model, cfg.reference, acc.device)
     with acc.autocast():  # the reference in the same precision as the policy's forward in training
         return cached_reference_logps(model, items, pad_id, cfg.train.reference_batch_size, cache, settings,
                                       acc.device, acc.process_index, acc.num_processes)
 
 
-def load_reference(cfg: RunConfig, acc):
-    """The frozen reference model named by ``cfg.reference`` (loaded once per process)."""
-    global _REFERENCE
-    if _REFERENCE is None or _REFERENCE[0] != cfg.reference:
-        from ..models.load import load_policy
-
-        ref, _ = load_policy(ModelConfig(path=cfg.reference, trust_remote_code=cfg.model.trust_remote_code,
-                                         attn_implementation=cfg.model.attn_implementation))
-        _REFERENCE = (cfg.reference, ref.eval().requires_grad_(False).to(acc.device))
-    return _REFERENCE[1]
-
-
-_REFERENCE = None
-
-
-def start_output(cfg, acc) -> dict | None:
+def start_output(cfg, acc) -> TrainResult | None:
     """Claim ``output_dir`` for this config (``rundir.claim``; call after the config and the data are
-    validated) and record the resolved config. Returns the stored summary of a run that already
-    finished under this config (nothing is left to do), else None."""
+    validated) and record the resolved config. Returns the result of a run that already finished
+    under this config (nothing is left to do), else None."""
     out = Path(cfg.output_dir)
     resumed = claim(out, cfg, acc.is_main_process)
     acc.wait_for_everyone()
     if resumed and (out / "summary.json").is_file() and (out / "model").is_dir():
-        return json.loads((out / "summary.json").read_text())
+        return TrainResult.read(out)
     if acc.is_main_process:
         write_text_atomic(out / "config.yaml", dump_config(cfg))
     return None
 
 
-def save_final(cfg: RunConfig, acc, hf_model, tokenizer, summary: dict) -> Path:
+def save_final(cfg: RunConfig, acc, hf_model, tokenizer, result: TrainResult) -> Path:
+    """The final model (LoRA: the adapter and the merged model) and ``summary.json``."""
     out = Path(cfg.output_dir)
     if acc.is_main_process:
         if hasattr(hf_model, "merge_and_unload"):
@@ -125,12 +127,12 @@ def save_final(cfg: RunConfig, acc, hf_model, tokenizer, summary: dict) -> Path:
             hf_model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             write_text_atomic(tmp / "shiftalign_config.yaml", dump_config(cfg))
-        write_json_atomic(out / "summary.json", summary)
+        write_json_atomic(out / "summary.json", asdict(result))
     acc.wait_for_everyone()
     return out / "model"
 
 
-def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, eval_extra=None) -> dict:
+def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, eval_extra=None) -> TrainResult:
     train_items, report = prepare_items(cfg, spec, tokenizer, cfg.data.train, cfg.data.split)
     eval_items = None
     if cfg.data.eval:
@@ -153,9 +155,12 @@ def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, e
                 ref_train=reference_for(cfg, spec, model, train_items, tokenizer.pad_token_id, acc),
                 ref_eval=reference_for(cfg, spec, model, eval_items, tokenizer.pad_token_id, acc))
     trainer = Trainer(cfg, task, acc)
-    result = trainer.fit()
-    result["data"] = {"train_examples": len(train_items), "truncated_prompts": report.truncated_prompts,
-                      "truncated_responses": report.truncated_responses, "skipped": report.skipped}
+    fitted = trainer.fit()
+    result = TrainResult(model=str(Path(cfg.output_dir) / "model"), steps=fitted["steps"], train=fitted["train"],
+                         eval=fitted["eval"], data={"train_examples": len(train_items),
+                                                    "truncated_prompts": report.truncated_prompts,
+                                                    "truncated_responses": report.truncated_responses,
+                                                    "skipped": report.skipped})
     path = save_final(cfg, acc, acc.unwrap_model(trainer.model).model, tokenizer, result)
     if not cfg.train.keep_optimizer_state and acc.is_main_process:
         checkpoint.remove_all(Path(cfg.output_dir) / "checkpoints")
@@ -168,7 +173,7 @@ def env_summary() -> str:
     return json.dumps({"threads": torch.get_num_threads(), "cpus": os.cpu_count()})
 
 
-def run_simple(cfg: RunConfig, kinds: tuple[str, ...], load, wrap) -> dict:
+def run_simple(cfg: RunConfig, kinds: tuple[str, ...], load, wrap) -> TrainResult:
     """A recipe with no extra evaluation: accelerator, loss, model (``load(cfg.model)``), train."""
     acc = make_accelerator(cfg)
     spec, params = resolve_loss(cfg, kinds)

@@ -17,10 +17,9 @@ A rerun skips finished rounds and resumes the unfinished one inside each stage.
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..config import RunConfig, dump_config
@@ -98,30 +97,27 @@ def main(cfg: IterateConfig) -> list[dict]:
             log(f"round {r}: already done ({policy})")
             continue
         log(f"round {r}/{cfg.rounds}: policy {policy}")
-        s = copy.deepcopy(cfg.sample)
-        s.prompts, s.output = cfg.prompts, str(rd / "samples.jsonl")
-        s.policy = copy.deepcopy(cfg.train.model)
-        s.policy.path, s.policy.lora = policy, None
-        s.sampling.seed = cfg.sample.sampling.seed + r
+        s = replace(cfg.sample, prompts=cfg.prompts, output=str(rd / "samples.jsonl"),
+                    policy=replace(cfg.train.model, path=policy, lora=None),
+                    sampling=replace(cfg.sample.sampling, seed=cfg.sample.sampling.seed + r))
         if r == 1 and cfg.round1_samples and not Path(s.output).exists():
             rd.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cfg.round1_samples, s.output)  # checked like any resumed file: same sample_key or refused
         sample_main(s)
 
-        lab = copy.deepcopy(cfg.label)
-        lab.samples, lab.output_dir, lab.seed = s.output, str(rd / "labels"), cfg.label.seed + r
+        lab = replace(cfg.label, samples=s.output, output_dir=str(rd / "labels"), seed=cfg.label.seed + r)
         summary_file = rd / "labels" / "label_summary.json"
         label_summary = json.loads(summary_file.read_text()) if summary_file.exists() else label_main(lab)
 
-        t = copy.deepcopy(cfg.train)
-        t.recipe, t.output_dir = "preference", str(rd / "train")
-        t.model.path = policy
-        t.reference = initial if cfg.reference == "initial" else policy
-        t.data.train = str(_training_set(rd / "labels" / "pseudo_pairs.jsonl", cfg, rd / "train_pairs.jsonl"))
+        pairs = _training_set(rd / "labels" / "pseudo_pairs.jsonl", cfg, rd / "train_pairs.jsonl")
+        t = replace(cfg.train, recipe="preference", output_dir=str(rd / "train"),
+                    model=replace(cfg.train.model, path=policy),
+                    reference=initial if cfg.reference == "initial" else policy,
+                    data=replace(cfg.train.data, train=str(pairs)))
         result = RECIPES.get("preference").main(t)
-        policy = str(rd / "train" / "model")
+        policy = result.model
         info = {"round": r, "model": policy, "samples": s.output, "labels": label_summary,
-                "train_examples": result["data"]["train_examples"], "train": result["train"], "eval": result["eval"]}
+                "train_examples": result.data["train_examples"], "train": result.train, "eval": result.eval}
         write_json_atomic(done, info)
         with open(root / "rounds.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(info) + "\n")

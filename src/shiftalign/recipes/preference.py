@@ -9,14 +9,12 @@ per-token KL(pi || pi_ref) of the next-token distributions along the eval respon
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from ..config import RunConfig
 from ..models.load import load_policy
 from ..ops.logprobs import CompletionLogProbs, backbone_hidden, response_logits
-from ..train.reference import reference_context
+from ..train.reference import frozen_reference, reference_context
 from . import RECIPES, Recipe
 from .common import make_accelerator, resolve_loss, run
 
@@ -42,14 +40,8 @@ def main(cfg):
     model, tokenizer = load_policy(cfg.model)
     extra = None
     if cfg.data.eval:
-        # With LoRA the reference is the base (adapter disabled); otherwise a frozen copy, kept only for evaluation.
-        if cfg.reference is not None:
-            from .common import load_reference
-            reference = load_reference(cfg, acc)
-        elif cfg.model.lora is not None:
-            reference = None
-        else:
-            reference = copy.deepcopy(model).eval().requires_grad_(False).to(acc.device)
+        # The frozen reference, kept for evaluation only (None with LoRA: the base, adapter disabled).
+        reference = frozen_reference(cfg.model, cfg.reference, acc.device)
         extra = token_kl_extra(reference)
     return run(cfg, spec, params, model, tokenizer, CompletionLogProbs(model), acc, eval_extra=extra)
 

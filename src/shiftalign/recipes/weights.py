@@ -44,7 +44,15 @@ class WeightsConfig:
     target_split: str = "train"
 
 
-def main(cfg: WeightsConfig) -> dict:
+@dataclass
+class FittedWeights:
+    """What ``weights fit`` wrote: the weights file (id, weight, raw_weight) and its diagnostics."""
+
+    file: str
+    diagnostics: dict  # ess_fraction(_raw), largest_share, domain_auc_before/after, estimator, selected, ...
+
+
+def main(cfg: WeightsConfig) -> FittedWeights:
     out = Path(cfg.output_dir)
     knobs = dict(cfg.estimator)
     spec = ESTIMATORS.get(knobs.pop("name", "classifier"))
@@ -76,4 +84,4 @@ def main(cfg: WeightsConfig) -> dict:
     log(f"{msg}; weights: {out / 'weights.jsonl'}; diagnostics: {out / 'diagnostics.json'}, plot: {out / 'weights.png'}")
     if "warning" in diag:
         warn(diag["warning"])
-    return diag
+    return FittedWeights(str(out / "weights.jsonl"), diag)

@@ -38,6 +38,7 @@ from ..log import log
 from ..losses import LossSpec
 from . import checkpoint
 from .logger import MetricsLog
+from .optim import make_optimizer, optimizer_step, resume_latest
 
 
 @dataclass
@@ -77,15 +78,8 @@ class Trainer:
         self.total_steps = min(total, t.max_steps) if t.max_steps > 0 else total
         self.out = Path(cfg.output_dir)
         self.lengths = [it.row_length for it in task.train_items]
-        params = [p for p in task.scorer.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.adam_betas), weight_decay=t.weight_decay)
-        from transformers import get_scheduler
-
-        name = {"constant": "constant_with_warmup"}.get(t.schedule, t.schedule)
-        if name not in ("cosine", "linear", "constant_with_warmup"):
-            raise ConfigError(f"train.schedule: expected cosine, linear or constant, got {t.schedule!r}")
-        self.scheduler = get_scheduler(name, self.optimizer, num_warmup_steps=t.warmup_steps,
-                                       num_training_steps=self.total_steps)
+        self.optimizer, self.scheduler = make_optimizer(task.scorer, t.lr, t.weight_decay, t.adam_betas, t.schedule,
+                                                        t.warmup_steps, self.total_steps)
         self.model = accelerator.prepare(task.scorer)
         self.step = 0
 
@@ -167,13 +161,7 @@ class Trainer:
         for p in self.model.parameters():
             if p.grad is not None:
                 p.grad.div_(W)
-        grad_norm = None
-        if t.max_grad_norm > 0:
-            grad_norm = float(self.acc.clip_grad_norm_(self.model.parameters(), t.max_grad_norm))
-        lr = self.scheduler.get_last_lr()[0]  # the rate this step used
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm, lr = optimizer_step(self.acc, self.model, self.optimizer, self.scheduler, t.max_grad_norm)
         n, W2 = stats.pop("_n"), stats.pop("_w2")
         record = {"loss": stats.pop("_loss") / W, **{k: v / n for k, v in stats.items()}}
         record["weight_sum"] = W
@@ -225,11 +213,10 @@ class Trainer:
     def fit(self) -> dict:
         t = self.cfg.train
         ckpt_dir = self.out / "checkpoints"
-        last = checkpoint.latest(ckpt_dir) if t.resume else None
-        if last is not None:
-            state = checkpoint.load(last, self.acc.unwrap_model(self.model), self.optimizer, self.scheduler, self.acc)
+        state = (resume_latest(ckpt_dir, self.acc.unwrap_model(self.model), self.optimizer, self.scheduler, self.acc)
+                 if t.resume else None)
+        if state is not None:
             self.step = state["step"]
-            log(f"resuming from {last} (step {self.step} of {self.total_steps})")
         metrics = MetricsLog(self.out / "metrics.jsonl", self.acc, resume_step=self.step)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (t.progress and self.acc.is_main_process),
                    desc=self.cfg.recipe, unit="step", dynamic_ncols=True)

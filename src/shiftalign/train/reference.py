@@ -81,3 +81,31 @@ def cached_reference_logps(model, items, pad_id: int, batch_size: int, cache_dir
         with atomic_path(path) as tmp:
             save_file({"logps": logps.contiguous()}, str(tmp), metadata={"fingerprint": fp, "ids": json.dumps([it.id for it in items])})
     return logps
+
+
+def frozen_reference(model_cfg, reference: str | None, device):
+    """The frozen reference policy of a run whose policy is loaded with ``model_cfg``: the model at
+    ``reference`` when given; else None for a LoRA policy (its base, adapter disabled, is the reference:
+    see ``reference_context``); else the policy's starting weights, loaded from ``model_cfg.path``.
+    Loaded with the policy's options (remote code, attention kernel), without an adapter; one copy is
+    kept per process and reused while the files at that path are unchanged."""
+    from dataclasses import replace
+
+    from ..models.load import load_policy
+    from ..models.packaged import resolve_model_path
+
+    if reference is None and model_cfg.lora is not None:
+        return None
+    cfg = replace(model_cfg, path=reference or model_cfg.path, lora=None, gradient_checkpointing=False)
+    root = Path(resolve_model_path(cfg.path))
+    stamp = sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in root.glob("*")) if root.is_dir() else None
+    key = (repr(cfg), stamp, str(device))
+    global _FROZEN
+    if _FROZEN is None or _FROZEN[0] != key:
+        _FROZEN = None  # release the previous reference before loading the next
+        model, _ = load_policy(cfg)
+        _FROZEN = (key, model.eval().requires_grad_(False).to(device))
+    return _FROZEN[1]
+
+
+_FROZEN = None

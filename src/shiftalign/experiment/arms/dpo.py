@@ -12,13 +12,13 @@ Diagnostics: ESS/N of the weights used, domain-classifier AUC before and after w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ...config import from_dict, to_dict
 from ...errors import ConfigError
 from ...io import read_jsonl
-from ...recipes.weights import WeightsConfig
+from ...recipes.weights import FittedWeights, WeightsConfig
 from ...recipes.weights import main as weights_main
 from ...reweight import ESTIMATORS
 from ...reweight.policy_ratio import PolicyRatioConfig
@@ -44,33 +44,35 @@ class DPOOptions:
         from_dict(StabiliserConfig, self.stabilise, "stabilise")
 
 
-def fit_weights(ctx, name: str, opts: DPOOptions) -> tuple[str, dict]:
-    """Density-ratio weights of the source pairs toward the shared target samples: (weights file, diagnostics)."""
+def fit_weights(ctx, name: str, opts: DPOOptions) -> FittedWeights:
+    """Density-ratio weights of the source pairs toward the shared target samples, with the
+    diagnostics an arm reports."""
     cfg = ctx.cfg
     out = ctx.root / "weights" / name
     stab = from_dict(StabiliserConfig, {**to_dict(cfg.stabilise), **opts.stabilise}, f"arms.{name}.stabilise")
     wc = WeightsConfig(source=ctx.shared.source_pairs, target=ctx.shared.samples, output_dir=str(out),
                        pair_mode=cfg.pair_mode, features=cfg.features, estimator=dict(opts.estimator), stabilise=stab)
-    diag = weights_main(wc)
+    fitted = weights_main(wc)
     keep = ("ess_fraction", "ess_fraction_raw", "largest_share", "domain_auc_before", "domain_auc_after")
-    return str(out / "weights.jsonl"), {k: diag.get(k) for k in keep}
+    return replace(fitted, diagnostics={k: fitted.diagnostics.get(k) for k in keep})
 
 
 def run(ctx, name: str, opts: DPOOptions) -> ArmResult:
     extra, diagnostics = {}, {}
     if opts.estimator:
-        extra["weights"], diagnostics = fit_weights(ctx, name, opts)
+        fitted = fit_weights(ctx, name, opts)
+        extra["weights"], diagnostics = fitted.file, fitted.diagnostics
     if opts.policy_ratio is not None:
         extra["policy_ratio"] = from_dict(PolicyRatioConfig, opts.policy_ratio, f"arms.{name}.policy_ratio")
     out = ctx.root / name
     rc = ctx.run_config("preference", out, ctx.shared.source_pairs, ctx.train_settings(opts.train, f"arms.{name}.train"),
                         ctx.cfg.dpo_loss, **extra)
     res = ctx.train(rc)
-    diagnostics.update(steps=res["steps"], final_loss=res["train"].get("loss"))
+    diagnostics.update(steps=res.steps, final_loss=res.train.get("loss"))
     if opts.policy_ratio is not None:  # the ESS of the weights the steps actually used
         ess = [m["weight_ess_fraction"] for m in _metrics(out) if "weight_ess_fraction" in m]
         diagnostics["ess_fraction"] = sum(ess) / len(ess) if ess else None
-    return ArmResult(model=str(out / "model"), diagnostics=diagnostics)
+    return ArmResult(model=res.model, diagnostics=diagnostics)
 
 
 def _metrics(run_dir: Path) -> list[dict]:

@@ -36,9 +36,9 @@ def run(ctx, name: str, opts: RLOptions) -> ArmResult:
                               "scorer": {"name": "reward_model", "path": ctx.shared.reward_model,
                                          "wrap_text_as_chat": cfg.wrap_text_as_chat}}, f"arms.{name}.rl")
     rc = replace(rc, model=replace(cfg.model))
-    last = RECIPES.get("rl").main(rc)
-    return ArmResult(model=str(ctx.root / name / "model"), diagnostics={
-        "iterations": rc.iterations, "final_reward_model_score": last.get("reward_mean")})
+    res = RECIPES.get("rl").main(rc)
+    return ArmResult(model=res.model, diagnostics={"iterations": res.steps,
+                                                   "final_reward_model_score": res.train.get("reward_mean")})
 
 
 register(ArmKind("rl", RLOptions, run))
