@@ -9,7 +9,7 @@ import yaml
 from shiftalign.cli import main
 from shiftalign.errors import ConfigError
 from shiftalign.reweight.diagnostics import domain_auc, ess_fraction, largest_share, summarize
-from shiftalign.reweight.stabilize import StabiliserConfig, clip, stabilise, temper
+from shiftalign.reweight.stabilize import StabiliserConfig, clip, stabilise, stabilise_with_exponent, temper
 
 from conftest import pref_rows, write_jsonl
 
@@ -18,6 +18,7 @@ def test_stabiliser_invariants():
     rng = np.random.default_rng(0)
     w = rng.lognormal(sigma=2.0, size=1000)
     assert np.mean(stabilise(w, StabiliserConfig())) == pytest.approx(1.0)
+    assert ess_fraction(stabilise(w, StabiliserConfig())) == pytest.approx(0.5, abs=1e-6)
     assert np.all(temper(w, 0.0) == 1.0)
     assert np.allclose(temper(w, 1.0), w)
     assert clip(w, 3.0).max() <= 3.0
@@ -30,6 +31,24 @@ def test_stabiliser_invariants():
         stabilise(np.array([1.0, -1.0]), StabiliserConfig())
     with pytest.raises(ConfigError):
         temper(w, 1.5)
+
+
+def test_ess_targeted_tempering_reaches_its_target_on_a_gaussian_shift():
+    """Source N(0, 1), target N(1.5, 1): w = exp(1.5 x - 1.125) has ESS/N = exp(-1.5^2) = 0.105; w^g is
+    the ratio of a shift of 1.5 g, with ESS/N exp(-(1.5 g)^2), so ESS/N 0.5 needs g = sqrt(ln 2) / 1.5."""
+    x = np.random.default_rng(0).normal(size=200_000)
+    w = np.exp(1.5 * x - 1.125)
+    assert ess_fraction(w) == pytest.approx(np.exp(-2.25), rel=0.1)
+    out, gamma = stabilise_with_exponent(w, StabiliserConfig())  # default target 0.5
+    assert ess_fraction(out) == pytest.approx(0.5, abs=1e-6)
+    assert gamma == pytest.approx(np.sqrt(np.log(2)) / 1.5, abs=0.01)
+    out, gamma = stabilise_with_exponent(w, StabiliserConfig(target_ess=0.8, clip_quantile=0.99))
+    assert ess_fraction(out) == pytest.approx(0.8, abs=1e-6) and gamma < np.sqrt(-np.log(0.8)) / 1.5 + 0.05
+    # weights that already reach the target are left alone; an explicit exponent wins over the target
+    assert stabilise_with_exponent(np.exp(0.3 * x[:1000]), StabiliserConfig())[1] == 1.0
+    assert stabilise_with_exponent(w, StabiliserConfig(temper=1.0))[1] == 1.0
+    with pytest.raises(ConfigError, match="target_ess"):
+        stabilise(w, StabiliserConfig(target_ess=0.0))
 
 
 def test_diagnostics_values():

@@ -25,7 +25,7 @@ from ..reweight.diagnostics import summarize
 from ..reweight.features import FeatureConfig, extract, reduce_dim
 from ..reweight.pairs import combine, source_texts, target_texts
 from ..reweight.plot import weight_histogram
-from ..reweight.stabilize import StabiliserConfig, stabilise
+from ..reweight.stabilize import StabiliserConfig, stabilise_with_exponent
 from ..rundir import claim
 
 
@@ -69,16 +69,17 @@ def main(cfg: WeightsConfig) -> FittedWeights:
     Xs, Xt = reduce_dim(Xs, Xt, cfg.features.pca_dim)
     w_all, info = spec.fit(Xs, Xt, params)
     raw = combine(np.split(np.asarray(w_all, np.float64), len(views)))
-    final = stabilise(raw, cfg.stabilise)
+    final, gamma = stabilise_with_exponent(raw, cfg.stabilise)
     Xs_pair = Xs[: len(source)] if len(views) == 1 else (Xs[: len(source)] + Xs[len(source):]) / 2
     diag = summarize(raw, final, *((Xs_pair, Xt) if cfg.diagnostics_auc else (None, None)))
-    diag.update(estimator=spec.name, selected=info, pair_mode=cfg.pair_mode, features=cfg.features.kind)
+    diag.update(temper=gamma, estimator=spec.name, selected=info, pair_mode=cfg.pair_mode, features=cfg.features.kind)
     write_text_atomic(out / "weights.jsonl", "".join(
         json.dumps({"id": e.id, "weight": float(w), "raw_weight": float(r)}) + "\n" for e, w, r in zip(source, final, raw)))
     write_json_atomic(out / "diagnostics.json", diag)
     write_text_atomic(out / "config.yaml", dump_config(cfg))
     weight_histogram(raw, final, diag, out / "weights.png", f"{spec.name} weights, {len(source)} source pairs")
-    msg = f"ESS/N {diag['ess_fraction']:.3f} (raw {diag['ess_fraction_raw']:.3f}), largest share {diag['largest_share']:.4f}"
+    msg = (f"ESS/N {diag['ess_fraction']:.3f} (raw {diag['ess_fraction_raw']:.3f}, tempered with exponent "
+           f"{gamma:.3g}), largest share {diag['largest_share']:.4f}")
     if "domain_auc_before" in diag:
         msg += f", domain AUC {diag['domain_auc_before']:.3f} -> {diag['domain_auc_after']:.3f}"
     log(f"{msg}; weights: {out / 'weights.jsonl'}; diagnostics: {out / 'diagnostics.json'}, plot: {out / 'weights.png'}")

@@ -3,7 +3,12 @@
 Importance weights are heavy-tailed; each stabiliser trades bias for variance:
 - clip: w <- min(w, c), with c absolute or the q-quantile of the weights (Ionides, 2008, "Truncated
   Importance Sampling");
-- temper: w <- w^gamma, gamma in [0, 1] (gamma = 0 gives uniform weights, 1 leaves them);
+- temper: w <- w^gamma, gamma in [0, 1] (gamma = 0 gives uniform weights, 1 leaves them). By default
+  gamma is chosen from the weights: the largest gamma whose tempered (and clipped) weights keep a Kish
+  effective sample size ESS/N = (sum w)^2 / (N sum w^2) of at least ``target_ess`` (default 0.5), found by
+  bisection (ESS/N of w^gamma does not increase with gamma: log E[w^t] is convex in t). This is the
+  flattening of Shimodaira (2000, Sec. 4, w^lambda) with lambda set from the effective sample size, as
+  in adaptive tempering for sequential Monte Carlo (Jasra et al., 2011);
 - normalise: w <- w / mean(w) over the dataset (self-normalised importance sampling), so that the
   weights average 1; per batch, the training loop's sum(w l) / sum(w) already self-normalises.
 Applied in the order temper, clip, normalise.
@@ -20,7 +25,8 @@ from ..errors import ConfigError
 
 @dataclass
 class StabiliserConfig:
-    temper: float = 1.0  # exponent gamma in [0, 1]
+    temper: float | None = None  # exponent gamma in [0, 1]; None: the largest gamma reaching target_ess
+    target_ess: float = 0.5  # ESS/N the chosen exponent keeps (used when temper is None)
     clip: float | None = None  # absolute upper bound on a weight (after tempering)
     clip_quantile: float | None = None  # or: bound at this quantile of the weights, e.g. 0.99
     normalize: bool = True  # divide by the mean: the weights average 1
@@ -49,9 +55,37 @@ def normalize(w: np.ndarray) -> np.ndarray:
     return w / m
 
 
-def stabilise(w: np.ndarray, cfg: StabiliserConfig) -> np.ndarray:
+def _ess_fraction(w: np.ndarray) -> float:
+    s2 = float(np.sum(w * w))
+    return float(np.sum(w)) ** 2 / (len(w) * s2) if s2 > 0 else 0.0
+
+
+def exponent_for_ess(w: np.ndarray, target: float, cfg: StabiliserConfig, iterations: int = 50) -> float:
+    """The largest gamma in [0, 1] with ESS/N(clip(w^gamma)) >= target (1 when the weights reach it)."""
+    if not 0 < target <= 1:
+        raise ConfigError(f"target_ess must be in (0, 1], got {target}")
+
+    def ess(g: float) -> float:
+        return _ess_fraction(clip(np.power(w, g), cfg.clip, cfg.clip_quantile))
+
+    if ess(1.0) >= target:
+        return 1.0
+    lo, hi = 0.0, 1.0  # ess(lo) >= target > ess(hi)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ess(mid) >= target else (lo, mid)
+    return lo
+
+
+def stabilise_with_exponent(w: np.ndarray, cfg: StabiliserConfig) -> tuple[np.ndarray, float]:
+    """Stabilised weights and the tempering exponent used (given, or chosen for ``target_ess``)."""
     w = np.asarray(w, np.float64)
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ConfigError("weights must be finite and >= 0 before stabilising")
-    w = clip(temper(w, cfg.temper), cfg.clip, cfg.clip_quantile)
-    return normalize(w) if cfg.normalize else w
+    gamma = cfg.temper if cfg.temper is not None else exponent_for_ess(w, cfg.target_ess, cfg)
+    w = clip(temper(w, gamma), cfg.clip, cfg.clip_quantile)
+    return (normalize(w) if cfg.normalize else w), gamma
+
+
+def stabilise(w: np.ndarray, cfg: StabiliserConfig) -> np.ndarray:
+    return stabilise_with_exponent(w, cfg)[0]

@@ -53,7 +53,7 @@ def fit_weights(ctx, name: str, opts: DPOOptions) -> FittedWeights:
     wc = WeightsConfig(source=ctx.shared.source_pairs, target=ctx.shared.samples, output_dir=str(out),
                        pair_mode=cfg.pair_mode, features=cfg.features, estimator=dict(opts.estimator), stabilise=stab)
     fitted = weights_main(wc)
-    keep = ("ess_fraction", "ess_fraction_raw", "largest_share", "domain_auc_before", "domain_auc_after")
+    keep = ("ess_fraction", "ess_fraction_raw", "temper", "largest_share", "domain_auc_before", "domain_auc_after")
     return replace(fitted, diagnostics={k: fitted.diagnostics.get(k) for k in keep})
 
 
