@@ -4,6 +4,8 @@
     shiftalign config CONFIG.yaml [key=value ...]    print the resolved config and exit
     shiftalign sample CONFIG.yaml [key=value ...]    n responses per prompt from a policy (resumable JSONL)
     shiftalign weights fit CONFIG.yaml [key=value]   density-ratio weights of source pairs toward target rows
+    shiftalign heads fit CONFIG.yaml [key=value]     Bradley-Terry reward heads on frozen features (ensemble,
+                                                     optionally importance-weighted)
     shiftalign label CONFIG.yaml [key=value ...]     preference labels for samples (reward model or LLM judge)
     shiftalign iterate CONFIG.yaml [key=value ...]   rounds of sample -> label -> train
     shiftalign evaluate CONFIG.yaml [key=value ...]  gold reward, win rate and KL of policies on held-out prompts
@@ -37,6 +39,9 @@ COMMANDS = {
     "weights fit": ("shiftalign.recipes.weights", "WeightsConfig", "main", "fit density-ratio weights of source "
                     "pairs toward target rows; writes weights.jsonl, diagnostics.json, weights.png "
                     "(configs/weights.yaml)", "estimator.name=ulsif"),
+    "heads fit": ("shiftalign.recipes.reward_heads", "RewardHeadsConfig", "main", "fit an ensemble of "
+                  "Bradley-Terry reward heads on frozen features of preference pairs, optionally "
+                  "importance-weighted (configs/reward_heads.yaml)", "heads=16 weights=runs/weights/weights.jsonl"),
     "label": ("shiftalign.recipes.label", "LabelConfig", "main", "label pairs of samples with a reward model or an "
               "LLM judge (configs/label_rm.yaml, configs/label_judge.yaml)", "labeller=judge"),
     "iterate": ("shiftalign.recipes.iterate", "IterateConfig", "main", "rounds of sample -> label -> train "

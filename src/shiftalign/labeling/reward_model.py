@@ -6,6 +6,9 @@ when the models disagree too much about it: the spread (standard deviation over 
 score difference is above ``max_spread`` (uncertainty filtering as in Coste et al., 2024, "Reward
 Model Ensembles Help Mitigate Overoptimization"). Confidence is sigmoid(mean difference): the
 Bradley-Terry probability that the chosen response is preferred.
+
+A path may also be a directory of reward heads (``shiftalign heads fit``, ``models.reward_heads``):
+its K heads count as K models of the ensemble, scored from one feature extraction.
 """
 
 from __future__ import annotations
@@ -52,13 +55,26 @@ def score(model_path: str, examples, cfg: RewardLabelConfig) -> list[float]:
     return out
 
 
+def score_lists(path: str, examples, cfg: RewardLabelConfig) -> list[list[float]]:
+    """One score list per model at ``path``: K for a directory of reward heads, else one."""
+    from ..models.reward_heads import RewardHeads, is_heads_dir
+
+    if not is_heads_dir(path):
+        return [score(path, examples, cfg)]
+    from ..models.packaged import cache_root
+    from ..reweight.pairs import text_of
+
+    texts = [(text_of(ex.prompt), text_of(ex.completions[0])) for ex in examples]
+    return RewardHeads.load(path).score_texts(texts, cache_root() / "features").tolist()
+
+
 def label(groups, cfg: RewardLabelConfig, seed: int = 0):
     """(pairs, dropped): pair rows with provenance, and records of what was dropped and why."""
     if not cfg.models:
         from ..errors import ConfigError
         raise ConfigError("reward_model.models: give at least one reward-model path")
     flat = [ex for g in groups for ex in g]
-    per_model = [score(m, flat, cfg) for m in cfg.models]
-    log(f"scored {len(flat)} samples with {len(cfg.models)} reward model(s)")
+    per_model = [scores for m in cfg.models for scores in score_lists(m, flat, cfg)]
+    log(f"scored {len(flat)} samples with {len(per_model)} reward model(s) or head(s)")
     return pairs_from_scores(groups, per_model, cfg.pairs, cfg.margin, cfg.max_spread, seed,
                              {"labeller": "reward_model", "models": cfg.models})

@@ -1,7 +1,8 @@
 """Scalar scorers that drive online RL: ``score(prompts, responses) -> list[float]``.
 
 Registered in :data:`SCORERS`, configured as ``scorer: {name: ..., ...}``:
-- ``reward_model``: a model trained by the ``reward`` recipe (``path``), batched;
+- ``reward_model``: a model trained by the ``reward`` recipe (``path``), batched, or a directory of
+  reward heads (``shiftalign heads fit``), scored by the heads' mean;
 - ``python``: any function ``path/to/file.py:function`` (or ``package.module:function``) taking
   (prompts, responses) and returning floats — gold rewards, unit tests, heuristics;
 - ``vader``: the VADER compound sentiment of the response, in [-1, 1] (Hutto & Gilbert, 2014,
@@ -69,6 +70,15 @@ def python_scorer(function: str, **kw):
 
 
 def reward_model_scorer(path: str, batch_size: int = 16, max_length: int = 1024, wrap_text_as_chat: bool = False):
+    """A reward model trained by the ``reward`` recipe, or a directory of reward heads (their mean)."""
+    from ..models.reward_heads import RewardHeads, is_heads_dir
+
+    if is_heads_dir(path):  # features of fresh samples are not cached: each call scores new texts
+        from ..reweight.pairs import text_of
+
+        heads = RewardHeads.load(path)
+        return lambda prompts, responses: heads.score_texts(
+            [(text_of(p), text_of(r)) for p, r in zip(prompts, responses)], None).mean(0).tolist()
     from ..config import ModelConfig
     from ..data.batching import collate
     from ..data.schema import Example
