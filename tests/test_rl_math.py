@@ -129,3 +129,17 @@ def test_score_shaping_hand_values():
     # weighted mean (0 + 3 * 0.1) / 4 = 0.075, variance (0.075^2 + 3 * 0.025^2) / 4 = 0.001875
     assert torch.allclose(got[:2], torch.tensor([-(3 ** 0.5), 3 ** -0.5]), atol=1e-4)
     assert torch.allclose(shape_scores(raw, eos, lengths, RLConfig()), raw)  # no penalty by default
+
+
+def test_readability_gold_is_flesch_reading_ease_over_100():
+    from shiftalign.rl.scorers import flesch_reading_ease, make_scorer
+
+    one = lambda w: 1  # noqa: E731
+    # 6 words, 2 sentences, 6 syllables: 206.835 - 1.015 * 3 - 84.6 * 1
+    assert flesch_reading_ease("The cat sat. The dog ran.", one) == pytest.approx(119.19)
+    assert flesch_reading_ease("...", one) is None
+    score = make_scorer({"name": "readability"})
+    plain, dense = score(["q", "q"], ["The cat sat. The dog ran.", "Organisational considerations necessitate "
+                                                                   "comprehensive evaluation of interdependencies"])
+    assert plain == pytest.approx(1.1919) and dense < 0  # every word of `plain` has one syllable
+    assert score(["q"], [""]) == [0.0]

@@ -7,7 +7,11 @@ Registered in :data:`SCORERS`, configured as ``scorer: {name: ..., ...}``:
   (prompts, responses) and returning floats — gold rewards, unit tests, heuristics;
 - ``vader``: the VADER compound sentiment of the response, in [-1, 1] (Hutto & Gilbert, 2014,
   "VADER: A Parsimonious Rule-based Model for Sentiment Analysis of Social Media Text"); a real,
-  independent scorer with its lexicon bundled, used as the gold reward of controlled experiments.
+  independent scorer with its lexicon bundled, used as the gold reward of controlled experiments;
+- ``readability``: the Flesch reading ease of the response divided by 100 (Flesch, 1948, "A new
+  readability yardstick": 206.835 - 1.015 words/sentence - 84.6 syllables/word; syllables counted
+  from pyphen's en_US hyphenation points), a second gold reward that is not about sentiment: plain
+  language, short sentences and short words score high; an empty response scores 0.
 """
 
 from __future__ import annotations
@@ -115,7 +119,40 @@ def vader_scorer():
     return lambda prompts, responses: [analyzer.polarity_scores(r)["compound"] for r in responses]
 
 
+def flesch_reading_ease(text: str, syllables) -> float | None:
+    """Flesch (1948) reading ease of ``text``; None when it has no word. ``syllables(word) -> int``."""
+    import re
+
+    words = re.findall(r"[A-Za-z]+(?:'[A-Za-z]+)?", text)
+    if not words:
+        return None
+    sentences = max(1, len(re.findall(r"[.!?]+(?:\s|$)", text.strip() + " ")))
+    n_syllables = sum(syllables(w) for w in words)
+    return 206.835 - 1.015 * len(words) / sentences - 84.6 * n_syllables / len(words)
+
+
+def readability_scorer():
+    try:
+        import pyphen
+    except ImportError:
+        raise ConfigError("the readability scorer needs the package pyphen (installed by the Makefile)") from None
+    dic = pyphen.Pyphen(lang="en_US")
+
+    def syllables(word: str) -> int:
+        return len(dic.positions(word.lower())) + 1
+
+    def score(prompts, responses):
+        out = []
+        for r in responses:
+            fre = flesch_reading_ease(r, syllables)
+            out.append(0.0 if fre is None else fre / 100)
+        return out
+
+    return score
+
+
 SCORERS.register("python", python_scorer)
+SCORERS.register("readability", readability_scorer)
 SCORERS.register("vader", vader_scorer)
 SCORERS.register("reward_model", reward_model_scorer)
 
