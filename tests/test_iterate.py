@@ -60,3 +60,40 @@ def test_mixed_source_weights_follow_missing_weight(tmp_path):
     assert [r["weight"] for r in source_rows(cfg)] == [2.5, 0.5]
     cfg.train.data.missing_weight = "one"
     assert [r["weight"] for r in source_rows(cfg)] == [2.5, 0.5, 1.0]
+
+
+def test_confidence_weighted_pseudo_pairs_reach_the_loss_through_the_weight_path(tmp_path, tiny_dir):
+    """Pseudo-pairs get weight tanh(margin / 2T) (a judge's p: 2p - 1); a pair of weight 0 (margin 0)
+    changes no gradient: changing its responses leaves the step's gradients equal up to float
+    summation order (its length changes how rows are grouped into micro-batches), while the same
+    pair at weight 1 moves them by far more."""
+    import math
+
+    import torch
+
+    from shiftalign.recipes.iterate import IterateConfig, _training_set, confidence_weight
+
+    from helpers import grads_after_step, make_trainer
+
+    assert confidence_weight({"margin": 2.0}, 1.0) == pytest.approx(2 / (1 + math.exp(-2.0)) - 1)
+    assert confidence_weight({"confidence": 0.75}, 1.0) == pytest.approx(0.5)
+
+    def pseudo(name, odd):
+        rows = [{"id": f"p{i}", "prompt": f"what is {i}?", "chosen": f"a good answer {i}",
+                 "rejected": odd if i == 3 else f"bad rude answer {i}", "provenance": {"margin": 0.0 if i == 3 else 0.5 + i}}
+                for i in range(8)]
+        return _training_set(write_jsonl(tmp_path / f"{name}.jsonl", rows), IterateConfig(confidence_temperature=1.0),
+                             tmp_path / f"{name}_train.jsonl")
+
+    a, b = pseudo("a", "short"), pseudo("b", "a very different and much longer rejected reply " * 3)
+    weights = [json.loads(line)["weight"] for line in a.read_text().splitlines()]
+    assert weights[3] == 0.0 and all(w > 0 for i, w in enumerate(weights) if i != 3)
+    _, ga = grads_after_step(make_trainer(tiny_dir, str(a), tmp_path / "ta"), list(range(8)))
+    _, gb = grads_after_step(make_trainer(tiny_dir, str(b), tmp_path / "tb"), list(range(8)))
+    assert ga and all(torch.allclose(ga[k], gb[k], rtol=0, atol=1e-7) for k in ga)
+    c = pseudo("c", "short")
+    rows = [json.loads(line) for line in c.read_text().splitlines()]
+    rows[3]["weight"] = 1.0  # the same pair at weight 1 does move the gradients
+    write_jsonl(tmp_path / "c_train.jsonl", rows)
+    _, gc = grads_after_step(make_trainer(tiny_dir, str(tmp_path / "c_train.jsonl"), tmp_path / "tc"), list(range(8)))
+    assert max((ga[k] - gc[k]).abs().max().item() for k in ga) > 1e-4

@@ -143,3 +143,13 @@ def test_readability_gold_is_flesch_reading_ease_over_100():
                                                                    "comprehensive evaluation of interdependencies"])
     assert plain == pytest.approx(1.1919) and dense < 0  # every word of `plain` has one syllable
     assert score(["q"], [""]) == [0.0]
+
+
+def test_random_scorer_is_a_seeded_coin():
+    from shiftalign.rl.scorers import make_scorer
+
+    a, b = make_scorer({"name": "random", "seed": 0}), make_scorer({"name": "random", "seed": 1})
+    responses = [f"reply {i}" for i in range(2000)]
+    x = a(["q"] * 2000, responses)
+    assert x == a(["q"] * 2000, responses) and x != b(["q"] * 2000, responses)
+    assert all(0 <= v < 1 for v in x) and abs(sum(v > 0.5 for v in x) / 2000 - 0.5) < 0.05

@@ -5,7 +5,8 @@ Round r (directory ``output_dir/round-r``):
 2. label pairs of them (``recipes.label``: reward model or LLM judge; the judge's cache makes a
    restarted round free of repeated requests);
 3. train the policy on the pseudo-pairs with any loss of the DPO family (``recipes.preference``),
-   optionally mixed with the source pairs, themselves optionally density-ratio weighted;
+   optionally weighted by the labeller's confidence (``confidence_temperature``) and mixed with the
+   source pairs, themselves optionally density-ratio weighted;
 4. write ``round-r/done.json``; the next round starts from this round's model.
 The reference of round r is the initial policy (``reference: initial``, the iterative DPO of Xiong
 et al., 2024, "Iterative Preference Learning from Human Feedback") or the previous round's policy
@@ -53,6 +54,20 @@ class IterateConfig:
     round1_samples: str | None = None  # samples of the initial policy to use as round 1's (e.g. shared between runs)
     mix_weights: str | None = None  # density-ratio weights file for the source pairs (joined on id; ids it
     # lacks follow train.data.missing_weight: error by default)
+    confidence_temperature: float | None = None  # set: pseudo-pairs weighted by 2 sigmoid(margin / T) - 1
+
+
+def confidence_weight(provenance: dict, temperature: float) -> float:
+    """A pseudo-pair's training weight from its labeller's confidence, 0 for a tie and toward 1 for a
+    sure label: 2 sigmoid(margin / T) - 1 = tanh(margin / 2T) with the score margin of a reward model or
+    scorer (Bradley-Terry logits: T = 1 reads them as they are), else 2 p - 1 with a judge's probability p."""
+    import math
+
+    if provenance.get("margin") is not None:
+        return math.tanh(float(provenance["margin"]) / (2 * temperature))
+    if provenance.get("confidence") is not None:
+        return 2 * float(provenance["confidence"]) - 1
+    raise ConfigError("confidence_temperature: a pseudo-pair has neither a margin nor a confidence to weight it by")
 
 
 def source_rows(cfg: IterateConfig) -> list[dict]:
@@ -68,6 +83,10 @@ def source_rows(cfg: IterateConfig) -> list[dict]:
 
 def _training_set(pseudo: Path, cfg: IterateConfig, out: Path) -> Path:
     rows = read_jsonl(pseudo)
+    if cfg.confidence_temperature is not None:
+        if not cfg.confidence_temperature > 0:
+            raise ConfigError(f"confidence_temperature must be > 0, got {cfg.confidence_temperature}")
+        rows = [{**r, "weight": confidence_weight(r.get("provenance", {}), cfg.confidence_temperature)} for r in rows]
     if cfg.mix_source:
         rows += source_rows(cfg)
     if not rows:

@@ -11,7 +11,9 @@ Registered in :data:`SCORERS`, configured as ``scorer: {name: ..., ...}``:
 - ``readability``: the Flesch reading ease of the response divided by 100 (Flesch, 1948, "A new
   readability yardstick": 206.835 - 1.015 words/sentence - 84.6 syllables/word; syllables counted
   from pyphen's en_US hyphenation points), a second gold reward that is not about sentiment: plain
-  language, short sentences and short words score high; an empty response scores 0.
+  language, short sentences and short words score high; an empty response scores 0;
+- ``random``: a uniform number in [0, 1) per (prompt, response, seed), from a hash: labels drawn by
+  it are coin flips, the control that tells drift from learning in an experiment.
 """
 
 from __future__ import annotations
@@ -151,7 +153,22 @@ def readability_scorer():
     return score
 
 
+def random_scorer(seed: int = 0):
+    import hashlib
+    import json
+
+    def score(prompts, responses):
+        out = []
+        for p, r in zip(prompts, responses):
+            h = hashlib.blake2b(json.dumps([seed, p, r], default=str).encode(), digest_size=8).digest()
+            out.append(int.from_bytes(h, "big") / 2**64)
+        return out
+
+    return score
+
+
 SCORERS.register("python", python_scorer)
+SCORERS.register("random", random_scorer)
 SCORERS.register("readability", readability_scorer)
 SCORERS.register("vader", vader_scorer)
 SCORERS.register("reward_model", reward_model_scorer)

@@ -27,30 +27,47 @@ class BehaviourConfig:
     seed: int = 0
 
 
-def gold_labelled_pairs(model, tok, prompts: list[str], cfg: BehaviourConfig, gold, rng: random.Random,
-                        batch: int = 16, id_prefix: str = "src") -> list[dict]:
-    """One (chosen, rejected) row per prompt whose two samples are non-empty and distinct."""
+def behaviour_samples(model, tok, prompts: list[str], cfg: BehaviourConfig, n: int = 2,
+                      batch: int = 16) -> list[list[str]]:
+    """``n`` responses of the behaviour policy to each prompt (seeded by ``cfg.seed`` and the batch)."""
     from ..data.text import encode, render_prompt
 
-    params = SamplingParams(n=2, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0,
+    params = SamplingParams(n=n, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0,
                             seed=cfg.seed)
-    rows: list[dict] = []
+    out: list[list[str]] = []
     for s in range(0, len(prompts), batch):
         chunk = prompts[s:s + batch]
         ids = [encode(tok, render_prompt(tok, [{"role": "system", "content": cfg.system},
                                                  {"role": "user", "content": p}], False)) for p in chunk]
-        for p, samples in zip(chunk, generate_hf(model, tok, ids, params, seed=cfg.seed + s)):
-            a, b = (tok.decode(x["completion_ids"], skip_special_tokens=True).strip() for x in samples)
+        for samples in generate_hf(model, tok, ids, params, seed=cfg.seed + s):
+            out.append([tok.decode(x["completion_ids"], skip_special_tokens=True).strip() for x in samples])
+        log(f"behaviour samples: {min(s + batch, len(prompts))}/{len(prompts)} prompts")
+    return out
+
+
+def label_pairs(prompts: list[str], responses: list[list[str]], gold, tau: float, rng: random.Random,
+                id_prefix: str = "src") -> list[dict]:
+    """Disjoint pairs (1-2, 3-4, ...) of each prompt's responses, labelled by ``gold`` with Bradley-Terry
+    noise of temperature ``tau``; pairs with an empty or repeated response are left out."""
+    rows: list[dict] = []
+    for p, rs in zip(prompts, responses):
+        for a, b in zip(rs[0::2], rs[1::2]):
             if not a or not b or a == b:
                 continue
             ga, gb = gold([p, p], [a, b])
-            p_a = 1 / (1 + math.exp(-(ga - gb) / cfg.tau))
+            p_a = 1 / (1 + math.exp(-(ga - gb) / tau))
             u = rng.random()
             chosen, rejected, gc, gr = (a, b, ga, gb) if u < p_a else (b, a, gb, ga)
             rows.append({"id": f"{id_prefix}-{len(rows):04d}", "prompt": p, "chosen": chosen, "rejected": rejected,
                          "gold_chosen": gc, "gold_rejected": gr, "p_label": p_a if u < p_a else 1 - p_a})
-        log(f"behaviour pairs: {len(rows)} from {min(s + batch, len(prompts))}/{len(prompts)} prompts")
     return rows
+
+
+def gold_labelled_pairs(model, tok, prompts: list[str], cfg: BehaviourConfig, gold, rng: random.Random,
+                        batch: int = 16, id_prefix: str = "src") -> list[dict]:
+    """One (chosen, rejected) row per prompt whose two samples are non-empty and distinct."""
+    responses = behaviour_samples(model, tok, prompts, cfg, 2, batch)
+    return label_pairs(prompts, responses, gold, cfg.tau, rng, id_prefix)
 
 
 def label_agreement(rows: list[dict]) -> float:

@@ -1,0 +1,115 @@
+"""Build the data of the default regime of the controlled domain-shift benchmark (output committed).
+
+The same construction as ``build.py`` (the small-data regime), at a size where a reward model can be
+competent in its own domain:
+- prompts: two topic pools (home and hobbies; work, study and people) phrased by 13 templates; the
+  source prompts are 75 % home / 25 % work, the target prompts 25 % home / 75 % work;
+- responses: four per source prompt from the behaviour policy (the packaged SmolLM2-135M-Instruct
+  under a system prompt asking for brief answers, temperature 1.0), paired 1-2 and 3-4;
+- labels, once per gold reward, with Bradley-Terry noise P(a > b) = sigmoid((gold(a) - gold(b)) / tau):
+  ``vader`` (sentiment, tau 0.1) and ``readability`` (Flesch reading ease / 100, tau 0.1): the same
+  responses, two preference datasets.
+Held-out source pairs come from prompts of their own (no prompt is shared with the training pairs).
+
+Outputs in ``data/shift/default/``: ``source_pairs_<gold>.jsonl`` and ``heldout_pairs_<gold>.jsonl``
+(prompt, chosen, rejected, gold scores, the label's probability), ``source_prompts.jsonl``,
+``target_prompts.jsonl``, ``target_eval_prompts.jsonl`` and ``build_info.json``.
+
+    python data/shift/build_default.py      # about 15 minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+HOME = ["water my plants", "fix a dripping tap", "bake a loaf of bread", "organise my garage", "start knitting",
+        "plan a picnic", "clean my windows", "care for a goldfish", "grow tomatoes", "pick a board game",
+        "paint a fence", "store winter clothes", "make pancakes", "choose a bicycle", "repot a cactus",
+        "sort my recycling", "hang a picture", "brew iced tea", "train my dog to sit", "build a birdhouse",
+        "make a vegetable soup", "start a herb garden", "declutter my wardrobe", "bathe my cat", "fold fitted sheets",
+        "plan a birthday party", "choose a houseplant", "make homemade pizza", "learn to juggle", "set up an aquarium",
+        "keep my kitchen tidy", "start a compost heap", "make a scrapbook", "clean a barbecue", "pick paint colours",
+        "learn to play the ukulele", "start bird watching", "plan a camping trip", "make lemonade", "wash a wool jumper",
+        "make a bird feeder", "tidy a bookshelf"]
+WORK = ["prepare for a job interview", "ask my manager for feedback", "study for a maths exam", "write a cover letter",
+        "give a short presentation", "make friends at a new school", "apologise to a colleague", "plan my study week",
+        "run a team meeting", "learn to code", "negotiate a salary", "deal with a difficult classmate",
+        "write a thank-you email", "meet new neighbours", "ask for help in class", "welcome a new teammate",
+        "prepare a group project", "stay focused while studying", "congratulate a friend", "mentor a junior colleague",
+        "write a project report", "take better lecture notes", "ask for a deadline extension", "resolve a team conflict",
+        "network at a conference", "prepare for a performance review", "give feedback to a peer",
+        "start a study group", "write a résumé", "speak up in meetings"]
+TEMPLATES = ["How can I {t}?", "What is a good way to {t}?", "Any tips to {t}?", "I want to {t}. Where do I start?",
+             "Can you help me {t}?", "What should I know before I {t}?", "What is the easiest way to {t}?",
+             "I need to {t} this week. Any advice?", "How do people usually {t}?", "Is it hard to {t}?",
+             "What mistakes should I avoid when I {t}?", "Give me a plan to {t}.", "Why should I {t}, and how?"]
+BEHAVIOUR_SYSTEM = "You are a busy assistant. Answer briefly, in one or two sentences."
+BEHAVIOUR_TEMPERATURE = 1.0
+RESPONSES_PER_PROMPT = 4
+GOLDS = {"vader": 0.1, "readability": 0.1}  # gold scorer -> Bradley-Terry tau
+MAX_NEW_TOKENS = 48
+SEED = 0
+SIZES = {"source": (450, 150), "heldout": (38, 12), "target": (32, 96), "target_eval": (16, 48)}  # (home, work)
+
+
+def pool(topics: list[str], rng: random.Random) -> list[str]:
+    out = [tpl.format(t=t) for t in topics for tpl in TEMPLATES]
+    rng.shuffle(out)
+    return out
+
+
+def take(home: list[str], work: list[str], n_home: int, n_work: int, rng: random.Random) -> list[str]:
+    """Take (and remove) n_home + n_work prompts from the pools, shuffled together."""
+    out = [home.pop() for _ in range(n_home)] + [work.pop() for _ in range(n_work)]
+    rng.shuffle(out)
+    return out
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def main() -> None:
+    from shiftalign.config import ModelConfig
+    from shiftalign.models.load import load_policy
+    from shiftalign.rl.scorers import make_scorer
+    from shiftalign.rollout.behaviour import BehaviourConfig, behaviour_samples, label_agreement, label_pairs
+
+    t0 = time.perf_counter()
+    out = Path(__file__).parent / "default"
+    out.mkdir(exist_ok=True)
+    rng = random.Random(SEED)
+    home, work = pool(HOME, rng), pool(WORK, rng)
+    prompts = {name: take(home, work, h, w, rng) for name, (h, w) in SIZES.items()}
+    model, tok = load_policy(ModelConfig(path="default"))
+    model.eval()
+    behaviour = BehaviourConfig(system=BEHAVIOUR_SYSTEM, temperature=BEHAVIOUR_TEMPERATURE,
+                                max_new_tokens=MAX_NEW_TOKENS, seed=SEED)
+    responses = {name: behaviour_samples(model, tok, prompts[name], behaviour, RESPONSES_PER_PROMPT)
+                 for name in ("source", "heldout")}
+    info: dict = {"seed": SEED, "behaviour_system_prompt": BEHAVIOUR_SYSTEM,
+                  "behaviour_temperature": BEHAVIOUR_TEMPERATURE, "max_new_tokens": MAX_NEW_TOKENS,
+                  "responses_per_prompt": RESPONSES_PER_PROMPT, "prompt_mix_home_work": SIZES, "golds": {}}
+    for gold_name, tau in GOLDS.items():
+        gold = make_scorer({"name": gold_name})
+        g: dict = {"tau": tau}
+        for name, prefix in (("source", "src"), ("heldout", "held")):
+            rows = label_pairs(prompts[name], responses[name], gold, tau, random.Random(f"{SEED}:{gold_name}:{name}"),
+                               f"{prefix}-{gold_name}")
+            write_jsonl(out / f"{'source' if name == 'source' else 'heldout'}_pairs_{gold_name}.jsonl", rows)
+            g[f"{name}_pairs"] = len(rows)
+            g[f"{name}_label_agreement_with_gold"] = label_agreement(rows)
+        info["golds"][gold_name] = g
+    for name in ("source", "target", "target_eval"):
+        write_jsonl(out / f"{name}_prompts.jsonl", [{"id": f"{name}-{i:04d}", "prompt": p}
+                                                     for i, p in enumerate(prompts[name])])
+    info["seconds"] = round(time.perf_counter() - t0)
+    (out / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info, indent=2))
+
+
+if __name__ == "__main__":
+    main()
