@@ -108,7 +108,7 @@ def test_every_arm_runs_and_results_follow_the_definitions(bench_cfg, tmp_path, 
     # A second run redoes nothing; another configuration in the same directory is refused.
     capsys.readouterr()
     assert _run(bench_cfg, tmp_path, monkeypatch, server) == 0
-    assert capsys.readouterr().out.count("done earlier") == 4 + len(bench_cfg["arms"])
+    assert capsys.readouterr().out.count("done earlier") == 5 + len(bench_cfg["arms"])
     assert _run({**bench_cfg, "dpo_loss": {"name": "dpo", "beta": 0.5}}, tmp_path, monkeypatch, server) == 2
     assert "another configuration" in capsys.readouterr().err
 
@@ -126,13 +126,60 @@ def test_a_killed_experiment_continues(bench_cfg, tmp_path, monkeypatch, capsys)
     with FakeLLM() as server, pytest.raises(KeyboardInterrupt):
         _run(cfg, tmp_path, monkeypatch, server)
     done = sorted(p.stem for p in (tmp_path / "bench" / "stages").glob("*.json"))
-    assert done == ["arm_dpo_source", "arm_initial", "data", "policy_samples", "reward"]
+    assert done == ["arm_dpo_source", "arm_initial", "data", "policy_samples", "reward", "reward_shift"]
     monkeypatch.setitem(ARMS._items, "pseudo", real)
     capsys.readouterr()
     with FakeLLM() as server:
         assert _run(cfg, tmp_path, monkeypatch, server) == 0
     out = capsys.readouterr().out
-    assert out.count("done earlier") == 5 and (tmp_path / "bench" / "results.json").exists()
+    assert out.count("done earlier") == 6 and (tmp_path / "bench" / "results.json").exists()
+
+
+def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, monkeypatch, capsys):
+    """Heads as the reward model with its shift cost; a pseudo arm warm-started from source-only DPO with
+    the previous round as reference, source pairs mixed in with another arm's density-ratio weights,
+    confidence-weighted pseudo-pairs and an ensemble-spread filter; an importance-weighted reward model;
+    the random-label control."""
+    from shiftalign.models.reward_heads import is_heads_dir
+
+    held = write_jsonl(tmp_path / "held.jsonl", [{"id": f"h{i}", "prompt": f"how to {i}?", "chosen": "good job, go on",
+                                                  "rejected": "bad"} for i in range(6)])
+    enc = bench_cfg["features"]
+    cfg = {**bench_cfg, "data": {**bench_cfg["data"], "heldout_pairs": held},
+           "reward_model": {"kind": "heads", "heads": 4, "l2": 1.0, "features": enc},
+           "arms": [{"name": "initial", "kind": "initial"},
+                    {"name": "dpo_source", "kind": "dpo"},
+                    {"name": "dpo_classifier", "kind": "dpo", "estimator": {"name": "classifier", "folds": 3}},
+                    {"name": "warm", "kind": "pseudo", "init": "dpo_source", "rounds": 2, "reference": "previous",
+                     "mix_source": True, "source_weights": "dpo_classifier", "confidence_temperature": 1.0,
+                     "max_spread": 100.0, "pairs": "all"},
+                    {"name": "iw_rm", "kind": "pseudo", "reward_weights": {"estimator": {"name": "classifier", "folds": 3}}},
+                    {"name": "random_labels", "kind": "pseudo", "labeller": "random"},
+                    {"name": "oracle", "kind": "pseudo", "labeller": "gold"}]}
+    with FakeLLM() as server:
+        assert _run(cfg, tmp_path, monkeypatch, server) == 0
+    root = tmp_path / "bench"
+    res = json.loads((root / "results.json").read_text())
+    assert is_heads_dir(root / "reward")
+    shared, iw = res["reward_models"]["reward (shared)"], res["reward_models"]["iw_rm"]
+    assert shared["kind"] == "heads" and shared["in_domain_pairs"] == 6 and shared["on_policy_pairs"] > 0
+    assert shared["shift_cost"] == pytest.approx(shared["in_domain_accuracy"] - shared["on_policy_accuracy"])
+    assert "importance-weighted" in iw["kind"] and iw["on_policy_accuracy"] is not None
+    assert json.loads((root / "rewards" / "iw_rm" / "reward_heads.json").read_text())["weighted"]
+    # warm start: round 1 trains from dpo_source's model; round 2's reference is round 1's policy
+    r1 = yaml.safe_load((root / "warm" / "round-1" / "train" / "config.yaml").read_text())
+    r2 = yaml.safe_load((root / "warm" / "round-2" / "train" / "config.yaml").read_text())
+    assert r1["model"]["path"] == str(root / "dpo_source" / "model") == r1["reference"]
+    assert r2["reference"] == str(root / "warm" / "round-1" / "train" / "model")
+    rows = [json.loads(line) for line in (root / "warm" / "round-1" / "train_pairs.jsonl").read_text().splitlines()]
+    weights = {r["id"]: r["weight"] for r in map(json.loads, (root / "weights" / "dpo_classifier" / "weights.jsonl")
+                                                 .read_text().splitlines())}
+    pseudo = [r for r in rows if "provenance" in r]
+    assert pseudo and all(0 < r["weight"] < 1 for r in pseudo)  # tanh(margin / 2): confidence, not 1
+    assert all(r["weight"] == pytest.approx(weights[r["id"]]) for r in rows if "provenance" not in r)
+    assert len(rows) - len(pseudo) == len(weights)
+    assert res["arms"][[r["arm"] for r in res["arms"]].index("random_labels")]["label_accuracy"] is not None
+    assert "Reward models" in (root / "report.html").read_text() and "shift cost" in (root / "results.md").read_text()
 
 
 @pytest.mark.parametrize("arm, message", [
@@ -142,6 +189,8 @@ def test_a_killed_experiment_continues(bench_cfg, tmp_path, monkeypatch, capsys)
     ({"name": "x", "kind": "dpo", "train": {"lr": "fast"}}, "arms.x.train.lr"),
     ({"name": "x", "kind": "pseudo", "labeller": "crowd"}, "arms.x.labeller: expected one of reward_model, judge, gold"),
     ({"name": "x", "kind": "rl", "rl": {"prompts": "p.jsonl"}}, "arms.x.rl: prompts are set by the experiment"),
+    ({"name": "x", "kind": "pseudo", "init": "later"}, "arms.x: 'later' is not an arm listed before it"),
+    ({"name": "x", "kind": "pseudo", "reward_weights": {"stabilise": {}}}, "arms.x.reward_weights: expected"),
 ])
 def test_a_bad_arm_is_refused_before_anything_is_written(bench_cfg, tmp_path, capsys, arm, message):
     cfg = {**bench_cfg, "arms": [{"name": "initial", "kind": "initial"}, arm]}

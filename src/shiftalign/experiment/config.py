@@ -15,6 +15,7 @@ from ..reweight.features import FeatureConfig
 from ..reweight.stabilize import StabiliserConfig
 from ..rollout.behaviour import BehaviourConfig
 from ..rollout.sample import SamplingParams
+from .rewards import RewardSpec
 
 
 @dataclass
@@ -26,6 +27,8 @@ class DataSpec:
     n_target: int | None = None
     n_eval: int | None = None
     source_pairs: str | None = None  # a ready pairs file instead of building them with the behaviour policy
+    heldout_pairs: str | None = None  # held-out source pairs (gold_chosen / gold_rejected, else gold-scored):
+    # each reward model's in-domain accuracy, against which its on-policy accuracy gives the shift cost
     behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
 
 
@@ -39,6 +42,7 @@ class ExperimentConfig:
     wrap_text_as_chat: bool = True
     max_length: int = 256
     max_prompt_length: int = 128
+    reward_model: RewardSpec = field(default_factory=RewardSpec)  # finetune (with reward_train) | heads
     reward_train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5, epochs=2, save_every=8))
     dpo_train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5, epochs=2, save_every=8))
     dpo_loss: dict = field(default_factory=lambda: {"name": "dpo", "beta": 0.1})
@@ -80,6 +84,9 @@ def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
                 from_dict(TrainConfig, {**to_dict(cfg.dpo_train), **options.train}, f"{where}.train")
         except ConfigError as e:
             raise ConfigError(str(e) if where in str(e) else f"{where}.{e}") from None
+        for ref in getattr(options, "arm_refs", lambda: [])():  # options naming other arms name earlier ones
+            if ref not in [a.name for a in arms]:
+                raise ConfigError(f"{where}: '{ref}' is not an arm listed before it")
         arms.append(Arm(spec["name"], kind, options))
     names = [a.name for a in arms]
     if len(set(names)) != len(names):

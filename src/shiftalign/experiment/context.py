@@ -22,6 +22,7 @@ class Shared:
     eval_prompts: str
     reward_model: str
     samples: str  # the initial policy's samples on the target prompts
+    heldout_pairs: str | None = None  # held-out source pairs (in-domain reward-model accuracy)
 
 
 @dataclass

@@ -5,9 +5,12 @@ directory is claimed for its config, see ``rundir``):
 1. ``data``            the prompt subsets, and the source pairs: read from a file, or written by a
                        behaviour policy and labelled by the gold scorer with Bradley-Terry noise
                        (``rollout.behaviour``);
-2. ``reward``          a Bradley-Terry reward model on the source pairs;
+2. ``reward``          a Bradley-Terry reward model on the source pairs (``experiment.rewards``: fine-tuned,
+                       or an ensemble of heads on frozen features);
 3. ``policy_samples``  the initial policy's samples on the target prompts: the target domain of every
                        density-ratio estimator and round 1 of every pseudo-label arm (shared);
+   ``reward_shift``    the reward model's accuracy against gold on held-out source pairs and on pairs of
+                       those samples: the shift cost;
 4. one stage per arm   in config order; the kinds are registered in ``experiment.arms``;
 5. ``evaluate``        on held-out target prompts, by the gold scorer: gold reward with paired-bootstrap
                        95 % intervals against the baseline arm, win rate and KL against the initial
@@ -29,6 +32,7 @@ from .arms import ARMS, ArmResult
 from .config import Arm, ExperimentConfig, parse_arms
 from .context import Context, Shared
 from .report import write_outputs
+from .rewards import shift_cost, train_reward
 from .stages import Stages
 
 
@@ -43,8 +47,9 @@ def validate_inputs(cfg: ExperimentConfig) -> list[Arm]:
     d = cfg.data
     for path in (d.target_prompts, d.eval_prompts) + ((d.source_prompts,) if not d.source_pairs else ()):
         load_examples(path, "prompt")
-    if d.source_pairs:
-        load_examples(d.source_pairs, "paired")
+    for path in (d.source_pairs, d.heldout_pairs):
+        if path:
+            load_examples(path, "paired")
     from ..rl.scorers import make_scorer
 
     make_scorer(dict(cfg.gold))  # an unknown scorer or a missing function file stops here
@@ -70,6 +75,9 @@ def build_data(cfg: ExperimentConfig, root: Path) -> dict:
         pairs = gold_labelled_pairs(model, tok, prompts, d.behaviour, make_scorer(dict(cfg.gold)),
                                     random.Random(d.behaviour.seed))
     write_jsonl_atomic(files["source_pairs"], pairs)
+    if d.heldout_pairs:
+        files["heldout_pairs"] = str(out / "heldout_pairs.jsonl")
+        write_jsonl_atomic(files["heldout_pairs"], read_jsonl(d.heldout_pairs))
     info = {**files, "source_pairs_n": len(pairs), "target_prompts_n": len(read_jsonl(files["target_prompts"])),
             "eval_prompts_n": len(read_jsonl(files["eval_prompts"]))}
     if pairs and "gold_chosen" in pairs[0]:
@@ -89,17 +97,12 @@ def drop_checkpoints(run_dir: Path) -> None:
 def main(cfg: ExperimentConfig) -> dict:
     arms = validate_inputs(cfg)
     root = Path(cfg.output_dir)
-    stage = Stages(root, 4 + len(arms), config=cfg)
+    stage = Stages(root, 5 + len(arms), config=cfg)
     data = stage("data", lambda: build_data(cfg, root))
     ctx = Context(cfg, root, Shared(source_pairs=data["source_pairs"], target_prompts=data["target_prompts"],
-                                    eval_prompts=data["eval_prompts"], reward_model="", samples=""))
-
-    def reward():
-        rc = ctx.run_config("reward", root / "reward", data["source_pairs"], cfg.reward_train, {"name": "bradley_terry"})
-        res = ctx.train(rc)
-        return {"model": res.model, "steps": res.steps, "final_loss": res.train.get("loss")}
-
-    ctx.shared.reward_model = stage("reward", reward)["model"]
+                                    eval_prompts=data["eval_prompts"], reward_model="", samples="",
+                                    heldout_pairs=data.get("heldout_pairs")))
+    ctx.shared.reward_model = stage("reward", lambda: {"model": train_reward(ctx, root / "reward")})["model"]
 
     def policy_samples():
         from ..rollout.sample import SampleConfig
@@ -113,14 +116,20 @@ def main(cfg: ExperimentConfig) -> dict:
         return {"samples": sc.output}
 
     ctx.shared.samples = stage("policy_samples", policy_samples)["samples"]
+    reward_models = {"reward (shared)": {"kind": cfg.reward_model.kind,
+                                         **stage("reward_shift", lambda: shift_cost(ctx, ctx.shared.reward_model))}}
     for arm in arms:
         def run_arm(arm=arm):
             result = ARMS.get(arm.kind).run(ctx, arm.name, arm.options)
             drop_checkpoints(root / arm.name)
+            drop_checkpoints(root / "rewards" / arm.name)
             return asdict(result)
 
         info = stage(f"arm_{arm.name}", run_arm)
-        ctx.arms[arm.name] = ArmResult(info["model"], info.get("failed"), info.get("diagnostics", {}))
+        ctx.arms[arm.name] = ArmResult(info["model"], info.get("failed"), info.get("diagnostics", {}),
+                                       info.get("files", {}))
+        if "reward_model" in ctx.arms[arm.name].diagnostics:
+            reward_models[f"{arm.name}"] = ctx.arms[arm.name].diagnostics["reward_model"]
     initial = next(a.name for a in arms if a.kind == "initial")
 
     def evaluate():
@@ -132,4 +141,4 @@ def main(cfg: ExperimentConfig) -> dict:
         return {"file": str(root / "evaluate" / "evaluation.json")}
 
     ev = stage("evaluate", evaluate)
-    return write_outputs(root, cfg, initial, stage.records, data, ctx.arms, ev["file"])
+    return write_outputs(root, cfg, initial, stage.records, data, ctx.arms, ev["file"], reward_models)

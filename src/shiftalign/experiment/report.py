@@ -21,7 +21,17 @@ def _curves(root: Path, arms: dict) -> dict[str, Path]:
     return {k: v for k, v in runs.items() if v.exists()}
 
 
-def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict, arms: dict, evaluation_file: str) -> dict:
+RM_HEADERS = ["reward model", "kind", "in-domain accuracy", "on-policy accuracy", "shift cost"]
+
+
+def reward_model_rows(reward_models: dict) -> list[list[str]]:
+    """One row per reward model: accuracy against gold on held-out source pairs and on on-policy pairs."""
+    return [[name, str(r.get("kind", "–")), num(r.get("in_domain_accuracy")), num(r.get("on_policy_accuracy")),
+             num(r.get("shift_cost"), signed=True)] for name, r in reward_models.items()]
+
+
+def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict, arms: dict, evaluation_file: str,
+                  reward_models: dict | None = None) -> dict:
     import json
 
     evaluation = json.loads(read_text(evaluation_file))
@@ -31,15 +41,19 @@ def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict
     gold = evaluation["gold"].get("name", "gold") if isinstance(evaluation["gold"], dict) else str(evaluation["gold"])
     lines = verdict(rows, kinds, cfg.baseline_arm, cfg.oracle_arm, gold)
     total = sum(seconds.values())
-    result = {"arms": rows, "verdict": lines, "data": {k: v for k, v in data.items() if not isinstance(v, dict)},
+    reward_models = reward_models or {}
+    result = {"arms": rows, "reward_models": reward_models, "verdict": lines, "data": {k: v for k, v in data.items() if not isinstance(v, dict)},
               "evaluation": {k: v for k, v in evaluation.items() if k != "policies"}, "stage_seconds": records,
               "total_seconds": total}
     write_json_atomic(root / "results.json", result)
     setup = (f"Held-out target prompts: {evaluation['prompts']} × {evaluation['samples_per_prompt']} samples; gold: "
              f"{gold}; differences and paired-bootstrap 95 % intervals (prompts resampled) against `{cfg.baseline_arm}`; "
              f"win rate and KL against `{initial}`; total {num(total / 60)} min.")
+    rm_rows = reward_model_rows(reward_models)
     md = "\n".join(lines[:1] + [f"- {v}" for v in lines[1:]]) + "\n\n" + setup + "\n\n" + \
         markdown_table(rows, cfg.baseline_arm, initial)
+    if rm_rows:
+        md += "\n\n" + "\n".join("| " + " | ".join(r) + " |" for r in [RM_HEADERS, ["---"] * len(RM_HEADERS)] + rm_rows)
     write_text_atomic(root / "results.md", md)
 
     ok = [r for r in rows if "failed" not in r]
@@ -59,9 +73,12 @@ def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict
              + f"; target prompts: {data.get('target_prompts_n')}; held-out prompts: {data.get('eval_prompts_n')}.",
              "KL: of the sampling distributions at the evaluation temperature, exact per token, summed over the "
              "response (never negative); its interval resamples prompts.",
+             "Reward models: in-domain accuracy on held-out source pairs, on-policy accuracy on every two samples of "
+             "a target prompt from the initial policy with different gold scores; shift cost = in-domain − on-policy.",
              "– : does not apply to this arm."]
     report = write_report(root / "report.html", "shiftalign experiment", lines,
                           [("Arms", headers(cfg.baseline_arm, initial), [list(cells(r, cfg.baseline_arm).values()) for r in rows]),
+                           *([("Reward models: accuracy against gold", RM_HEADERS, rm_rows)] if rm_rows else []),
                            ("Stages", ["stage", "time (min)"], stage_rows)], images, notes)
     log(f"results: {root / 'results.md'}; report: {report}")
     log(md)

@@ -24,6 +24,7 @@ class ArmResult:
     model: str | None  # the arm's final policy (a path or "default"); None when the arm produced none
     failed: str | None = None  # why there is no model, shown in the results instead of numbers
     diagnostics: dict = field(default_factory=dict)  # e.g. ess_fraction, domain_auc_before/after, label_accuracy
+    files: dict = field(default_factory=dict)  # what later arms may reuse, e.g. {"weights": path}
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def run(ctx, name: str, opts: DPOOptions) -> ArmResult:
     if opts.policy_ratio is not None:  # the ESS of the weights the steps actually used
         ess = [m["weight_ess_fraction"] for m in _metrics(out) if "weight_ess_fraction" in m]
         diagnostics["ess_fraction"] = sum(ess) / len(ess) if ess else None
-    return ArmResult(model=res.model, diagnostics=diagnostics)
+    return ArmResult(model=res.model, diagnostics=diagnostics, files={"weights": extra["weights"]} if "weights" in extra else {})
 
 
 def _metrics(run_dir: Path) -> list[dict]:

@@ -1,11 +1,22 @@
 """``pseudo``: rounds of sample -> label -> DPO on the policy's own samples of the target prompts
 (``recipes.iterate``: the iterative DPO of Xiong et al., 2024, with ``reference: initial``, or of
 Yuan et al., 2024, with ``reference: previous``). Labels come from the experiment's reward model
-(``labeller: reward_model``), an LLM judge (``judge``; local model or API, see ``labeling``) or the
-gold scorer (``gold``: the oracle, the upper bound of what labels of the target can buy).
-Round 1 labels the shared samples of the initial policy. ``mix_source`` adds the source pairs to
-every round. Diagnostics: pseudo-pairs per round and their label accuracy against gold (gold ties
-left out).
+(``labeller: reward_model``), an LLM judge (``judge``; local model or API, see ``labeling``), the
+gold scorer (``gold``: the oracle, the upper bound of what labels of the target can buy) or coin
+flips (``random``: the control that tells drift from learning).
+
+As the published recipes run it (Xiong et al., 2024; Guo et al., 2024, "Direct Language Model
+Alignment from Online AI Feedback"):
+- ``init``: start from another arm's policy (e.g. source-only DPO) instead of the initial policy;
+  round 1 then samples from it, and ``reference: initial`` means that starting policy;
+- ``mix_source`` keeps the source pairs in every round, with ``source_weights`` (a ``dpo`` arm with
+  an estimator) their density-ratio weights;
+- ``confidence_temperature`` weights each pseudo-pair by 2 sigmoid(margin / T) - 1 (0 for a tie);
+  ``max_spread`` drops pairs on which the reward model's ensemble (several heads) disagrees;
+- ``reward_weights``: label with an importance-weighted reward model instead of the shared one:
+  density-ratio weights of the source pairs toward the initial policy's target samples (any
+  estimator) weight its Bradley-Terry likelihood; its shift cost is reported beside the shared one's.
+Diagnostics: pseudo-pairs per round and their label accuracy against gold (gold ties left out).
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from ...rl.scorers import make_scorer
 from ...rollout.sample import SampleConfig
 from . import ArmKind, ArmResult, register
 
-LABELLERS = {"reward_model": "reward_model", "judge": "judge", "gold": "scorer"}  # arm option -> recipes.label
+LABELLERS = {"reward_model": "reward_model", "judge": "judge", "gold": "scorer", "random": "scorer"}  # -> recipes.label
 
 
 @dataclass
@@ -39,7 +50,15 @@ class PseudoOptions:
     margin: float = 0.0  # reward_model / gold: keep pairs whose score difference is above this
     reference: str = "initial"  # initial | previous
     mix_source: bool = False  # add the source pairs to every round
+    source_weights: str | None = None  # with mix_source: the weights fitted by this (earlier) dpo arm
+    init: str | None = None  # start from this (earlier) arm's policy; default the initial policy
+    confidence_temperature: float | None = None  # weight pseudo-pairs by 2 sigmoid(margin / T) - 1
+    max_spread: float | None = None  # reward_model with several heads: drop pairs whose margin's std is above
+    reward_weights: dict | None = None  # {estimator: {name, ...}, stabilise: {...}}: an importance-weighted RM
     train: dict = field(default_factory=dict)  # overrides of the experiment's dpo_train
+
+    def arm_refs(self) -> list[str]:
+        return [r for r in (self.init, self.source_weights) if r]
 
     def __post_init__(self):
         if self.labeller not in LABELLERS:
@@ -48,32 +67,66 @@ class PseudoOptions:
             raise ConfigError(f"reference: expected initial or previous, got {self.reference!r}")
         if self.labeller == "judge":
             from_dict(JudgeLabelConfig, {"pairs": "random", **self.judge}, "judge")
+        if self.source_weights and not self.mix_source:
+            raise ConfigError("source_weights: weights of the source pairs need mix_source: true")
+        if self.reward_weights is not None:
+            if self.labeller != "reward_model":
+                raise ConfigError("reward_weights: an importance-weighted reward model needs labeller: reward_model")
+            extra = set(self.reward_weights) - {"estimator", "stabilise"}
+            if extra or "estimator" not in self.reward_weights:
+                raise ConfigError(f"reward_weights: expected {{estimator: {{name, ...}}, stabilise: {{...}}}}, got keys "
+                                  f"{sorted(self.reward_weights)}")
+            from .dpo import DPOOptions
+            from_dict(DPOOptions, dict(self.reward_weights), "reward_weights")
 
 
-def label_settings(ctx, name: str, opts: PseudoOptions) -> LabelConfig:
+def label_settings(ctx, name: str, opts: PseudoOptions, reward_model: str) -> LabelConfig:
     cfg = ctx.cfg
     kind = LABELLERS[opts.labeller]
     label = {"labeller": kind, "seed": cfg.seed, "progress": cfg.progress}
     if kind == "reward_model":
-        label["reward_model"] = {"models": [ctx.shared.reward_model], "pairs": opts.pairs, "margin": opts.margin,
-                                 "wrap_text_as_chat": cfg.wrap_text_as_chat}
+        label["reward_model"] = {"models": [reward_model], "pairs": opts.pairs, "margin": opts.margin,
+                                 "max_spread": opts.max_spread, "wrap_text_as_chat": cfg.wrap_text_as_chat}
     elif kind == "scorer":
-        label["scorer"] = {"scorer": dict(cfg.gold), "pairs": opts.pairs, "margin": opts.margin}
+        scorer = dict(cfg.gold) if opts.labeller == "gold" else {"name": "random", "seed": cfg.seed}
+        label["scorer"] = {"scorer": scorer, "pairs": opts.pairs, "margin": opts.margin}
     else:
         label["judge"] = {"pairs": "random", **opts.judge}
     return from_dict(LabelConfig, label, f"arms.{name}")
 
 
+def importance_weighted_reward(ctx, name: str, opts: PseudoOptions) -> tuple[str, dict]:
+    """An importance-weighted reward model of the experiment's kind: (path, its diagnostics)."""
+    from ..rewards import shift_cost, train_reward
+    from .dpo import DPOOptions, fit_weights
+
+    wopts = from_dict(DPOOptions, dict(opts.reward_weights), f"arms.{name}.reward_weights")
+    fitted = fit_weights(ctx, name, wopts)
+    path = train_reward(ctx, ctx.root / "rewards" / name, weights=fitted.file)
+    return path, {"kind": f"{ctx.cfg.reward_model.kind}, importance-weighted", **fitted.diagnostics,
+                  **shift_cost(ctx, path)}
+
+
 def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
     cfg = ctx.cfg
+    reward_model, diagnostics = ctx.shared.reward_model, {}
+    if opts.reward_weights is not None:
+        reward_model, diagnostics["reward_model"] = importance_weighted_reward(ctx, name, opts)
     train = ctx.run_config("preference", None, None, ctx.train_settings(opts.train, f"arms.{name}.train"), cfg.dpo_loss)
+    if opts.init:
+        start = ctx.arms[opts.init].model
+        if not start:
+            raise ConfigError(f"arms.{name}.init: arm '{opts.init}' produced no policy")
+        train = replace(train, model=replace(train.model, path=start))
     it = IterateConfig(output_dir=str(ctx.root / name), rounds=opts.rounds, prompts=ctx.shared.target_prompts,
                        reference=opts.reference,
                        sample=SampleConfig(sampling=replace(cfg.policy_sampling), wrap_text_as_chat=cfg.wrap_text_as_chat,
                                            progress=cfg.progress),
-                       label=label_settings(ctx, name, opts), train=train,
+                       label=label_settings(ctx, name, opts, reward_model), train=train,
                        mix_source=ctx.shared.source_pairs if opts.mix_source else None,
-                       round1_samples=ctx.shared.samples)
+                       mix_weights=ctx.arms[opts.source_weights].files.get("weights") if opts.source_weights else None,
+                       confidence_temperature=opts.confidence_temperature,
+                       round1_samples=None if opts.init else ctx.shared.samples)
     try:
         history = iterate_main(it)
     except NoPairsError as e:  # recorded, shown in the results, and left out of the evaluation
@@ -84,7 +137,7 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
                                                      cfg.gold)} for h in history]
     acc = [r["label_accuracy"] for r in rounds if r["label_accuracy"] is not None]
     return ArmResult(model=history[-1]["model"], diagnostics={
-        "rounds": rounds, "pseudo_pairs": sum(r["pairs"] for r in rounds),
+        **diagnostics, "rounds": rounds, "pseudo_pairs": sum(r["pairs"] for r in rounds),
         "label_accuracy": sum(acc) / len(acc) if acc else None})
 
 

@@ -1,0 +1,94 @@
+"""Reward models of an experiment: how they are trained, and what the shift costs them.
+
+``reward_model.kind`` picks the model: ``finetune`` (the ``reward`` recipe: a Bradley-Terry model from
+the initial policy's weights, trained with ``reward_train``) or ``heads`` (``shiftalign heads fit``:
+an ensemble of Bradley-Terry heads on frozen features, one feature extraction for all heads). Either
+can be importance-weighted toward the target: the per-pair weights multiply each pair's likelihood
+term (the loop's weighted reduction, or the heads' sample weights).
+
+The **shift cost** of a reward model is its accuracy against gold on held-out source pairs (in its
+own domain: the pairs of ``data.heldout_pairs``, ordered by their recorded gold scores) minus its
+accuracy on on-policy pairs (every two samples of a target prompt from the initial policy whose gold
+scores differ). Accuracy counts a reward-model tie as 1/2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..io import read_jsonl
+from ..reweight.features import FeatureConfig
+from ..reweight.pairs import text_of
+
+KINDS = ("finetune", "heads")
+
+
+@dataclass
+class RewardSpec:
+    kind: str = "finetune"  # finetune | heads
+    heads: int = 8  # heads: ensemble size (bootstrap resamples)
+    l2: float | None = None  # heads: scikit-learn's C; None: 5-fold cross-validation
+    features: FeatureConfig = field(default_factory=FeatureConfig)  # heads: frozen features
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ConfigError(f"kind: expected one of {', '.join(KINDS)}, got {self.kind!r}")
+
+
+def train_reward(ctx, out: Path, weights: str | None = None) -> str:
+    """Train the experiment's kind of reward model on the source pairs into ``out``; its path."""
+    cfg, spec = ctx.cfg, ctx.cfg.reward_model
+    if spec.kind == "heads":
+        from ..recipes.reward_heads import RewardHeadsConfig
+        from ..recipes.reward_heads import main as heads_main
+
+        heads_main(RewardHeadsConfig(pairs=ctx.shared.source_pairs, output_dir=str(out), features=spec.features,
+                                     heads=spec.heads, l2=spec.l2, weights=weights, seed=cfg.seed))
+        return str(out)
+    extra = {"weights": weights} if weights else {}
+    rc = ctx.run_config("reward", out, ctx.shared.source_pairs, cfg.reward_train, {"name": "bradley_terry"}, **extra)
+    return ctx.train(rc).model
+
+
+def _accuracy(rm_path: str, prompts: list, responses: list[str], gold: list[float], groups: list[str],
+              wrap: bool) -> tuple[float | None, int]:
+    from ..recipes.evaluate import pair_accuracy
+    from ..rl.scorers import reward_model_scorer
+
+    scores = reward_model_scorer(rm_path, wrap_text_as_chat=wrap)(prompts, responses)
+    return pair_accuracy(np.array(scores, np.float64), np.array(gold, np.float64), groups)
+
+
+def shift_cost(ctx, rm_path: str) -> dict:
+    """In-domain (held-out source pairs) and on-policy accuracy against gold, and their difference."""
+    from ..rl.scorers import make_scorer
+
+    cfg, out = ctx.cfg, {}
+    if ctx.shared.heldout_pairs:
+        rows = read_jsonl(ctx.shared.heldout_pairs)
+        if rows and "gold_chosen" not in rows[0]:
+            gold_fn = make_scorer(dict(cfg.gold))
+            prompts = [text_of(r["prompt"]) for r in rows]
+            for r, gc, gr in zip(rows, gold_fn(prompts, [text_of(r["chosen"]) for r in rows]),
+                                 gold_fn(prompts, [text_of(r["rejected"]) for r in rows])):
+                r["gold_chosen"], r["gold_rejected"] = gc, gr
+        prompts = [r["prompt"] for r in rows for _ in (0, 1)]
+        responses = [text_of(r[k]) for r in rows for k in ("chosen", "rejected")]
+        gold = [r[k] for r in rows for k in ("gold_chosen", "gold_rejected")]
+        groups = [str(i) for i in range(len(rows)) for _ in (0, 1)]
+        out["in_domain_accuracy"], out["in_domain_pairs"] = _accuracy(rm_path, prompts, responses, gold, groups,
+                                                                      cfg.wrap_text_as_chat)
+    samples = read_jsonl(ctx.shared.samples)
+    prompts = [s["prompt"] for s in samples]
+    responses = [s["completion"] for s in samples]
+    gold = make_scorer(dict(cfg.gold))([text_of(p) for p in prompts], responses)
+    groups = [str(s.get("prompt_id", text_of(s["prompt"]))) for s in samples]
+    out["on_policy_accuracy"], out["on_policy_pairs"] = _accuracy(rm_path, prompts, responses, gold, groups,
+                                                                  cfg.wrap_text_as_chat)
+    if out.get("in_domain_accuracy") is not None and out["on_policy_accuracy"] is not None:
+        out["shift_cost"] = out["in_domain_accuracy"] - out["on_policy_accuracy"]
+    return out
