@@ -173,3 +173,22 @@ def test_evaluate_policies(tmp_path):
         assert {r["sampling"]["temperature"] for r in rows} == {0.5}
     finally:
         ev_mod.sequence_kls = real
+
+
+def test_two_level_bootstrap_covers_seed_spread_and_reduces_to_the_paired_bootstrap():
+    from shiftalign.experiment.seeds import seed_spread, two_level_bootstrap
+    from shiftalign.recipes.evaluate import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    prompts = rng.normal(size=40)
+    a1, b1 = prompts + 0.1 + rng.normal(0, 0.1, 40), prompts + rng.normal(0, 0.1, 40)
+    d, lo, hi = two_level_bootstrap(a1[None], b1[None], 4000, 0)
+    d2, lo2, hi2 = paired_bootstrap(a1, b1, 4000, 0)
+    assert d == pytest.approx(d2) and lo == pytest.approx(lo2, abs=0.01) and hi == pytest.approx(hi2, abs=0.01)
+    # three replicates whose means differ by seed: the interval widens to cover the seed-to-seed spread
+    shifts = np.array([-0.3, 0.0, 0.3])[:, None]
+    a3 = prompts + 0.1 + shifts + rng.normal(0, 0.1, (3, 40))
+    b3 = prompts + rng.normal(0, 0.1, (3, 40))
+    d3, lo3, hi3 = two_level_bootstrap(a3, b3, 4000, 0)
+    assert hi3 - lo3 > 3 * (hi - lo) and lo3 < d3 < hi3
+    assert seed_spread(a3) == pytest.approx(0.3, abs=0.05) and seed_spread(a1) is None

@@ -148,9 +148,10 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
     cfg = {**bench_cfg, "data": {**bench_cfg["data"], "heldout_pairs": held},
            "reward_model": {"kind": "heads", "heads": 4, "l2": 1.0, "features": enc},
            "arms": [{"name": "initial", "kind": "initial"},
-                    {"name": "dpo_source", "kind": "dpo"},
+                    {"name": "dpo_source", "kind": "dpo", "seeds": 2},
                     {"name": "dpo_classifier", "kind": "dpo", "estimator": {"name": "classifier", "folds": 3}},
                     {"name": "warm", "kind": "pseudo", "init": "dpo_source", "rounds": 2, "reference": "previous",
+                     "seeds": 2,
                      "mix_source": True, "source_weights": "dpo_classifier", "confidence_temperature": 1.0,
                      "max_spread": 100.0, "pairs": "all"},
                     {"name": "iw_rm", "kind": "pseudo", "reward_weights": {"estimator": {"name": "classifier", "folds": 3}}},
@@ -180,6 +181,15 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
     assert len(rows) - len(pseudo) == len(weights)
     assert res["arms"][[r["arm"] for r in res["arms"]].index("random_labels")]["label_accuracy"] is not None
     assert "Reward models" in (root / "report.html").read_text() and "shift cost" in (root / "results.md").read_text()
+    # seed replicates: one row per arm; replicate k of a warm start starts from replicate k of its source
+    rows = {r["arm"]: r for r in res["arms"]}
+    assert set(rows) == {a["name"] for a in cfg["arms"]}
+    assert rows["warm"]["seeds"] == 2 and rows["warm"]["seed_sd"] is not None and rows["oracle"]["seeds"] == 1
+    r1 = yaml.safe_load((root / "warm@1" / "round-1" / "train" / "config.yaml").read_text())
+    assert r1["model"]["path"] == str(root / "dpo_source@1" / "model") and r1["seed"] == cfg.get("seed", 0) + 1
+    ev = json.loads((root / "evaluate" / "evaluation.json").read_text())["policies"]
+    assert {"dpo_source@1", "warm@1"} <= set(ev)
+    assert rows["dpo_source"]["gold"] == pytest.approx((ev["dpo_source"]["gold_mean"] + ev["dpo_source@1"]["gold_mean"]) / 2)
 
 
 @pytest.mark.parametrize("arm, message", [
@@ -190,6 +200,7 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
     ({"name": "x", "kind": "pseudo", "labeller": "crowd"}, "arms.x.labeller: expected one of reward_model, judge, gold"),
     ({"name": "x", "kind": "rl", "rl": {"prompts": "p.jsonl"}}, "arms.x.rl: prompts are set by the experiment"),
     ({"name": "x", "kind": "pseudo", "init": "later"}, "arms.x: 'later' is not an arm listed before it"),
+    ({"name": "x", "kind": "dpo", "seeds": 0}, "arms.x.seeds: expected a whole number >= 1"),
     ({"name": "x", "kind": "pseudo", "reward_weights": {"stabilise": {}}}, "arms.x.reward_weights: expected"),
 ])
 def test_a_bad_arm_is_refused_before_anything_is_written(bench_cfg, tmp_path, capsys, arm, message):

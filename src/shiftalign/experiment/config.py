@@ -64,6 +64,7 @@ class Arm:
     name: str
     kind: str
     options: object  # the kind's options dataclass
+    seeds: int = 1  # replicates trained with seed offsets 0..seeds-1 (experiment.seeds)
 
 
 def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
@@ -77,7 +78,12 @@ def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
         if kind not in ARMS.names():
             raise ConfigError(f"arms[{i}].kind: expected one of {', '.join(ARMS.names())}, got {kind!r}")
         where = f"arms.{spec['name']}"
-        rest = {k: v for k, v in spec.items() if k not in ("name", "kind")}
+        rest = {k: v for k, v in spec.items() if k not in ("name", "kind", "seeds")}
+        seeds = spec.get("seeds", 1)
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ConfigError(f"{where}.seeds: expected a whole number >= 1, got {seeds!r}")
+        if "@" in spec["name"]:
+            raise ConfigError(f"{where}: '@' is kept for seed replicates (name@k); choose another name")
         try:
             options = from_dict(ARMS.get(kind).options, rest, where)
             if isinstance(getattr(options, "train", None), dict):  # checked now, not when the arm's turn comes
@@ -87,7 +93,7 @@ def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
         for ref in getattr(options, "arm_refs", lambda: [])():  # options naming other arms name earlier ones
             if ref not in [a.name for a in arms]:
                 raise ConfigError(f"{where}: '{ref}' is not an arm listed before it")
-        arms.append(Arm(spec["name"], kind, options))
+        arms.append(Arm(spec["name"], kind, options, seeds))
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise ConfigError(f"arms: names must be unique, got {names}")

@@ -31,6 +31,20 @@ class Context:
     root: Path
     shared: Shared
     arms: dict = field(default_factory=dict)  # name -> ArmResult of the arms run so far, in config order
+    replicate: int = 0  # seed offset of the arm being run (experiment.seeds)
+
+    def for_replicate(self, k: int) -> Context:
+        """The context of seed replicate k: seed and sampling seed offset by k; the same shared outputs."""
+        cfg = dataclasses.replace(self.cfg, seed=self.cfg.seed + k,
+                                  policy_sampling=dataclasses.replace(self.cfg.policy_sampling,
+                                                                      seed=self.cfg.policy_sampling.seed + k))
+        return dataclasses.replace(self, cfg=cfg, replicate=k)
+
+    def arm(self, name: str):
+        """An earlier arm's result: its replicate of the same seed when it has one, else its first."""
+        from .seeds import replicate_name
+
+        return self.arms.get(replicate_name(name, self.replicate)) or self.arms[name]
 
     def train_settings(self, overrides: dict, where: str) -> TrainConfig:
         """The experiment's ``dpo_train`` with an arm's overrides, and its progress setting."""

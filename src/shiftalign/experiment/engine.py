@@ -11,7 +11,8 @@ directory is claimed for its config, see ``rundir``):
                        density-ratio estimator and round 1 of every pseudo-label arm (shared);
    ``reward_shift``    the reward model's accuracy against gold on held-out source pairs and on pairs of
                        those samples: the shift cost;
-4. one stage per arm   in config order; the kinds are registered in ``experiment.arms``;
+4. one stage per arm   in config order (per seed replicate: ``seeds: S`` trains ``arm``, ``arm@1``, ...,
+                       ``arm@S-1``); the kinds are registered in ``experiment.arms``;
 5. ``evaluate``        on held-out target prompts, by the gold scorer: gold reward with paired-bootstrap
                        95 % intervals against the baseline arm, win rate and KL against the initial
                        policy, the reward model's accuracy on on-policy pairs (``recipes.evaluate``);
@@ -33,6 +34,7 @@ from .config import Arm, ExperimentConfig, parse_arms
 from .context import Context, Shared
 from .report import write_outputs
 from .rewards import shift_cost, train_reward
+from .seeds import replicate_name
 from .stages import Stages
 
 
@@ -97,7 +99,7 @@ def drop_checkpoints(run_dir: Path) -> None:
 def main(cfg: ExperimentConfig) -> dict:
     arms = validate_inputs(cfg)
     root = Path(cfg.output_dir)
-    stage = Stages(root, 5 + len(arms), config=cfg)
+    stage = Stages(root, 5 + sum(a.seeds for a in arms), config=cfg)
     data = stage("data", lambda: build_data(cfg, root))
     ctx = Context(cfg, root, Shared(source_pairs=data["source_pairs"], target_prompts=data["target_prompts"],
                                     eval_prompts=data["eval_prompts"], reward_model="", samples="",
@@ -118,18 +120,23 @@ def main(cfg: ExperimentConfig) -> dict:
     ctx.shared.samples = stage("policy_samples", policy_samples)["samples"]
     reward_models = {"reward (shared)": {"kind": cfg.reward_model.kind,
                                          **stage("reward_shift", lambda: shift_cost(ctx, ctx.shared.reward_model))}}
+    replicates: dict[str, list[str]] = {}
     for arm in arms:
-        def run_arm(arm=arm):
-            result = ARMS.get(arm.kind).run(ctx, arm.name, arm.options)
-            drop_checkpoints(root / arm.name)
-            drop_checkpoints(root / "rewards" / arm.name)
-            return asdict(result)
+        for k in range(arm.seeds):
+            name = replicate_name(arm.name, k)
+            replicates.setdefault(arm.name, []).append(name)
 
-        info = stage(f"arm_{arm.name}", run_arm)
-        ctx.arms[arm.name] = ArmResult(info["model"], info.get("failed"), info.get("diagnostics", {}),
+            def run_arm(arm=arm, k=k, name=name):
+                result = ARMS.get(arm.kind).run(ctx.for_replicate(k), name, arm.options)
+                drop_checkpoints(root / name)
+                drop_checkpoints(root / "rewards" / name)
+                return asdict(result)
+
+            info = stage(f"arm_{name}", run_arm)
+            ctx.arms[name] = ArmResult(info["model"], info.get("failed"), info.get("diagnostics", {}),
                                        info.get("files", {}))
-        if "reward_model" in ctx.arms[arm.name].diagnostics:
-            reward_models[f"{arm.name}"] = ctx.arms[arm.name].diagnostics["reward_model"]
+            if "reward_model" in ctx.arms[name].diagnostics:
+                reward_models[name] = ctx.arms[name].diagnostics["reward_model"]
     initial = next(a.name for a in arms if a.kind == "initial")
 
     def evaluate():
@@ -141,4 +148,4 @@ def main(cfg: ExperimentConfig) -> dict:
         return {"file": str(root / "evaluate" / "evaluation.json")}
 
     ev = stage("evaluate", evaluate)
-    return write_outputs(root, cfg, initial, stage.records, data, ctx.arms, ev["file"], reward_models)
+    return write_outputs(root, cfg, initial, stage.records, data, ctx.arms, ev["file"], reward_models, replicates)

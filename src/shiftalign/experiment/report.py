@@ -31,12 +31,12 @@ def reward_model_rows(reward_models: dict) -> list[list[str]]:
 
 
 def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict, arms: dict, evaluation_file: str,
-                  reward_models: dict | None = None) -> dict:
+                  reward_models: dict | None = None, replicates: dict | None = None) -> dict:
     import json
 
     evaluation = json.loads(read_text(evaluation_file))
     seconds = {r["stage"]: r["seconds"] for r in records}
-    rows = arm_rows(cfg.baseline_arm, cfg.oracle_arm, arms, evaluation, seconds)
+    rows = arm_rows(cfg.baseline_arm, cfg.oracle_arm, arms, evaluation, seconds, replicates)
     kinds = {a["name"]: a.get("kind") for a in cfg.arms}
     gold = evaluation["gold"].get("name", "gold") if isinstance(evaluation["gold"], dict) else str(evaluation["gold"])
     lines = verdict(rows, kinds, cfg.baseline_arm, cfg.oracle_arm, gold)
@@ -47,7 +47,8 @@ def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict
               "total_seconds": total}
     write_json_atomic(root / "results.json", result)
     setup = (f"Held-out target prompts: {evaluation['prompts']} × {evaluation['samples_per_prompt']} samples; gold: "
-             f"{gold}; differences and paired-bootstrap 95 % intervals (prompts resampled) against `{cfg.baseline_arm}`; "
+             f"{gold}; differences and 95 % intervals (bootstrap over prompts, paired, and over seed replicates) against "
+             f"`{cfg.baseline_arm}`; "
              f"win rate and KL against `{initial}`; total {num(total / 60)} min.")
     rm_rows = reward_model_rows(reward_models)
     md = "\n".join(lines[:1] + [f"- {v}" for v in lines[1:]]) + "\n\n" + setup + "\n\n" + \

@@ -4,39 +4,91 @@ Gap-recovery ratio of an arm: (gold(arm) - gold(baseline)) / (gold(oracle) - gol
 held-out target prompts. It is reported only when the oracle's 95 % interval against the baseline
 lies above zero: when it contains zero the denominator is noise, and when it lies below zero the
 ratio's sign is inverted and it says nothing either.
+
+An arm trained with several seeds is one row: its numbers are means over its replicates, its
+intervals resample prompts and seeds (``experiment.seeds``), and ``seed_sd`` is the spread of the
+replicates' mean gold reward. ``gain_per_nat`` = Δ gold / (KL(arm) − KL(baseline)) to the initial
+policy, given when the arm moves further from the initial policy than the baseline: gold bought per
+extra nat, for comparing arms at unequal KL (the gold-against-KL plot shows the same frontier).
 """
 
 from __future__ import annotations
 
-COLUMNS = ["arm", "gold", "diff", "ci95", "gap_recovery", "win_rate", "kl", "kl_ci95", "rm_accuracy", "ess_fraction",
-           "domain_auc", "label_accuracy", "pseudo_pairs", "seconds"]
-HEADERS = {"arm": "arm", "gold": "gold reward", "diff": "Δ gold vs {base}", "ci95": "Δ 95 % CI",
-           "gap_recovery": "gap recovery", "win_rate": "win rate vs {initial}", "kl": "KL to {initial} (nats)",
-           "kl_ci95": "KL 95 % CI", "rm_accuracy": "RM accuracy on its samples", "ess_fraction": "ESS/N",
+import numpy as np
+
+from .seeds import seed_spread, two_level_bootstrap
+
+COLUMNS = ["arm", "seeds", "gold", "diff", "ci95", "gap_recovery", "seed_sd", "win_rate", "kl", "kl_ci95",
+           "gain_per_nat", "rm_accuracy", "ess_fraction", "domain_auc", "label_accuracy", "pseudo_pairs", "seconds"]
+HEADERS = {"arm": "arm", "seeds": "seeds", "gold": "gold reward", "diff": "Δ gold vs {base}", "ci95": "Δ 95 % CI",
+           "gap_recovery": "gap recovery", "seed_sd": "seed-to-seed sd", "win_rate": "win rate vs {initial}",
+           "kl": "KL to {initial} (nats)", "kl_ci95": "KL 95 % CI", "gain_per_nat": "Δ gold per nat beyond {base}",
+           "rm_accuracy": "RM accuracy on its samples", "ess_fraction": "ESS/N",
            "domain_auc": "domain AUC before → after", "label_accuracy": "label accuracy", "pseudo_pairs": "pseudo-pairs",
            "seconds": "time (min)"}
+BOOTSTRAP = 2000
 
 
-def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, seconds: dict) -> list[dict]:
-    """``arms``: name -> ArmResult; ``evaluation``: evaluation.json; ``seconds``: stage name -> seconds."""
+def _per_prompt(entries: list[dict], key: str, fallback: str) -> np.ndarray:
+    """(replicates, prompts) array of a per-prompt metric; a one-column array of the summary value when
+    the evaluation has no per-prompt numbers."""
+    if all(key in e for e in entries):
+        return np.array([e[key] for e in entries], np.float64)
+    return np.array([[e[fallback]] for e in entries], np.float64)
+
+
+def _mean(values) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, seconds: dict,
+             replicates: dict[str, list[str]] | None = None) -> list[dict]:
+    """``arms``: policy name -> ArmResult; ``evaluation``: evaluation.json; ``seconds``: stage -> seconds;
+    ``replicates``: arm -> its replicates' policy names (default: each policy is an arm of one seed).
+    Differences and their intervals resample prompts and seeds (``experiment.seeds``)."""
     pol = evaluation["policies"]
+    replicates = replicates or {n: [n] for n in arms}
+    evaluated = {a: [n for n in names if n in pol] for a, names in replicates.items()}
     key = f"gold_diff_vs_{baseline}"
-    resolved = oracle in pol and pol[oracle][f"{key}_ci95"][0] > 0
-    gap = pol[oracle][key] if resolved else None
+    per_seed = all("gold_per_prompt" in pol[n] for names in evaluated.values() for n in names)
+    base = [pol[n] for n in evaluated.get(baseline, [])]
+
+    def diff(arm: str) -> tuple[float, list[float]]:
+        entries = [pol[n] for n in evaluated[arm]]
+        if not per_seed or not base:  # summary numbers only: the evaluation's own paired interval
+            return entries[0][key], entries[0][f"{key}_ci95"]
+        d, lo, hi = two_level_bootstrap(_per_prompt(entries, "gold_per_prompt", "gold_mean"),
+                                        _per_prompt(base, "gold_per_prompt", "gold_mean"), BOOTSTRAP, 0)
+        return d, [lo, hi]
+
+    o_diff = diff(oracle) if oracle in evaluated and evaluated[oracle] else None
+    gap = o_diff[0] if o_diff is not None and o_diff[1][0] > 0 else None
+    base_kl = _mean(e["kl_to_baseline"] for e in base) if base else None
     rows = []
-    for name, res in arms.items():
-        if name not in pol:
-            rows.append({"arm": name, "failed": res.failed or "no policy", "seconds": seconds.get(f"arm_{name}")})
+    for arm, names in evaluated.items():
+        res = arms[replicates[arm][0]]
+        if not names:
+            rows.append({"arm": arm, "failed": res.failed or "no policy", "seconds": seconds.get(f"arm_{arm}")})
             continue
-        e, d = pol[name], res.diagnostics
+        entries, d = [pol[n] for n in names], res.diagnostics
+        delta, ci = diff(arm)
+        gold = _per_prompt(entries, "gold_per_prompt", "gold_mean")
+        kl = _per_prompt(entries, "kl_per_prompt", "kl_to_baseline")
+        kl_ci = (list(two_level_bootstrap(kl, np.zeros((1, kl.shape[1])), BOOTSTRAP, 0)[1:]) if kl.shape[1] > 1
+                 else entries[0].get("kl_to_baseline_ci95"))
+        extra_kl = float(kl.mean()) - base_kl if base_kl is not None else None
         auc = (d.get("domain_auc_before"), d.get("domain_auc_after"))
-        rows.append({"arm": name, "gold": e["gold_mean"], "diff": e[key], "ci95": e[f"{key}_ci95"],
-                     "gap_recovery": 0.0 if name == baseline else (e[key] / gap if gap else None),
-                     "win_rate": e["win_rate_vs_baseline"], "kl": e["kl_to_baseline"], "kl_ci95": e.get("kl_to_baseline_ci95"),
-                     "rm_accuracy": e.get("reward_model_accuracy"), "ess_fraction": d.get("ess_fraction"),
-                     "domain_auc": list(auc) if auc[0] is not None else None,
-                     "label_accuracy": d.get("label_accuracy"), "pseudo_pairs": d.get("pseudo_pairs"),
-                     "seconds": seconds.get(f"arm_{name}")})
+        rows.append({"arm": arm, "seeds": len(names), "gold": float(gold.mean()), "diff": delta, "ci95": ci,
+                     "gap_recovery": 0.0 if arm == baseline else (delta / gap if gap else None),
+                     "seed_sd": seed_spread(gold), "win_rate": _mean(e["win_rate_vs_baseline"] for e in entries),
+                     "kl": float(kl.mean()), "kl_ci95": kl_ci,
+                     "gain_per_nat": delta / extra_kl if arm != baseline and extra_kl and extra_kl > 0 else None,
+                     "rm_accuracy": _mean(e.get("reward_model_accuracy") for e in entries),
+                     "ess_fraction": d.get("ess_fraction"), "domain_auc": list(auc) if auc[0] is not None else None,
+                     "label_accuracy": _mean(arms[n].diagnostics.get("label_accuracy") for n in names),
+                     "pseudo_pairs": d.get("pseudo_pairs"),
+                     "seconds": sum(seconds.get(f"arm_{n}", 0.0) for n in replicates[arm]) or None})
     return rows
 
 
@@ -66,7 +118,7 @@ def cells(row: dict, baseline: str) -> dict:
         v = row.get(c)
         if c == "seconds":
             out[c] = minutes(v)
-        elif row["arm"] == baseline and c in ("diff", "ci95", "gap_recovery"):
+        elif row["arm"] == baseline and c in ("diff", "ci95", "gap_recovery", "gain_per_nat"):
             out[c] = "0 (baseline)" if c == "diff" else "–"
         elif c == "domain_auc" and v:
             out[c] = f"{num(v[0])} → {num(v[1])}"

@@ -115,7 +115,8 @@ def main(cfg: EvaluateConfig) -> dict:
     base_mean, base_by = per_prompt(cfg.baseline)
     comp = cfg.compare_to or cfg.baseline
     comp_mean, _ = per_prompt(comp)
-    result = {"prompts": len(prompt_ids), "samples_per_prompt": cfg.sampling.n, "gold": cfg.gold, "policies": {},
+    result = {"prompts": len(prompt_ids), "prompt_ids": prompt_ids, "samples_per_prompt": cfg.sampling.n,
+              "gold": cfg.gold, "policies": {},
               "kl": f"KL(policy || {cfg.baseline}) of the sampling distributions at temperature "
                     f"{kl_temperature(cfg.sampling)}, nats per response: exact per-token KL summed over the "
                     "policy's own samples"}
@@ -132,7 +133,8 @@ def main(cfg: EvaluateConfig) -> dict:
             kl_by.setdefault(r["prompt_id"], []).append(k)
         kl = np.array([np.mean(kl_by[p]) for p in prompt_ids])
         _, kl_lo, kl_hi = paired_bootstrap(kl, np.zeros_like(kl), cfg.bootstrap, cfg.seed)
-        entry.update(kl_to_baseline=float(kl.mean()), kl_to_baseline_ci95=[kl_lo, kl_hi], **metrics)
+        entry.update(kl_to_baseline=float(kl.mean()), kl_to_baseline_ci95=[kl_lo, kl_hi], **metrics,
+                     gold_per_prompt=mean.tolist(), kl_per_prompt=kl.tolist(), win_rate_per_prompt=list(map(float, wins)))
         result["policies"][name] = entry
         log(f"{name}: gold {entry['gold_mean']:.3f} (diff vs {comp} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]), "
             f"win rate {entry['win_rate_vs_baseline']:.3f}, KL {entry['kl_to_baseline']:.3f} nats")

@@ -114,7 +114,7 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
         reward_model, diagnostics["reward_model"] = importance_weighted_reward(ctx, name, opts)
     train = ctx.run_config("preference", None, None, ctx.train_settings(opts.train, f"arms.{name}.train"), cfg.dpo_loss)
     if opts.init:
-        start = ctx.arms[opts.init].model
+        start = ctx.arm(opts.init).model
         if not start:
             raise ConfigError(f"arms.{name}.init: arm '{opts.init}' produced no policy")
         train = replace(train, model=replace(train.model, path=start))
@@ -124,7 +124,7 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
                                            progress=cfg.progress),
                        label=label_settings(ctx, name, opts, reward_model), train=train,
                        mix_source=ctx.shared.source_pairs if opts.mix_source else None,
-                       mix_weights=ctx.arms[opts.source_weights].files.get("weights") if opts.source_weights else None,
+                       mix_weights=ctx.arm(opts.source_weights).files.get("weights") if opts.source_weights else None,
                        confidence_temperature=opts.confidence_temperature,
                        round1_samples=None if opts.init else ctx.shared.samples)
     try:
