@@ -156,6 +156,9 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
                      "max_spread": 100.0, "pairs": "all"},
                     {"name": "iw_rm", "kind": "pseudo", "reward_weights": {"estimator": {"name": "classifier", "folds": 3}}},
                     {"name": "random_labels", "kind": "pseudo", "labeller": "random"},
+                    {"name": "rl_iw", "kind": "rl", "reward_from": "iw_rm",
+                     "rl": {"iterations": 1, "prompts_per_iteration": 2, "minibatch_size": 4,
+                            "sampling": {"n": 2, "max_new_tokens": 6}}},
                     {"name": "oracle", "kind": "pseudo", "labeller": "gold"}]}
     with FakeLLM() as server:
         assert _run(cfg, tmp_path, monkeypatch, server) == 0
@@ -167,6 +170,8 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
     assert shared["shift_cost"] == pytest.approx(shared["in_domain_accuracy"] - shared["on_policy_accuracy"])
     assert "importance-weighted" in iw["kind"] and iw["on_policy_accuracy"] is not None
     assert json.loads((root / "rewards" / "iw_rm" / "reward_heads.json").read_text())["weighted"]
+    rl_cfg = yaml.safe_load((root / "rl_iw" / "config.yaml").read_text())
+    assert rl_cfg["scorer"]["path"] == str(root / "rewards" / "iw_rm")  # RL against the importance-weighted heads
     # warm start: round 1 trains from dpo_source's model; round 2's reference is round 1's policy
     r1 = yaml.safe_load((root / "warm" / "round-1" / "train" / "config.yaml").read_text())
     r2 = yaml.safe_load((root / "warm" / "round-2" / "train" / "config.yaml").read_text())

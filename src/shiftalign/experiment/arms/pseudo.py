@@ -109,9 +109,10 @@ def importance_weighted_reward(ctx, name: str, opts: PseudoOptions) -> tuple[str
 
 def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
     cfg = ctx.cfg
-    reward_model, diagnostics = ctx.shared.reward_model, {}
+    reward_model, diagnostics, files = ctx.shared.reward_model, {}, {}
     if opts.reward_weights is not None:
         reward_model, diagnostics["reward_model"] = importance_weighted_reward(ctx, name, opts)
+        files["reward_model"] = reward_model
     train = ctx.run_config("preference", None, None, ctx.train_settings(opts.train, f"arms.{name}.train"), cfg.dpo_loss)
     if opts.init:
         start = ctx.arm(opts.init).model
@@ -131,12 +132,12 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
         history = iterate_main(it)
     except NoPairsError as e:  # recorded, shown in the results, and left out of the evaluation
         log(f"arm {name}: {e}")
-        return ArmResult(model=None, failed=str(e))
+        return ArmResult(model=None, failed=str(e), diagnostics=diagnostics, files=files)
     rounds = [{"round": h["round"], "pairs": h["labels"]["pairs"], "unlabelled": h["labels"]["unlabelled"],
                "label_accuracy": pair_label_accuracy(Path(h["samples"]).parent / "labels" / "pseudo_pairs.jsonl",
                                                      cfg.gold)} for h in history]
     acc = [r["label_accuracy"] for r in rounds if r["label_accuracy"] is not None]
-    return ArmResult(model=history[-1]["model"], diagnostics={
+    return ArmResult(model=history[-1]["model"], files=files, diagnostics={
         **diagnostics, "rounds": rounds, "pseudo_pairs": sum(r["pairs"] for r in rounds),
         "label_accuracy": sum(acc) / len(acc) if acc else None})
 

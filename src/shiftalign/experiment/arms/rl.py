@@ -1,7 +1,8 @@
 """``rl``: online RL (PPO / RLOO / GRPO, ``recipes.rl``) from the initial policy on the target prompts,
 against the experiment's reward model (trained on the source pairs): the RLHF baseline of Ouyang
-et al., 2022, whose reward model is used off its training domain. Diagnostics: the reward model's
-mean score in the last iteration.
+et al., 2022, whose reward model is used off its training domain; with ``reward_from``, against the
+importance-weighted reward model of an earlier ``pseudo`` arm. Diagnostics: the reward model's mean
+score in the last iteration.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ SET_BY_THE_EXPERIMENT = ("output_dir", "seed", "model", "prompts", "wrap_text_as
 @dataclass
 class RLOptions:
     rl: dict = field(default_factory=dict)  # fields of recipes.rl.RLConfig: algorithm, iterations, lr, sampling, ...
+    reward_from: str | None = None  # an earlier pseudo arm whose importance-weighted reward model to optimise
+
+    def arm_refs(self) -> list[str]:
+        return [self.reward_from] if self.reward_from else []
 
     def __post_init__(self):
         fixed = sorted(set(self.rl) & set(SET_BY_THE_EXPERIMENT))
@@ -30,10 +35,15 @@ class RLOptions:
 
 def run(ctx, name: str, opts: RLOptions) -> ArmResult:
     cfg = ctx.cfg
+    reward_model = ctx.shared.reward_model
+    if opts.reward_from:
+        reward_model = ctx.arm(opts.reward_from).files.get("reward_model")
+        if not reward_model:
+            raise ConfigError(f"arms.{name}.reward_from: arm '{opts.reward_from}' trained no reward model of its own")
     rc = from_dict(RLConfig, {**opts.rl, "output_dir": str(ctx.root / name), "seed": cfg.seed,
                               "prompts": ctx.shared.target_prompts, "wrap_text_as_chat": cfg.wrap_text_as_chat,
                               "max_prompt_length": cfg.max_prompt_length, "progress": cfg.progress,
-                              "scorer": {"name": "reward_model", "path": ctx.shared.reward_model,
+                              "scorer": {"name": "reward_model", "path": reward_model,
                                          "wrap_text_as_chat": cfg.wrap_text_as_chat}}, f"arms.{name}.rl")
     rc = replace(rc, model=replace(cfg.model))
     res = RECIPES.get("rl").main(rc)
