@@ -152,7 +152,8 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
                     {"name": "dpo_classifier", "kind": "dpo", "estimator": {"name": "classifier", "folds": 3}},
                     {"name": "warm", "kind": "pseudo", "init": "dpo_source", "rounds": 2, "reference": "previous",
                      "seeds": 2,
-                     "mix_source": True, "source_weights": "dpo_classifier", "confidence_temperature": 1.0,
+                     "mix_source": True, "mix_source_pairs": 4, "source_weights": "dpo_classifier",
+                     "confidence_temperature": 1.0,
                      "max_spread": 100.0, "pairs": "all"},
                     {"name": "iw_rm", "kind": "pseudo", "reward_weights": {"estimator": {"name": "classifier", "folds": 3}}},
                     {"name": "random_labels", "kind": "pseudo", "labeller": "random"},
@@ -183,7 +184,7 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
     pseudo = [r for r in rows if "provenance" in r]
     assert pseudo and all(0 < r["weight"] < 1 for r in pseudo)  # tanh(margin / 2): confidence, not 1
     assert all(r["weight"] == pytest.approx(weights[r["id"]]) for r in rows if "provenance" not in r)
-    assert len(rows) - len(pseudo) == len(weights)
+    assert len(rows) - len(pseudo) == 4  # mix_source_pairs of the source pairs, with their weights
     assert res["arms"][[r["arm"] for r in res["arms"]].index("random_labels")]["label_accuracy"] is not None
     assert "Reward models" in (root / "report.html").read_text() and "shift cost" in (root / "results.md").read_text()
     # seed replicates: one row per arm; replicate k of a warm start starts from replicate k of its source

@@ -51,6 +51,7 @@ class IterateConfig:
     label: LabelConfig = field(default_factory=LabelConfig)  # samples/output_dir are set per round
     train: RunConfig = field(default_factory=RunConfig)  # data.train/model.path/output_dir set per round
     mix_source: str | None = None  # source preference pairs to add to every round's training set
+    mix_source_pairs: int | None = None  # that many of them per round, drawn at random (seeded by round); None: all
     round1_samples: str | None = None  # samples of the initial policy to use as round 1's (e.g. shared between runs)
     mix_weights: str | None = None  # density-ratio weights file for the source pairs (joined on id; ids it
     # lacks follow train.data.missing_weight: error by default)
@@ -81,14 +82,19 @@ def source_rows(cfg: IterateConfig) -> list[dict]:
              **({"weight": e.weight} if e.weight is not None else {})} for e in examples]
 
 
-def _training_set(pseudo: Path, cfg: IterateConfig, out: Path) -> Path:
+def _training_set(pseudo: Path, cfg: IterateConfig, out: Path, round_: int = 1) -> Path:
     rows = read_jsonl(pseudo)
     if cfg.confidence_temperature is not None:
         if not cfg.confidence_temperature > 0:
             raise ConfigError(f"confidence_temperature must be > 0, got {cfg.confidence_temperature}")
         rows = [{**r, "weight": confidence_weight(r.get("provenance", {}), cfg.confidence_temperature)} for r in rows]
     if cfg.mix_source:
-        rows += source_rows(cfg)
+        source = source_rows(cfg)
+        if cfg.mix_source_pairs is not None and cfg.mix_source_pairs < len(source):
+            import random
+
+            source = random.Random(f"{cfg.train.seed}:mix:{round_}").sample(source, cfg.mix_source_pairs)
+        rows += source
     if not rows:
         raise NoPairsError(f"{pseudo}: the labeller produced no pairs and there is no mix_source to train on")
     write_text_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -128,7 +134,7 @@ def main(cfg: IterateConfig) -> list[dict]:
         summary_file = rd / "labels" / "label_summary.json"
         label_summary = json.loads(summary_file.read_text()) if summary_file.exists() else label_main(lab)
 
-        pairs = _training_set(rd / "labels" / "pseudo_pairs.jsonl", cfg, rd / "train_pairs.jsonl")
+        pairs = _training_set(rd / "labels" / "pseudo_pairs.jsonl", cfg, rd / "train_pairs.jsonl", r)
         t = replace(cfg.train, recipe="preference", output_dir=str(rd / "train"),
                     model=replace(cfg.train.model, path=policy),
                     reference=initial if cfg.reference == "initial" else policy,

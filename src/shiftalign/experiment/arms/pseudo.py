@@ -50,6 +50,7 @@ class PseudoOptions:
     margin: float = 0.0  # reward_model / gold: keep pairs whose score difference is above this
     reference: str = "initial"  # initial | previous
     mix_source: bool = False  # add the source pairs to every round
+    mix_source_pairs: int | None = None  # with mix_source: that many source pairs per round, at random
     source_weights: str | None = None  # with mix_source: the weights fitted by this (earlier) dpo arm
     init: str | None = None  # start from this (earlier) arm's policy; default the initial policy
     confidence_temperature: float | None = None  # weight pseudo-pairs by 2 sigmoid(margin / T) - 1
@@ -125,6 +126,7 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
                                            progress=cfg.progress),
                        label=label_settings(ctx, name, opts, reward_model), train=train,
                        mix_source=ctx.shared.source_pairs if opts.mix_source else None,
+                       mix_source_pairs=opts.mix_source_pairs,
                        mix_weights=ctx.arm(opts.source_weights).files.get("weights") if opts.source_weights else None,
                        confidence_temperature=opts.confidence_temperature,
                        round1_samples=None if opts.init else ctx.shared.samples)
