@@ -84,3 +84,13 @@ def test_ensemble_mean_and_spread_filter(tmp_path, rms):
     assert 0 < len(kept) < 24 and all(p["provenance"]["spread"] <= cut for p in kept)
     assert sum(d["reason"] == "ensemble spread" for d in dropped) == 24 - len(kept)
 
+
+
+def test_min_agreement_keeps_pairs_whose_margin_exceeds_that_many_spreads(tmp_path, rms):
+    _, pairs, _ = _run(tmp_path, rms, pairs="all")
+    z = sorted(p["provenance"]["margin"] / p["provenance"]["spread"] for p in pairs if p["provenance"]["spread"] > 0)
+    cut = z[len(z) // 2]
+    _, kept, dropped = _run(tmp_path, rms, pairs="all", min_agreement=cut)
+    assert 0 < len(kept) < len(pairs)
+    assert all(p["provenance"]["margin"] >= cut * p["provenance"]["spread"] for p in kept)
+    assert all(d["margin"] < cut * d["spread"] for d in dropped if d["reason"] == "ensemble spread")

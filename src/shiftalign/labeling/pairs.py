@@ -41,8 +41,10 @@ def orient(i: int, j: int, si: float, sj: float, margin: float):
 
 
 def pairs_from_scores(groups, per_model: list[list[float]], how: str, margin: float, max_spread: float | None,
-                      seed: int, provenance: dict):
-    """Pairs per prompt from K score lists over the flattened samples (K = 1: a single scorer)."""
+                      seed: int, provenance: dict, min_agreement: float | None = None):
+    """Pairs per prompt from K score lists over the flattened samples (K = 1: a single scorer).
+    Ensemble filters: ``max_spread`` drops a pair whose score difference has a larger std over the
+    models; ``min_agreement`` drops one whose mean difference is under that many stds of it."""
     rng = random.Random(seed)
     pairs, dropped, k = [], [], 0
     for g in groups:
@@ -61,8 +63,9 @@ def pairs_from_scores(groups, per_model: list[list[float]], how: str, margin: fl
             c, r, d = o
             diffs = [sc[c][m] - sc[r][m] for m in range(len(per_model))]
             spread = statistics.pstdev(diffs) if len(diffs) > 1 else 0.0
-            if max_spread is not None and spread > max_spread:
-                dropped.append({**base, "reason": "ensemble spread", "spread": spread})
+            if (max_spread is not None and spread > max_spread) or \
+                    (min_agreement is not None and d < min_agreement * spread):
+                dropped.append({**base, "reason": "ensemble spread", "spread": spread, "margin": d})
                 continue
             pairs.append({"id": f"{g[c].id}>{g[r].id}", "prompt": g[c].prompt, "chosen": _response(g[c]),
                           "rejected": _response(g[r]), "chosen_id": g[c].id, "rejected_id": g[r].id,

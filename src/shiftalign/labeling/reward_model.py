@@ -4,7 +4,9 @@
 With K > 1 models (an ensemble) a sample's score is the mean over models, and a pair is dropped
 when the models disagree too much about it: the spread (standard deviation over models) of the
 score difference is above ``max_spread`` (uncertainty filtering as in Coste et al., 2024, "Reward
-Model Ensembles Help Mitigate Overoptimization"). Confidence is sigmoid(mean difference): the
+Model Ensembles Help Mitigate Overoptimization"), or when the mean difference is less than
+``min_agreement`` times that spread (a scale-free form of the same filter: the ensemble is not sure
+of the order). Confidence is sigmoid(mean difference): the
 Bradley-Terry probability that the chosen response is preferred.
 
 A path may also be a directory of reward heads (``shiftalign heads fit``, ``models.reward_heads``):
@@ -31,6 +33,7 @@ class RewardLabelConfig:
     pairs: str = "best_vs_worst"  # best_vs_worst | random | all
     margin: float = 0.0  # keep pairs whose mean score difference is above this
     max_spread: float | None = None  # ensemble: drop pairs whose difference has a larger std over models
+    min_agreement: float | None = None  # ensemble: drop pairs whose mean difference is under this many of its stds
     batch_size: int = 16
     max_length: int = 1024
     max_prompt_length: int = 512
@@ -77,4 +80,4 @@ def label(groups, cfg: RewardLabelConfig, seed: int = 0):
     per_model = [scores for m in cfg.models for scores in score_lists(m, flat, cfg)]
     log(f"scored {len(flat)} samples with {len(per_model)} reward model(s) or head(s)")
     return pairs_from_scores(groups, per_model, cfg.pairs, cfg.margin, cfg.max_spread, seed,
-                             {"labeller": "reward_model", "models": cfg.models})
+                             {"labeller": "reward_model", "models": cfg.models}, cfg.min_agreement)

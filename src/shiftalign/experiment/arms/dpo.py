@@ -21,6 +21,7 @@ from ...io import read_jsonl
 from ...recipes.weights import FittedWeights, WeightsConfig
 from ...recipes.weights import main as weights_main
 from ...reweight import ESTIMATORS
+from ...reweight.pairs import MODES
 from ...reweight.policy_ratio import PolicyRatioConfig
 from ...reweight.stabilize import StabiliserConfig
 from . import ArmKind, ArmResult, register
@@ -30,6 +31,7 @@ from . import ArmKind, ArmResult, register
 class DPOOptions:
     estimator: dict | None = None  # density-ratio weights from this estimator: {name, <its parameters>}
     stabilise: dict = field(default_factory=dict)  # overrides of the experiment's stabilise for this arm
+    pair_mode: str | None = None  # override of the experiment's pair_mode: prompt-level or pair-level weights
     policy_ratio: dict | None = None  # in-loop policy-likelihood-ratio weights (reweight.policy_ratio)
     train: dict = field(default_factory=dict)  # overrides of the experiment's dpo_train
 
@@ -42,6 +44,8 @@ class DPOOptions:
         if self.policy_ratio is not None:
             from_dict(PolicyRatioConfig, self.policy_ratio, "policy_ratio")
         from_dict(StabiliserConfig, self.stabilise, "stabilise")
+        if self.pair_mode is not None and self.pair_mode not in MODES:
+            raise ConfigError(f"pair_mode: expected one of {', '.join(MODES)}, got {self.pair_mode!r}")
 
 
 def fit_weights(ctx, name: str, opts: DPOOptions) -> FittedWeights:
@@ -51,7 +55,7 @@ def fit_weights(ctx, name: str, opts: DPOOptions) -> FittedWeights:
     out = ctx.root / "weights" / name
     stab = from_dict(StabiliserConfig, {**to_dict(cfg.stabilise), **opts.stabilise}, f"arms.{name}.stabilise")
     wc = WeightsConfig(source=ctx.shared.source_pairs, target=ctx.shared.samples, output_dir=str(out),
-                       pair_mode=cfg.pair_mode, features=cfg.features, estimator=dict(opts.estimator), stabilise=stab)
+                       pair_mode=opts.pair_mode or cfg.pair_mode, features=cfg.features, estimator=dict(opts.estimator), stabilise=stab)
     fitted = weights_main(wc)
     keep = ("ess_fraction", "ess_fraction_raw", "temper", "largest_share", "domain_auc_before", "domain_auc_after")
     return replace(fitted, diagnostics={k: fitted.diagnostics.get(k) for k in keep})

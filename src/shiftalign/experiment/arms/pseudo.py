@@ -55,6 +55,7 @@ class PseudoOptions:
     init: str | None = None  # start from this (earlier) arm's policy; default the initial policy
     confidence_temperature: float | None = None  # weight pseudo-pairs by 2 sigmoid(margin / T) - 1
     max_spread: float | None = None  # reward_model with several heads: drop pairs whose margin's std is above
+    min_agreement: float | None = None  # ... or whose mean margin is under this many of its stds
     reward_weights: dict | None = None  # {estimator: {name, ...}, stabilise: {...}}: an importance-weighted RM
     train: dict = field(default_factory=dict)  # overrides of the experiment's dpo_train
 
@@ -87,7 +88,8 @@ def label_settings(ctx, name: str, opts: PseudoOptions, reward_model: str) -> La
     label = {"labeller": kind, "seed": cfg.seed, "progress": cfg.progress}
     if kind == "reward_model":
         label["reward_model"] = {"models": [reward_model], "pairs": opts.pairs, "margin": opts.margin,
-                                 "max_spread": opts.max_spread, "wrap_text_as_chat": cfg.wrap_text_as_chat}
+                                 "max_spread": opts.max_spread, "min_agreement": opts.min_agreement,
+                                 "wrap_text_as_chat": cfg.wrap_text_as_chat}
     elif kind == "scorer":
         scorer = dict(cfg.gold) if opts.labeller == "gold" else {"name": "random", "seed": cfg.seed}
         label["scorer"] = {"scorer": scorer, "pairs": opts.pairs, "margin": opts.margin}
