@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart quickstart-dpo test lint test-slow test-browser bench bench-shift bench-shift-small clean-venv
+.PHONY: quickstart quickstart-dpo test lint test-slow test-browser bench bench-shift bench-shift-small bench-shift-small-data clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -43,6 +43,10 @@ bench: $(STAMP)
 # The domain-shift benchmark: experiment configs in bench/shift (every arm, or the small profile).
 bench-shift: $(STAMP)
 	$(VENV)/bin/shiftalign experiment bench/shift/default.yaml
+	$(VENV)/bin/shiftalign experiment bench/shift/default_readability.yaml
+
+bench-shift-small-data: $(STAMP)
+	$(VENV)/bin/shiftalign experiment bench/shift/small_data.yaml
 
 bench-shift-small: $(STAMP)
 	$(VENV)/bin/shiftalign experiment bench/shift/small.yaml

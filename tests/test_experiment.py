@@ -264,3 +264,25 @@ def test_the_verdict_states_the_result_from_the_numbers():
     assert lines[0].startswith("No method arm beats `src` on the gold reward (vader); the closest is `weighted`, "
                                "−0.01 [−0.04, +0.02] (not resolved: the interval contains zero).")
     assert "not resolved, so this run cannot tell the methods from noise" in lines[0] and "recovers" not in lines[0]
+
+
+def test_the_default_profile_uses_the_same_method_settings_on_both_golds():
+    """bench/shift/default_readability.yaml differs from default.yaml only in the gold, its data files, the
+    output directory and the judge's stated criterion; both parse as experiment configs."""
+    from pathlib import Path
+
+    from shiftalign.config import load_config
+    from shiftalign.experiment.config import ExperimentConfig, parse_arms
+
+    root = Path(__file__).resolve().parents[1] / "bench" / "shift"
+    a, b = (yaml.safe_load((root / f).read_text()) for f in ("default.yaml", "default_readability.yaml"))
+    for cfg in (a, b):
+        for key in ("output_dir", "gold"):
+            cfg.pop(key)
+        for key in ("source_pairs", "heldout_pairs"):
+            cfg["data"].pop(key)
+        judge = next(arm for arm in cfg["arms"] if arm["name"] == "judge_pseudo")
+        judge["judge"]["judge"].pop("system")
+    assert a == b
+    for f in ("default.yaml", "default_readability.yaml", "small.yaml", "small_data.yaml"):
+        parse_arms(load_config(str(root / f), [], ExperimentConfig))
