@@ -54,7 +54,7 @@ def test_another_config_is_refused_and_the_directory_stays_identical(tmp_path, t
     assert main(["train", cfg, "train.log_every=5", "train.progress=true"]) == 0
     assert _snapshot(run) == before
     # --restart empties the directory and trains under the new config
-    assert main(["train", cfg, "loss.beta=0.5", "--restart"]) == 0
+    assert main(["train", cfg, "--restart", "loss.beta=0.5"]) == 0  # the flag before or after the overrides
     stored = json.loads((run / "run.json").read_text())
     assert stored["config"]["loss.beta"] == 0.5
     assert yaml.safe_load((run / "config.yaml").read_text())["loss"]["beta"] == 0.5

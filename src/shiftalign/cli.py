@@ -77,7 +77,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # overrides after an option (`CONFIG --restart a=1`): argparse leaves them over
+        if any(x.startswith("-") or "=" not in x for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     name = args.command + (f" {args.action}" if getattr(args, "action", None) else "")
     module, config_cls, entry, _, _ = COMMANDS[name]
     try:
