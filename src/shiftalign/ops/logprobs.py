@@ -6,6 +6,9 @@ The language-model head is applied only at the positions that predict response t
     log pi(y | x) = sum_t [ z_t[y_t] - logsumexp(z_t) ],   z_t = head(h_{t-1})     (sequence sum)
 
 Returned per ``(row, branch)``: ``logps (B, k)`` (sums) and ``lengths (B, k)`` (token counts).
+With a plain linear head (no bias, no logit soft-capping: every model shipped here) the head and its
+log-softmax run chunked with recomputation in backward (``ops.chunked``), so not even the response
+positions' ``(N, V)`` logits are kept for backward.
 """
 
 from __future__ import annotations
@@ -42,9 +45,28 @@ def response_logits(model: nn.Module, hidden: torch.Tensor, batch: dict) -> torc
     return logits
 
 
-def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``(N,)`` log-probs of the targets under ``(N, V)`` logits."""
-    return logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+def _plain_head(hf: nn.Module) -> torch.Tensor | None:
+    """The head's weight when the head is a bias-free ``nn.Linear`` without soft-capping, else None."""
+    head = hf.get_output_embeddings()
+    if type(head) is not nn.Linear or head.bias is not None or getattr(hf.config, "final_logit_softcapping", None):
+        return None
+    return head.weight
+
+
+def response_token_logps(model: nn.Module, hidden: torch.Tensor, batch: dict, temperature: float = 1.0,
+                         with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(N,)`` log-probs of the response targets under softmax(logits / T) and, with ``with_entropy``,
+    each position's entropy; chunked for a plain head, else through the full logits."""
+    from .chunked import chunked_token_logps
+
+    hf = unwrap_hf(model)
+    W = _plain_head(hf)
+    if W is not None:
+        h = hidden[batch["pred_rows"], batch["pred_pos"]]
+        logp, ent = chunked_token_logps(h, W, batch["targets"], temperature, with_entropy=with_entropy)
+        return logp, (ent if with_entropy else None)
+    lp = torch.log_softmax(response_logits(model, hidden, batch) / temperature, -1)
+    return lp.gather(-1, batch["targets"][:, None])[:, 0], (-(lp.exp() * lp).sum(-1) if with_entropy else None)
 
 
 def sum_by_branch(values: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -54,9 +76,7 @@ def sum_by_branch(values: torch.Tensor, batch: dict) -> torch.Tensor:
 
 
 def branch_logps(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-    hidden = backbone_hidden(model, batch)
-    logits = response_logits(model, hidden, batch)
-    tok = token_logps(logits, batch["targets"])
+    tok, _ = response_token_logps(model, backbone_hidden(model, batch), batch)
     ones = torch.ones_like(tok)
     return {"logps": sum_by_branch(tok, batch), "lengths": sum_by_branch(ones, batch)}
 

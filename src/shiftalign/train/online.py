@@ -27,7 +27,7 @@ from ..data.text import encode, render_prompt
 from ..data.tokenize import Tokenized
 from ..errors import ConfigError
 from ..models.load import load_policy
-from ..ops.logprobs import backbone_hidden, response_logits, unwrap_hf
+from ..ops.logprobs import backbone_hidden, response_token_logps, unwrap_hf
 from ..ops.rl import KL_ESTIMATORS, masked_mean, whiten
 from ..rl import RL_ALGOS
 from ..rl.scorers import make_scorer
@@ -57,9 +57,8 @@ class PolicyWithValue(nn.Module):
 
     def forward(self, batch: dict) -> dict:
         hidden = backbone_hidden(self.model, batch)
-        logp = torch.log_softmax(response_logits(self.model, hidden, batch) / self.temperature, -1)
-        out = {"logps": logp.gather(-1, batch["targets"][:, None])[:, 0],
-               "entropy": -(logp.exp() * logp).sum(-1)}
+        logps, entropy = response_token_logps(self.model, hidden, batch, self.temperature, with_entropy=True)
+        out = {"logps": logps, "entropy": entropy}
         if self.value_head is not None:
             out["values"] = self.value_head(hidden[batch["pred_rows"], batch["pred_pos"]].float())[:, 0]
         return out
