@@ -50,7 +50,7 @@ def test_reward_model_then_two_rounds_of_iterate(tmp_path, monkeypatch):
 
 def test_quickstart_experiment_killed_mid_stage_continues(tmp_path):
     """The quick-start experiment on the packaged model (reduced sizes), killed with SIGKILL after the
-    weighted-DPO arm wrote its first checkpoint; the rerun skips the five finished stages, resumes
+    weighted-DPO arm wrote its first checkpoint; the rerun skips the six finished stages, resumes
     that arm from its checkpoint and writes the report, whose verdict comes first."""
     import os
     import signal
@@ -84,8 +84,8 @@ def test_quickstart_experiment_killed_mid_stage_continues(tmp_path):
     second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert second.returncode == 0, second.stderr[-2000:]
     text = second.stdout + second.stderr
-    assert text.count("done earlier") == 5  # data, reward, policy_samples, initial, dpo_source
+    assert text.count("done earlier") == 6  # data, reward, policy_samples, reward_shift, initial, dpo_source
     assert "resuming from" in text  # dpo_weighted continues from its checkpoint
-    assert len(list((out / "stages").glob("*.json"))) == 9 and not list(out.rglob("checkpoints"))
+    assert len(list((out / "stages").glob("*.json"))) == 10 and not list(out.rglob("checkpoints"))
     page = (out / "report.html").read_text()
     assert "None" not in page and page.index("class='verdict'") < page.index("<table>")
