@@ -71,3 +71,20 @@ def test_branch_logps_on_a_model_equal_the_full_logits_path(tiny_dir, tmp_path, 
     assert torch.allclose(runs[0][0], runs[1][0], atol=1e-5)
     for n, g in runs[0][1].items():
         assert torch.allclose(g, runs[1][1][n], atol=1e-5), n
+
+
+def test_bf16_autocast_weights_are_snapped_to_the_bf16_grid(tiny_dir):
+    """A weight halfway between two bf16 values jumps a whole bf16 step under any tiny update; on the
+    grid it does not. Models loaded for bf16 autocast are put on the grid."""
+    from shiftalign.config import ModelConfig
+    from shiftalign.models.load import load_policy, snap_to_bf16
+
+    tie = torch.tensor([1.0 + 2 ** -8])  # halfway between the bf16 values 1 and 1 + 2^-7
+    assert (tie + 1e-7).to(torch.bfloat16).item() - (tie - 1e-7).to(torch.bfloat16).item() == 2 ** -7
+    layer = torch.nn.Linear(1, 1, bias=False)
+    layer.weight.data.fill_(tie.item())
+    assert snap_to_bf16(layer) == 1
+    w = layer.weight.detach()
+    assert (w + 1e-7).to(torch.bfloat16).item() == (w - 1e-7).to(torch.bfloat16).item() == w.item()
+    model, _ = load_policy(ModelConfig(path=tiny_dir, dtype="bfloat16"))
+    assert all(torch.equal(p, p.to(torch.bfloat16).float()) for p in model.parameters())
