@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from .diagnostics import ess_fraction
 
 
 @dataclass
@@ -55,18 +56,13 @@ def normalize(w: np.ndarray) -> np.ndarray:
     return w / m
 
 
-def _ess_fraction(w: np.ndarray) -> float:
-    s2 = float(np.sum(w * w))
-    return float(np.sum(w)) ** 2 / (len(w) * s2) if s2 > 0 else 0.0
-
-
 def exponent_for_ess(w: np.ndarray, target: float, cfg: StabiliserConfig, iterations: int = 50) -> float:
     """The largest gamma in [0, 1] with ESS/N(clip(w^gamma)) >= target (1 when the weights reach it)."""
     if not 0 < target <= 1:
         raise ConfigError(f"target_ess must be in (0, 1], got {target}")
 
     def ess(g: float) -> float:
-        return _ess_fraction(clip(np.power(w, g), cfg.clip, cfg.clip_quantile))
+        return ess_fraction(clip(np.power(w, g), cfg.clip, cfg.clip_quantile))
 
     if ess(1.0) >= target:
         return 1.0
