@@ -54,6 +54,10 @@ def test_pair_accuracy_hand_values():
                            ["a", "a", "a", "b", "b"])
     assert n == 4 and acc == pytest.approx((1 + 1 + 0 + 0.5) / 4)
     assert pair_accuracy(np.array([1.0, 2.0]), np.array([0.5, 0.5]), ["a", "a"]) == (None, 0)
+    # best_vs_worst keeps one pair per prompt: a's (2, 0), ordered right; b's tie counts 1/2
+    acc, n = pair_accuracy(np.array([0.0, 1.0, 0.5, 3.0, 3.0]), np.array([0.1, 0.2, 0.3, 1.0, 0.0]),
+                           ["a", "a", "a", "b", "b"], "best_vs_worst")
+    assert n == 2 and acc == pytest.approx((1 + 0.5) / 2)
 
 
 def _next_token_kl(p_path, base_path, prompts, t):

@@ -164,6 +164,21 @@ def test_lm_feature_kinds_and_cache(tmp_path, tiny_dir, kind, width):
     assert np.array_equal(extract(pairs, cfg, tmp_path / "cache"), X)  # served from the cache
     if kind == "logprob":
         assert np.all(X[:, 0] <= 0) and np.allclose(X[:, 0] / X[:, 2], X[:, 1], atol=1e-5)  # sum / length = mean
+    alone = extract(pairs, FeatureConfig(kind=kind, model=tiny_dir, batch_size=1), None)  # no padding at all
+    np.testing.assert_allclose(X, alone, atol=1e-5)  # padded rows of a batch match their unpadded forward
+
+
+def test_hidden_features_pick_a_layer(tmp_path, tiny_dir):
+    from shiftalign.errors import ConfigError
+    from shiftalign.reweight.features import FeatureConfig, extract
+
+    pairs = [("what is 1?", "a good answer"), ("hello", "the quick fox")]
+    last = extract(pairs, FeatureConfig(kind="hidden", model=tiny_dir), tmp_path / "cache")
+    first = extract(pairs, FeatureConfig(kind="hidden", model=tiny_dir, layer=1), tmp_path / "cache")
+    assert first.shape == last.shape and not np.allclose(first, last)  # a cache entry per layer
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
+    with pytest.raises(ConfigError, match="features.layer"):
+        extract(pairs, FeatureConfig(kind="hidden", model=tiny_dir, layer=99), None)
 
 
 def test_feature_cache_follows_the_model_content(tmp_path, tiny_dir):

@@ -2,20 +2,25 @@
 
 The same construction as ``build.py`` (the small-data regime), at a size where a reward model can be
 competent in its own domain:
-- prompts: two topic pools (home and hobbies; work, study and people) phrased by 13 templates; the
+- prompts: two topic pools (home and hobbies; work, study and people) phrased by 24 templates; the
   source prompts are 75 % home / 25 % work, the target prompts 25 % home / 75 % work;
 - responses: four per source prompt from the behaviour policy (the packaged SmolLM2-135M-Instruct
-  under a system prompt asking for brief answers, temperature 1.0), paired 1-2 and 3-4;
-- labels, once per gold reward, with Bradley-Terry noise P(a > b) = sigmoid((gold(a) - gold(b)) / tau):
-  ``vader`` (sentiment, tau 0.1) and ``readability`` (Flesch reading ease / 100, tau 0.1): the same
-  responses, two preference datasets.
+  under a system prompt asking for brief answers, temperature 1.0);
+- labels, once per gold reward, as a rater who scores the four and keeps the best and the worst
+  (binarised ratings, as UltraFeedback's pairs are built): rating = gold + tau * Gumbel noise, so the
+  ranking is Plackett-Luce and each pair's order has the Bradley-Terry probability
+  sigmoid((gold(a) - gold(b)) / tau); ``vader`` (sentiment, tau 0.1) and ``readability`` (Flesch reading
+  ease / 100, tau 0.1): the same responses, two preference datasets, one pair per prompt.
+  Random pairs of one policy's samples differ too little for a reward model trained on ~1,000 of them
+  to be competent (held-out accuracy 0.54-0.69 for every model tried, a full fine-tune included);
+  best-vs-worst pairs carry the clearer signal real preference data has.
 Held-out source pairs come from prompts of their own (no prompt is shared with the training pairs).
 
 Outputs in ``data/shift/default/``: ``source_pairs_<gold>.jsonl`` and ``heldout_pairs_<gold>.jsonl``
 (prompt, chosen, rejected, gold scores, the label's probability), ``source_prompts.jsonl``,
 ``target_prompts.jsonl``, ``target_eval_prompts.jsonl`` and ``build_info.json``.
 
-    python data/shift/build_default.py      # 9 min 12 s on 2 CPU cores, nothing else running
+    python data/shift/build_default.py      # 16 min 57 s on 2 CPU cores (a 20-second test run beside it)
 """
 
 from __future__ import annotations
@@ -45,14 +50,19 @@ WORK = ["prepare for a job interview", "ask my manager for feedback", "study for
 TEMPLATES = ["How can I {t}?", "What is a good way to {t}?", "Any tips to {t}?", "I want to {t}. Where do I start?",
              "Can you help me {t}?", "What should I know before I {t}?", "What is the easiest way to {t}?",
              "I need to {t} this week. Any advice?", "How do people usually {t}?", "Is it hard to {t}?",
-             "What mistakes should I avoid when I {t}?", "Give me a plan to {t}.", "Why should I {t}, and how?"]
+             "What mistakes should I avoid when I {t}?", "Give me a plan to {t}.", "Why should I {t}, and how?",
+             "What do I need to {t}?", "How long does it take to {t}?", "I am nervous to {t}. Help?",
+             "What is the first step to {t}?", "Explain how to {t}.", "My friend wants to {t}. What should I tell them?",
+             "Is there a cheap way to {t}?", "What would an expert do to {t}?", "How do I {t} without stress?",
+             "Tell me how to {t} step by step.", "What is the best time to {t}?"]
 BEHAVIOUR_SYSTEM = "You are a busy assistant. Answer briefly, in one or two sentences."
 BEHAVIOUR_TEMPERATURE = 1.0
 RESPONSES_PER_PROMPT = 4
 GOLDS = {"vader": 0.1, "readability": 0.1}  # gold scorer -> Bradley-Terry tau
 MAX_NEW_TOKENS = 48
 SEED = 0
-SIZES = {"source": (450, 150), "heldout": (38, 12), "target": (32, 96), "target_eval": (16, 48)}  # (home, work)
+PAIRING = "best_vs_worst"  # one pair per prompt: the top and the bottom of four noisy ratings
+SIZES = {"source": (780, 260), "heldout": (75, 25), "target": (32, 96), "target_eval": (16, 48)}  # (home, work)
 
 
 def pool(topics: list[str], rng: random.Random) -> list[str]:
@@ -92,13 +102,14 @@ def main() -> None:
                  for name in ("source", "heldout")}
     info: dict = {"seed": SEED, "behaviour_system_prompt": BEHAVIOUR_SYSTEM,
                   "behaviour_temperature": BEHAVIOUR_TEMPERATURE, "max_new_tokens": MAX_NEW_TOKENS,
-                  "responses_per_prompt": RESPONSES_PER_PROMPT, "prompt_mix_home_work": SIZES, "golds": {}}
+                  "responses_per_prompt": RESPONSES_PER_PROMPT, "pairing": PAIRING, "prompt_mix_home_work": SIZES,
+                  "golds": {}}
     for gold_name, tau in GOLDS.items():
         gold = make_scorer({"name": gold_name})
         g: dict = {"tau": tau}
         for name, prefix in (("source", "src"), ("heldout", "held")):
             rows = label_pairs(prompts[name], responses[name], gold, tau, random.Random(f"{SEED}:{gold_name}:{name}"),
-                               f"{prefix}-{gold_name}")
+                               f"{prefix}-{gold_name}", PAIRING)
             write_jsonl(out / f"{'source' if name == 'source' else 'heldout'}_pairs_{gold_name}.jsonl", rows)
             g[f"{name}_pairs"] = len(rows)
             g[f"{name}_label_agreement_with_gold"] = label_agreement(rows)

@@ -8,8 +8,10 @@ term (the loop's weighted reduction, or the heads' sample weights).
 
 The **shift cost** of a reward model is its accuracy against gold on held-out source pairs (in its
 own domain: the pairs of ``data.heldout_pairs``, ordered by their recorded gold scores) minus its
-accuracy on on-policy pairs (every two samples of a target prompt from the initial policy whose gold
-scores differ). Accuracy counts a reward-model tie as 1/2.
+accuracy on on-policy pairs of the initial policy's samples of each target prompt, built like the
+source pairs (``on_policy_pairs``): ``best_vs_worst`` (the highest- against the lowest-gold sample) or
+``all`` (every two samples whose gold scores differ); the accuracy on the other construction is
+reported beside it. Accuracy counts a reward-model tie as 1/2.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..reweight.features import FeatureConfig
 from ..reweight.pairs import text_of
 
 KINDS = ("finetune", "heads")
+PAIRS = ("all", "best_vs_worst")
 
 
 @dataclass
@@ -33,10 +36,13 @@ class RewardSpec:
     heads: int = 8  # heads: ensemble size (bootstrap resamples)
     l2: float | None = None  # heads: scikit-learn's C; None: 5-fold cross-validation
     features: FeatureConfig = field(default_factory=FeatureConfig)  # heads: frozen features
+    on_policy_pairs: str = "all"  # all | best_vs_worst: how the shift cost's on-policy pairs are built
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ConfigError(f"kind: expected one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.on_policy_pairs not in PAIRS:
+            raise ConfigError(f"on_policy_pairs: expected one of {', '.join(PAIRS)}, got {self.on_policy_pairs!r}")
 
 
 def train_reward(ctx, out: Path, weights: str | None = None) -> str:
@@ -54,20 +60,18 @@ def train_reward(ctx, out: Path, weights: str | None = None) -> str:
     return ctx.train(rc).model
 
 
-def _accuracy(rm_path: str, prompts: list, responses: list[str], gold: list[float], groups: list[str],
-              wrap: bool) -> tuple[float | None, int]:
-    from ..recipes.evaluate import pair_accuracy
+def _scores(rm_path: str, prompts: list, responses: list[str], wrap: bool) -> np.ndarray:
     from ..rl.scorers import reward_model_scorer
 
-    scores = reward_model_scorer(rm_path, wrap_text_as_chat=wrap)(prompts, responses)
-    return pair_accuracy(np.array(scores, np.float64), np.array(gold, np.float64), groups)
+    return np.array(reward_model_scorer(rm_path, wrap_text_as_chat=wrap)(prompts, responses), np.float64)
 
 
 def shift_cost(ctx, rm_path: str) -> dict:
     """In-domain (held-out source pairs) and on-policy accuracy against gold, and their difference."""
+    from ..recipes.evaluate import pair_accuracy
     from ..rl.scorers import make_scorer
 
-    cfg, out = ctx.cfg, {}
+    cfg, spec, out = ctx.cfg, ctx.cfg.reward_model, {}
     if ctx.shared.heldout_pairs:
         rows = read_jsonl(ctx.shared.heldout_pairs)
         if rows and "gold_chosen" not in rows[0]:
@@ -80,15 +84,18 @@ def shift_cost(ctx, rm_path: str) -> dict:
         responses = [text_of(r[k]) for r in rows for k in ("chosen", "rejected")]
         gold = [r[k] for r in rows for k in ("gold_chosen", "gold_rejected")]
         groups = [str(i) for i in range(len(rows)) for _ in (0, 1)]
-        out["in_domain_accuracy"], out["in_domain_pairs"] = _accuracy(rm_path, prompts, responses, gold, groups,
-                                                                      cfg.wrap_text_as_chat)
+        out["in_domain_accuracy"], out["in_domain_pairs"] = pair_accuracy(
+            _scores(rm_path, prompts, responses, cfg.wrap_text_as_chat), np.array(gold, np.float64), groups)
     samples = read_jsonl(ctx.shared.samples)
     prompts = [s["prompt"] for s in samples]
     responses = [s["completion"] for s in samples]
-    gold = make_scorer(dict(cfg.gold))([text_of(p) for p in prompts], responses)
+    gold = np.array(make_scorer(dict(cfg.gold))([text_of(p) for p in prompts], responses), np.float64)
     groups = [str(s.get("prompt_id", text_of(s["prompt"]))) for s in samples]
-    out["on_policy_accuracy"], out["on_policy_pairs"] = _accuracy(rm_path, prompts, responses, gold, groups,
-                                                                  cfg.wrap_text_as_chat)
+    scores = _scores(rm_path, prompts, responses, cfg.wrap_text_as_chat)
+    other = "all" if spec.on_policy_pairs == "best_vs_worst" else "best_vs_worst"
+    out["on_policy_accuracy"], out["on_policy_pairs"] = pair_accuracy(scores, gold, groups, spec.on_policy_pairs)
+    out[f"on_policy_accuracy_{other}"] = pair_accuracy(scores, gold, groups, other)[0]
+    out["on_policy_construction"] = spec.on_policy_pairs
     if out.get("in_domain_accuracy") is not None and out["on_policy_accuracy"] is not None:
         out["shift_cost"] = out["in_domain_accuracy"] - out["on_policy_accuracy"]
     return out

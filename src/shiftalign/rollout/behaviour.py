@@ -45,21 +45,46 @@ def behaviour_samples(model, tok, prompts: list[str], cfg: BehaviourConfig, n: i
     return out
 
 
+PAIRINGS = ("disjoint", "best_vs_worst")
+
+
 def label_pairs(prompts: list[str], responses: list[list[str]], gold, tau: float, rng: random.Random,
-                id_prefix: str = "src") -> list[dict]:
-    """Disjoint pairs (1-2, 3-4, ...) of each prompt's responses, labelled by ``gold`` with Bradley-Terry
-    noise of temperature ``tau``; pairs with an empty or repeated response are left out."""
+                id_prefix: str = "src", pairing: str = "disjoint") -> list[dict]:
+    """Preference rows from each prompt's responses, labelled by ``gold`` with noise of temperature ``tau``.
+
+    - ``disjoint``: pairs 1-2, 3-4, ...; a is chosen with probability sigmoid((g(a) - g(b)) / tau);
+    - ``best_vs_worst``: one pair per prompt, as a rater who scores all responses and keeps the top and
+      the bottom one (binarised ratings, as in UltraFeedback): each response gets the rating
+      g + tau * Gumbel noise, the highest rating is chosen and the lowest rejected. The ratings follow a
+      Plackett-Luce model, whose pairwise marginals are the Bradley-Terry probabilities above.
+    Responses that are empty or repeated within a pair are left out. ``p_label`` is the Bradley-Terry
+    probability of the recorded order."""
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing: expected one of {', '.join(PAIRINGS)}, got {pairing!r}")
     rows: list[dict] = []
+
+    def add(p: str, a: str, b: str, ga: float, gb: float) -> None:  # a is chosen
+        rows.append({"id": f"{id_prefix}-{len(rows):04d}", "prompt": p, "chosen": a, "rejected": b,
+                     "gold_chosen": ga, "gold_rejected": gb, "p_label": 1 / (1 + math.exp(-(ga - gb) / tau))})
+
     for p, rs in zip(prompts, responses):
-        for a, b in zip(rs[0::2], rs[1::2]):
-            if not a or not b or a == b:
-                continue
-            ga, gb = gold([p, p], [a, b])
-            p_a = 1 / (1 + math.exp(-(ga - gb) / tau))
-            u = rng.random()
-            chosen, rejected, gc, gr = (a, b, ga, gb) if u < p_a else (b, a, gb, ga)
-            rows.append({"id": f"{id_prefix}-{len(rows):04d}", "prompt": p, "chosen": chosen, "rejected": rejected,
-                         "gold_chosen": gc, "gold_rejected": gr, "p_label": p_a if u < p_a else 1 - p_a})
+        if pairing == "disjoint":
+            for a, b in zip(rs[0::2], rs[1::2]):
+                if not a or not b or a == b:
+                    continue
+                ga, gb = gold([p, p], [a, b])
+                if rng.random() < 1 / (1 + math.exp(-(ga - gb) / tau)):
+                    add(p, a, b, ga, gb)
+                else:
+                    add(p, b, a, gb, ga)
+            continue
+        kept = list(dict.fromkeys(r for r in rs if r))  # distinct, non-empty, in order
+        if len(kept) < 2:
+            continue
+        scores = gold([p] * len(kept), kept)
+        ratings = [g - tau * math.log(-math.log(rng.random() or 1e-300)) for g in scores]  # + tau * Gumbel(0, 1)
+        hi, lo = max(range(len(kept)), key=ratings.__getitem__), min(range(len(kept)), key=ratings.__getitem__)
+        add(p, kept[hi], kept[lo], scores[hi], scores[lo])
     return rows
 
 
