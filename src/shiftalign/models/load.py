@@ -20,6 +20,14 @@ from ..errors import ConfigError
 from .packaged import resolve_model_path
 
 
+def process_device() -> torch.device:
+    """This process's device as accelerate assigns it: its GPU under torchrun / accelerate launch (or the
+    only GPU), else the CPU. Joins the process group when launched as one."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).device
+
+
 def mixed_precision(cfg: ModelConfig) -> str:
     """accelerate's ``mixed_precision`` for this config: 'no' or 'bf16'."""
     if cfg.dtype == "auto":

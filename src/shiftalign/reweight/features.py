@@ -49,7 +49,9 @@ def default_embedding_dir() -> str:
 def _encoder(path: str, content: str):  # keyed on the files' content too: a replaced model is loaded again
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(path, device="cuda" if torch.cuda.is_available() else "cpu")
+    from ..models.load import process_device
+
+    return SentenceTransformer(path, device=str(process_device()))
 
 
 def _embed(texts: list[str], cfg: FeatureConfig) -> np.ndarray:
@@ -84,15 +86,15 @@ def _lm_features(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray
     [sum, mean, length, min] of the response tokens' log-probs. One right-padded forward per batch; padding is masked out."""
     from transformers import AutoModelForCausalLM
 
-    from ..models.load import load_tokenizer
+    from ..models.load import load_tokenizer, process_device
     from ..models.packaged import resolve_model_path
 
-    tok = load_tokenizer(cfg.model)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.model), dtype=torch.float32).eval()
+    tok, device = load_tokenizer(cfg.model), process_device()
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.model), dtype=torch.float32).eval().to(device)
     out = []
     for s in range(0, len(pairs), cfg.batch_size):
         ids, mask, starts = _lm_batch(tok, pairs[s:s + cfg.batch_size], cfg.max_length)
-        res = model(ids, attention_mask=mask, output_hidden_states=cfg.kind == "hidden")
+        res = model(ids.to(device), attention_mask=mask.to(device), output_hidden_states=cfg.kind == "hidden")
         pos = torch.arange(ids.shape[1])[None]
         in_response = (pos >= starts[:, None]) & (mask == 1)  # the response tokens (and the eos)
         if cfg.kind == "hidden":
@@ -100,9 +102,9 @@ def _lm_features(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray
                 raise ConfigError(f"features.layer: {cfg.model} has hidden states 0..{len(res.hidden_states) - 1}, "
                                   f"got {cfg.layer}")
             m = in_response[..., None].float()
-            out.append(((res.hidden_states[cfg.layer].float() * m).sum(1) / m.sum(1)).numpy())
+            out.append(((res.hidden_states[cfg.layer].float().cpu() * m).sum(1) / m.sum(1)).numpy())
             continue
-        lp = torch.log_softmax(res.logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
+        lp = torch.log_softmax(res.logits[:, :-1].float().cpu(), -1).gather(-1, ids[:, 1:, None])[..., 0]
         resp = in_response[:, 1:]
         n = resp.sum(1)
         total = (lp * resp).sum(1)

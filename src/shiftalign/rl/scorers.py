@@ -89,13 +89,13 @@ def reward_model_scorer(path: str, batch_size: int = 16, max_length: int = 1024,
     from ..data.batching import collate
     from ..data.schema import Example
     from ..data.tokenize import tokenize_examples
-    from ..models.load import load_reward_model
+    from ..models.load import load_reward_model, process_device
     from ..ops.logprobs import BranchRewards
 
     model, tok = load_reward_model(ModelConfig(path=path))
     model.eval()
     scorer = BranchRewards(model)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = process_device()
     model.to(device)
 
     @torch.inference_mode()
