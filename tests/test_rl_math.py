@@ -102,6 +102,12 @@ def test_ppo_value_clipping_hand_values():
     # V = 0.5 moved past the clip: V_clip = 0.2, 1/2 max((0.5-1)^2, (0.2-1)^2) = 0.32
     # V = 0.1 inside: 1/2 (0.1 - 1)^2 = 0.405
     assert torch.allclose(total, torch.tensor([0.32, 0.405]), atol=1e-6)
+    # without an entropy bonus the update needs no entropy (it is not computed); with one it enters the loss
+    no_entropy = {k: v for k, v in new.items() if k != "entropy"}
+    assert torch.equal(loss(no_entropy, roll, p, 0.0)[0], total)
+    bonus = PPOParams(value_clip=0.2, value_coef=1.0, entropy_coef=0.5)
+    with_entropy = {**new, "entropy": torch.tensor([[2.0], [1.0]])}
+    assert torch.allclose(loss(with_entropy, roll, bonus, 0.0)[0], total - 0.5 * torch.tensor([2.0, 1.0]))
 
 
 def test_adaptive_kl_controller_hand_values():

@@ -48,8 +48,9 @@ def loss(new: dict, roll: dict, p: PPOParams, kl_coef: float):
     v_clip = v_old + (v - v_old).clamp(-p.value_clip, p.value_clip)
     vf = 0.5 * torch.maximum((v - ret) ** 2, (v_clip - ret) ** 2)
     vf_loss = masked_mean(vf, mask, dim=1)
-    ent = masked_mean(new["entropy"], mask, dim=1)
-    total = pg + p.value_coef * vf_loss - p.entropy_coef * ent
+    total = pg + p.value_coef * vf_loss
+    if p.entropy_coef:  # the entropy is computed only when it enters the loss
+        total = total - p.entropy_coef * masked_mean(new["entropy"], mask, dim=1)
     var = masked_mean((ret - masked_mean(ret, mask)) ** 2, mask)
     explained = 1 - masked_mean((ret - v.detach()) ** 2, mask) / var.clamp(min=1e-8)
     return total, {"clip_fraction": clipfrac, "value_loss": vf_loss.mean().item(),

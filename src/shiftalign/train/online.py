@@ -55,10 +55,10 @@ class PolicyWithValue(nn.Module):
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: dict, with_entropy: bool = True) -> dict:
         hidden = backbone_hidden(self.model, batch)
-        logps, entropy = response_token_logps(self.model, hidden, batch, self.temperature, with_entropy=True)
-        out = {"logps": logps, "entropy": entropy}
+        logps, entropy = response_token_logps(self.model, hidden, batch, self.temperature, with_entropy=with_entropy)
+        out = {"logps": logps} if entropy is None else {"logps": logps, "entropy": entropy}
         if self.value_head is not None:
             out["values"] = self.value_head(hidden[batch["pred_rows"], batch["pred_pos"]].float())[:, 0]
         return out
@@ -119,6 +119,7 @@ class RLTrainer:
         self.policy = acc.prepare(policy)
         self.kl_coef = cfg.kl.coef
         self.iteration = 0
+        self.entropy_in_loss = getattr(self.params, "entropy_coef", 0.0) != 0  # else updates skip the entropy
 
     # -- rollout ---------------------------------------------------------------------------------
     def _prompt_batch(self, it: int) -> list:
@@ -133,11 +134,11 @@ class RLTrainer:
             out.append(self.prompts[order[pos]])
         return out
 
-    def _forward(self, module, items) -> tuple[dict, list[int]]:
+    def _forward(self, module, items, with_entropy: bool) -> tuple[dict, list[int]]:
         batch = {k: v.to(self.acc.device) for k, v in collate(items, self.tok.pad_token_id).items()}
         lengths = [len(it.completion_ids[0]) for it in items]
         with self.acc.autocast():
-            out = module(batch)
+            out = module(batch, with_entropy=with_entropy)
         return {k: padded(v.float(), lengths) for k, v in out.items()}, lengths
 
     @torch.no_grad()
@@ -168,12 +169,12 @@ class RLTrainer:
         t0 = time.perf_counter()
         policy = self.acc.unwrap_model(self.policy)
         policy.eval()
-        new, lengths = self._forward(policy, items)
+        new, lengths = self._forward(policy, items, with_entropy=True)  # the entropy is logged
         if self.reference is None:
             with reference_context(policy.model):
-                ref, _ = self._forward(PolicyWithValue(policy.model, False, cfg.sampling.temperature), items)
+                ref, _ = self._forward(PolicyWithValue(policy.model, False, cfg.sampling.temperature), items, False)
         else:
-            ref, _ = self._forward(PolicyWithValue(self.reference, False, cfg.sampling.temperature), items)
+            ref, _ = self._forward(PolicyWithValue(self.reference, False, cfg.sampling.temperature), items, False)
         policy.train()
         mask = padded(torch.ones(sum(lengths), device=self.acc.device), lengths)
         eos = torch.tensor(finished, dtype=torch.float32, device=self.acc.device)
@@ -202,7 +203,7 @@ class RLTrainer:
             rng.shuffle(order)
             for s in range(0, S, cfg.minibatch_size):
                 mb = sorted(order[s:s + cfg.minibatch_size])
-                new, _ = self._forward(self.policy, [items[i] for i in mb])
+                new, _ = self._forward(self.policy, [items[i] for i in mb], self.entropy_in_loss)
                 sub = {k: (v[mb][:, : new["logps"].shape[1]] if torch.is_tensor(v) and v.dim() == 2 else
                            v[mb] if torch.is_tensor(v) and v.dim() == 1 else v) for k, v in roll.items()}
                 loss_vec, metrics = self.algo.loss(new, sub, self.params, self.kl_coef)
