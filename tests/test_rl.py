@@ -180,3 +180,29 @@ def test_rl_refuses_truncated_or_greedy_sampling(tmp_path, tiny_dir, sampling, c
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "c.yaml")]) == 2
     assert "tempered policy" in capsys.readouterr().err
+
+
+def test_rl_tree_rows_equal_one_row_per_sample():
+    """Rollouts score each prompt's k samples in one tree row [prompt | s1 | ... | sk]: token log-probs,
+    entropies and values equal those of one row per sample."""
+    import torch
+
+    from shiftalign.data.batching import collate
+    from shiftalign.data.tokenize import Tokenized
+    from shiftalign.models.tiny import tiny_causal_lm
+    from shiftalign.train.online import PolicyWithValue
+
+    model, tok = tiny_causal_lm(seed=2)
+    policy = PolicyWithValue(model, True, 0.9)
+    with torch.no_grad():
+        policy.value_head.weight.normal_()
+    prompts = [tok("what is 3", add_special_tokens=False)["input_ids"], tok("hi", add_special_tokens=False)["input_ids"]]
+    samples = [[[5, 9, 17, tok.eos_token_id], [7], [11, 12, 13, 14, 15, 16]], [[3, 4], [8, 8, 8], [21, tok.eos_token_id]]]
+    with torch.no_grad():
+        tree = policy(collate([Tokenized(i, str(i), p, s) for i, (p, s) in enumerate(zip(prompts, samples))],
+                              tok.pad_token_id))
+        single = policy(collate([Tokenized(0, "x", p, [c]) for p, s in zip(prompts, samples) for c in s],
+                                tok.pad_token_id))
+    for key in ("logps", "entropy", "values"):
+        assert tree[key].shape == single[key].shape == (sum(len(c) for s in samples for c in s),)
+        assert torch.allclose(tree[key], single[key], atol=1e-5), key

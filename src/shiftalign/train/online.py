@@ -135,8 +135,9 @@ class RLTrainer:
         return out
 
     def _forward(self, module, items, with_entropy: bool) -> tuple[dict, list[int]]:
+        """Per-sample (rows = prompts x their samples, in order) padded token tensors of tree rows."""
         batch = {k: v.to(self.acc.device) for k, v in collate(items, self.tok.pad_token_id).items()}
-        lengths = [len(it.completion_ids[0]) for it in items]
+        lengths = [len(c) for it in items for c in it.completion_ids]
         with self.acc.autocast():
             out = module(batch, with_entropy=with_entropy)
         return {k: padded(v.float(), lengths) for k, v in out.items()}, lengths
@@ -152,13 +153,14 @@ class RLTrainer:
         hf.eval()
         seed = random.Random(f"{cfg.seed}:rollout:{it}:{self.acc.process_index}").randrange(2**31)
         gens = generate_hf(self.acc.unwrap_model(self.policy).model, self.tok, ids, cfg.sampling, seed)
+        # One tree row per prompt, [prompt | sample 1 | ... | sample k]: the prompt is computed once
         items, texts, prompts, finished = [], [], [], []
         for e, p_ids, samples in zip(exs, ids, gens):
             w = 1.0 if self.prompt_weights is None else self.prompt_weights.get(e.id, None)
             if w is None:
                 raise ConfigError(f"{cfg.prompt_weights}: no weight for prompt id '{e.id}'")
+            items.append(Tokenized(len(items), e.id, p_ids, [s["completion_ids"] for s in samples], w))
             for s in samples:
-                items.append(Tokenized(len(items), e.id, p_ids, [s["completion_ids"]], w))
                 texts.append(self.tok.decode(s["completion_ids"], skip_special_tokens=True))
                 prompts.append(e.prompt)
                 finished.append(s["finished"])
@@ -178,7 +180,7 @@ class RLTrainer:
         policy.train()
         mask = padded(torch.ones(sum(lengths), device=self.acc.device), lengths)
         eos = torch.tensor(finished, dtype=torch.float32, device=self.acc.device)
-        weights = torch.tensor([i.weight for i in items], device=self.acc.device)
+        weights = torch.tensor([i.weight for i in items for _ in range(k)], device=self.acc.device)
         scores = shape_scores(raw, eos, mask.sum(1), cfg, weights)
         kl = KL_ESTIMATORS[cfg.kl.estimator](new["logps"], ref["logps"]) * mask
         roll = {"logps_old": new["logps"], "ref_logps": ref["logps"], "mask": mask, "kl": kl, "scores": scores,
@@ -194,16 +196,18 @@ class RLTrainer:
 
     # -- update ----------------------------------------------------------------------------------
     def update(self, roll: dict, items: list[Tokenized]) -> dict:
-        cfg = self.cfg
-        S = len(items)
+        """Minibatches of whole prompts (``minibatch_size`` samples = that many // k tree rows)."""
+        cfg, k = self.cfg, self.cfg.sampling.n
+        rows_per_mb = max(1, cfg.minibatch_size // k)
         rng = random.Random(f"{cfg.seed}:update:{self.iteration}")
         agg: dict[str, list[float]] = {}
         for _ in range(cfg.epochs):
-            order = list(range(S))
+            order = list(range(len(items)))
             rng.shuffle(order)
-            for s in range(0, S, cfg.minibatch_size):
-                mb = sorted(order[s:s + cfg.minibatch_size])
-                new, _ = self._forward(self.policy, [items[i] for i in mb], self.entropy_in_loss)
+            for s in range(0, len(items), rows_per_mb):
+                rows = sorted(order[s:s + rows_per_mb])
+                mb = [r * k + j for r in rows for j in range(k)]
+                new, _ = self._forward(self.policy, [items[r] for r in rows], self.entropy_in_loss)
                 sub = {k: (v[mb][:, : new["logps"].shape[1]] if torch.is_tensor(v) and v.dim() == 2 else
                            v[mb] if torch.is_tensor(v) and v.dim() == 1 else v) for k, v in roll.items()}
                 loss_vec, metrics = self.algo.loss(new, sub, self.params, self.kl_coef)
@@ -238,7 +242,7 @@ class RLTrainer:
             self.iteration += 1
             record = {"step": self.iteration, **stats, **upd, "kl_coef": self.kl_coef,
                       "time_update": time.perf_counter() - t0}
-            self._adapt_kl(stats["kl"], len(items))
+            self._adapt_kl(stats["kl"], len(items) * cfg.sampling.n)
             metrics.log(record)
             bar.update(1)
             bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
