@@ -156,6 +156,8 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
                      "confidence_temperature": 1.0,
                      "max_spread": 100.0, "pairs": "all"},
                     {"name": "iw_rm", "kind": "pseudo", "reward_weights": {"estimator": {"name": "classifier", "folds": 3}}},
+                    {"name": "iw_refit", "kind": "pseudo", "rounds": 2, "refit_reward": True,
+                     "reward_weights": {"estimator": {"name": "classifier", "folds": 3}}},
                     {"name": "random_labels", "kind": "pseudo", "labeller": "random"},
                     {"name": "rl_iw", "kind": "rl", "reward_from": "iw_rm",
                      "rl": {"iterations": 1, "prompts_per_iteration": 2, "minibatch_size": 4,
@@ -171,6 +173,10 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
     assert shared["shift_cost"] == pytest.approx(shared["in_domain_accuracy"] - shared["on_policy_accuracy"])
     assert "importance-weighted" in iw["kind"] and iw["on_policy_accuracy"] is not None
     assert json.loads((root / "rewards" / "iw_rm" / "reward_heads.json").read_text())["weighted"]
+    for r in (1, 2):  # refit_reward: every round labels with heads weighted toward its own samples
+        rd = root / "iw_refit" / f"round-{r}"
+        assert is_heads_dir(rd / "reward") and json.loads((rd / "reward" / "reward_heads.json").read_text())["weighted"]
+        assert yaml.safe_load((rd / "labels" / "config.yaml").read_text())["reward_model"]["models"] == [str(rd / "reward")]
     rl_cfg = yaml.safe_load((root / "rl_iw" / "config.yaml").read_text())
     assert rl_cfg["scorer"]["path"] == str(root / "rewards" / "iw_rm")  # RL against the importance-weighted heads
     # warm start: round 1 trains from dpo_source's model; round 2's reference is round 1's policy

@@ -97,3 +97,54 @@ def test_confidence_weighted_pseudo_pairs_reach_the_loss_through_the_weight_path
     write_jsonl(tmp_path / "c_train.jsonl", rows)
     _, gc = grads_after_step(make_trainer(tiny_dir, str(tmp_path / "c_train.jsonl"), tmp_path / "tc"), list(range(8)))
     assert max((ga[k] - gc[k]).abs().max().item() for k in ga) > 1e-4
+
+
+def test_refit_reward_heads_every_round_toward_its_samples(tmp_path, tiny_dir):
+    """With refit, each round labels with reward heads fitted on the source pairs, importance-weighted
+    toward that round's own samples."""
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"id": f"q{i}", "prompt": f"what is {i}?"} for i in range(8)])
+    source = write_jsonl(tmp_path / "src.jsonl", [{**r, "id": f"s{i}"} for i, r in enumerate(pref_rows(16))])
+    feats = {"kind": "hidden", "model": tiny_dir}
+    cfg = {"output_dir": str(tmp_path / "it"), "rounds": 2, "prompts": prompts,
+           "sample": {"sampling": {"n": 3, "max_new_tokens": 8}, "batch_size": 12, "progress": False},
+           "label": {"labeller": "reward_model", "progress": False, "reward_model": {"pairs": "best_vs_worst"}},
+           "refit": {"weights": {"source": source, "features": feats, "estimator": {"name": "classifier", "folds": 2},
+                                 "cache_dir": str(tmp_path / "cache")},
+                     "heads": {"pairs": source, "features": feats, "heads": 3, "l2": 1.0,
+                               "cache_dir": str(tmp_path / "cache")}},
+           "train": {"model": {"path": tiny_dir}, "loss": {"name": "dpo", "beta": 0.1}, "cache_dir": str(tmp_path / "ref"),
+                     "train": {"batch_size": 4, "micro_batch_size": 2, "lr": 1e-3, "progress": False}}}
+    path = tmp_path / "it.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["iterate", str(path)]) == 0
+    rounds = [json.loads(l) for l in (tmp_path / "it" / "rounds.jsonl").read_text().splitlines()]
+    weights = []
+    for r in rounds:
+        rd = tmp_path / "it" / f"round-{r['round']}"
+        assert 0 < r["refit"]["ess_fraction"] <= 1 and "domain_auc_before" in r["refit"]
+        heads = yaml.safe_load((rd / "reward" / "config.yaml").read_text())
+        assert heads["weights"] == str(rd / "reward_weights" / "weights.jsonl") and heads["heads"] == 3
+        assert json.loads((rd / "reward" / "reward_heads.json").read_text())["weighted"] is True
+        label_cfg = yaml.safe_load((rd / "labels" / "config.yaml").read_text())
+        assert label_cfg["reward_model"]["models"] == [str(rd / "reward")]
+        weights.append([json.loads(l)["weight"] for l in (rd / "reward_weights" / "weights.jsonl").read_text().splitlines()])
+    assert weights[0] != weights[1]  # each round's weights point at that round's samples
+
+
+def test_refit_needs_a_reward_model_labeller(tmp_path, capsys):
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"id": "q", "prompt": "hi"}])
+    cfg = {"output_dir": str(tmp_path / "it"), "prompts": prompts, "label": {"labeller": "judge"},
+           "refit": {"heads": {"pairs": "x.jsonl"}}}
+    (tmp_path / "it.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["iterate", str(tmp_path / "it.yaml")]) != 0
+    assert "refit" in capsys.readouterr().err
+    assert not (tmp_path / "it").exists()
+
+
+def test_pseudo_arm_refit_options_are_checked():
+    from shiftalign.errors import ConfigError
+    from shiftalign.experiment.arms.pseudo import PseudoOptions
+
+    with pytest.raises(ConfigError, match="refit_reward"):
+        PseudoOptions(refit_reward=True)  # which estimator? it comes with reward_weights
+    assert PseudoOptions(refit_reward=True, reward_weights={"estimator": {"name": "ulsif"}}).refit_reward

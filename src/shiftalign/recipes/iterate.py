@@ -8,6 +8,10 @@ Round r (directory ``output_dir/round-r``):
    optionally weighted by the labeller's confidence (``confidence_temperature``) and mixed with the
    source pairs, themselves optionally density-ratio weighted;
 4. write ``round-r/done.json``; the next round starts from this round's model.
+With ``refit``, the reward model that labels is re-fitted every round before step 2: density-ratio
+weights of the source pairs toward this round's samples (``shiftalign weights fit``), then
+importance-weighted Bradley-Terry heads on those pairs (``shiftalign heads fit``): as the policy
+moves, the reward model follows it (importance-weighted empirical risk, Sugiyama et al., 2007).
 The reference of round r is the initial policy (``reference: initial``, the iterative DPO of Xiong
 et al., 2024, "Iterative Preference Learning from Human Feedback") or the previous round's policy
 (``reference: previous``, as in Yuan et al., 2024, "Self-Rewarding Language Models").
@@ -35,6 +39,8 @@ from ..rundir import claim
 from . import RECIPES
 from .label import LabelConfig
 from .label import main as label_main
+from .reward_heads import RewardHeadsConfig
+from .weights import WeightsConfig
 
 
 class NoPairsError(ConfigError):
@@ -56,6 +62,17 @@ class IterateConfig:
     mix_weights: str | None = None  # density-ratio weights file for the source pairs (joined on id; ids it
     # lacks follow train.data.missing_weight: error by default)
     confidence_temperature: float | None = None  # set: pseudo-pairs weighted by 2 sigmoid(margin / T) - 1
+    refit: RefitConfig | None = None  # set: the labelling reward heads are re-fitted every round
+
+
+@dataclass
+class RefitConfig:
+    """A round's reward model: ``weights`` (its ``target`` and ``output_dir`` set per round) of the
+    source pairs toward the round's samples, then ``heads`` (``weights`` and ``output_dir`` set per
+    round) fitted on the same pairs with them."""
+
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
+    heads: RewardHeadsConfig = field(default_factory=RewardHeadsConfig)
 
 
 def confidence_weight(provenance: dict, temperature: float) -> float:
@@ -101,9 +118,28 @@ def _training_set(pseudo: Path, cfg: IterateConfig, out: Path, round_: int = 1) 
     return out
 
 
+def refit_reward(refit: RefitConfig, samples: str, rd: Path) -> str:
+    """Fit this round's importance-weighted reward heads (toward ``samples``) into ``rd/reward``."""
+    from .reward_heads import main as heads_main
+    from .weights import main as weights_main
+
+    rows = read_jsonl(samples)
+    target = [r for r in rows if r.get("completion")]  # an empty response (eos first) is no target text
+    if len(target) < len(rows):
+        log(f"refit: {len(rows) - len(target)} of {len(rows)} samples have an empty response and are left out")
+    target_file = rd / "reward_target.jsonl"
+    write_text_atomic(target_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in target))
+    fitted = weights_main(replace(refit.weights, target=str(target_file), output_dir=str(rd / "reward_weights")))
+    heads_main(replace(refit.heads, weights=fitted.file, output_dir=str(rd / "reward")))
+    return str(rd / "reward")
+
+
 def main(cfg: IterateConfig) -> list[dict]:
     if cfg.reference not in ("initial", "previous"):
         raise ConfigError(f"reference must be initial or previous, got {cfg.reference!r}")
+    if cfg.refit and cfg.label.labeller != "reward_model":
+        raise ConfigError(f"refit: a re-fitted reward model needs label.labeller: reward_model, got "
+                          f"{cfg.label.labeller!r}")
     root = Path(cfg.output_dir)
     load_examples(cfg.prompts, "prompt")  # validated before anything is written
     if cfg.mix_source:
@@ -132,7 +168,12 @@ def main(cfg: IterateConfig) -> list[dict]:
 
         lab = replace(cfg.label, samples=s.output, output_dir=str(rd / "labels"), seed=cfg.label.seed + r)
         summary_file = rd / "labels" / "label_summary.json"
-        label_summary = json.loads(summary_file.read_text()) if summary_file.exists() else label_main(lab)
+        if summary_file.exists():
+            label_summary = json.loads(summary_file.read_text())
+        else:
+            if cfg.refit:
+                lab = replace(lab, reward_model=replace(lab.reward_model, models=[refit_reward(cfg.refit, s.output, rd)]))
+            label_summary = label_main(lab)
 
         pairs = _training_set(rd / "labels" / "pseudo_pairs.jsonl", cfg, rd / "train_pairs.jsonl", r)
         t = replace(cfg.train, recipe="preference", output_dir=str(rd / "train"),
@@ -143,6 +184,8 @@ def main(cfg: IterateConfig) -> list[dict]:
         policy = result.model
         info = {"round": r, "model": policy, "samples": s.output, "labels": label_summary,
                 "train_examples": result.data["train_examples"], "train": result.train, "eval": result.eval}
+        if cfg.refit:  # the re-fitted reward model's weights: ESS, domain AUC before and after
+            info["refit"] = json.loads((rd / "reward_weights" / "diagnostics.json").read_text())
         write_json_atomic(done, info)
         with open(root / "rounds.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(info) + "\n")

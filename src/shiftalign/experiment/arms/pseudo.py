@@ -15,7 +15,10 @@ Alignment from Online AI Feedback"):
   ``max_spread`` drops pairs on which the reward model's ensemble (several heads) disagrees;
 - ``reward_weights``: label with an importance-weighted reward model instead of the shared one:
   density-ratio weights of the source pairs toward the initial policy's target samples (any
-  estimator) weight its Bradley-Terry likelihood; its shift cost is reported beside the shared one's.
+  estimator) weight its Bradley-Terry likelihood; its shift cost is reported beside the shared one's;
+- ``refit_reward`` (with ``reward_weights`` and reward heads): that importance-weighted reward model is
+  re-fitted every round toward the round's own samples (``recipes.iterate``'s ``refit``), so it
+  follows the policy as it moves.
 Diagnostics: pseudo-pairs per round and their label accuracy against gold (gold ties left out).
 """
 
@@ -24,13 +27,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ...config import from_dict
+from ...config import from_dict, to_dict
 from ...data.text import response_text
 from ...errors import ConfigError
 from ...io import read_jsonl
 from ...labeling.judge_labeller import JudgeLabelConfig
 from ...log import log
-from ...recipes.iterate import IterateConfig, NoPairsError
+from ...recipes.iterate import IterateConfig, NoPairsError, RefitConfig
 from ...recipes.iterate import main as iterate_main
 from ...recipes.label import LabelConfig
 from ...reweight.pairs import text_of
@@ -57,6 +60,7 @@ class PseudoOptions:
     max_spread: float | None = None  # reward_model with several heads: drop pairs whose margin's std is above
     min_agreement: float | None = None  # ... or whose mean margin is under this many of its stds
     reward_weights: dict | None = None  # {estimator: {name, ...}, stabilise: {...}}: an importance-weighted RM
+    refit_reward: bool = False  # with reward_weights: re-fit it every round toward that round's samples
     train: dict = field(default_factory=dict)  # overrides of the experiment's dpo_train
 
     def arm_refs(self) -> list[str]:
@@ -80,6 +84,8 @@ class PseudoOptions:
                                   f"{sorted(self.reward_weights)}")
             from .dpo import DPOOptions
             from_dict(DPOOptions, dict(self.reward_weights), "reward_weights")
+        if self.refit_reward and self.reward_weights is None:
+            raise ConfigError("refit_reward: re-fitting needs reward_weights (its estimator and stabiliser)")
 
 
 def label_settings(ctx, name: str, opts: PseudoOptions, reward_model: str) -> LabelConfig:
@@ -110,10 +116,28 @@ def importance_weighted_reward(ctx, name: str, opts: PseudoOptions) -> tuple[str
                   **shift_cost(ctx, path)}
 
 
+def refit_settings(ctx, name: str, opts: PseudoOptions) -> RefitConfig:
+    """``iterate``'s per-round refit from the experiment's reward heads and the arm's reward_weights."""
+    from ...recipes.reward_heads import RewardHeadsConfig
+    from ...recipes.weights import WeightsConfig
+    from ...reweight.stabilize import StabiliserConfig
+
+    cfg, spec = ctx.cfg, ctx.cfg.reward_model
+    if spec.kind != "heads":
+        raise ConfigError(f"arms.{name}.refit_reward: re-fitting every round needs reward_model.kind: heads")
+    stab = from_dict(StabiliserConfig, {**to_dict(cfg.stabilise), **opts.reward_weights.get("stabilise", {})},
+                     f"arms.{name}.reward_weights.stabilise")
+    return RefitConfig(
+        weights=WeightsConfig(source=ctx.shared.source_pairs, pair_mode=cfg.pair_mode, features=cfg.features,
+                              estimator=dict(opts.reward_weights["estimator"]), stabilise=stab),
+        heads=RewardHeadsConfig(pairs=ctx.shared.source_pairs, features=spec.features, heads=spec.heads, l2=spec.l2,
+                                seed=cfg.seed))
+
+
 def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
     cfg = ctx.cfg
     reward_model, diagnostics, files = ctx.shared.reward_model, {}, {}
-    if opts.reward_weights is not None:
+    if opts.reward_weights is not None and not opts.refit_reward:  # with refit_reward: fitted in every round
         reward_model, diagnostics["reward_model"] = importance_weighted_reward(ctx, name, opts)
         files["reward_model"] = reward_model
     train = ctx.run_config("preference", None, None, ctx.train_settings(opts.train, f"arms.{name}.train"), cfg.dpo_loss)
@@ -131,7 +155,8 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
                        mix_source_pairs=opts.mix_source_pairs,
                        mix_weights=ctx.arm(opts.source_weights).files.get("weights") if opts.source_weights else None,
                        confidence_temperature=opts.confidence_temperature,
-                       round1_samples=None if opts.init else ctx.shared.samples)
+                       round1_samples=None if opts.init else ctx.shared.samples,
+                       refit=refit_settings(ctx, name, opts) if opts.refit_reward else None)
     try:
         history = iterate_main(it)
     except NoPairsError as e:  # recorded, shown in the results, and left out of the evaluation
@@ -139,7 +164,9 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
         return ArmResult(model=None, failed=str(e), diagnostics=diagnostics, files=files)
     rounds = [{"round": h["round"], "pairs": h["labels"]["pairs"], "unlabelled": h["labels"]["unlabelled"],
                "label_accuracy": pair_label_accuracy(Path(h["samples"]).parent / "labels" / "pseudo_pairs.jsonl",
-                                                     cfg.gold)} for h in history]
+                                                     cfg.gold),
+               **({"reward_" + k: h["refit"].get(k) for k in ("ess_fraction", "domain_auc_before", "domain_auc_after")}
+                  if "refit" in h else {})} for h in history]
     acc = [r["label_accuracy"] for r in rounds if r["label_accuracy"] is not None]
     return ArmResult(model=history[-1]["model"], files=files, diagnostics={
         **diagnostics, "rounds": rounds, "pseudo_pairs": sum(r["pairs"] for r in rounds),
