@@ -1,11 +1,13 @@
-"""bench/gpu_smoke.sh: says "no CUDA" and exits 0 on a CPU machine; every command it would run on a
-GPU machine names config keys that exist."""
+"""Bench scripts that the suite can check: bench/gpu_smoke.sh says "no CUDA" and exits 0 on a CPU machine,
+and every command it would run on a GPU machine names config keys that exist; bench/rl_iteration.py
+reports the parts of an RL iteration."""
 
 import os
 import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,3 +48,17 @@ def test_every_command_resolves_its_config(capsys):
     cfg = load_config(str(ROOT / sample[i + 1]), sample[i + 2:], SampleConfig)
     assert cfg.backend in ("hf", "vllm") and cfg.policy.path == "out/dpo/model"
     assert any("bench/dpo_throughput.py" in line for line in lines)
+
+
+def test_rl_iteration_bench_reports_each_part(tmp_path, tiny_dir):
+    """bench/rl_iteration.py on a tiny model: the median of each part of an RL iteration."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("rl_iteration", ROOT / "bench" / "rl_iteration.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    res = bench.main(["--iterations", "2", "--model", tiny_dir, "--out", str(tmp_path / "r.json")])
+    assert json.loads((tmp_path / "r.json").read_text()) == res
+    assert all(res[p] >= 0 for p in bench.PARTS) and res["iterations_measured"] == 1
+    assert res["iteration"] == pytest.approx(sum(res[p] for p in bench.PARTS))
