@@ -34,7 +34,7 @@ def advantages(roll: dict, p: PPOParams, kl_coef: float) -> dict:
     mask = roll["mask"]
     rewards = -kl_coef * roll["kl"] * mask
     last = (mask.sum(1).long() - 1).clamp(min=0)
-    rewards[torch.arange(len(last)), last] += roll["scores"]
+    rewards[torch.arange(len(last), device=last.device), last] += roll["scores"]
     adv, ret = gae(rewards, roll["values_old"], mask, p.gamma, p.lam)
     if p.whiten_advantages:
         adv = whiten(adv, mask * roll["weights"][:, None]) * mask  # statistics under the prompt weights

@@ -184,7 +184,7 @@ class RLTrainer:
         scores = shape_scores(raw, eos, mask.sum(1), cfg, weights)
         kl = KL_ESTIMATORS[cfg.kl.estimator](new["logps"], ref["logps"]) * mask
         roll = {"logps_old": new["logps"], "ref_logps": ref["logps"], "mask": mask, "kl": kl, "scores": scores,
-                "values_old": new.get("values", torch.zeros_like(mask)), "group": torch.arange(len(exs)).repeat_interleave(k),
+                "values_old": new.get("values", torch.zeros_like(mask)), "group": torch.arange(len(exs), device=self.acc.device).repeat_interleave(k),
                 "k": k, "weights": weights}
         roll.update(self.algo.advantages(roll, self.params, self.kl_coef))
         stats = {"reward_mean": raw.mean().item(), "reward_std": raw.std().item() if len(raw) > 1 else 0.0,
