@@ -156,3 +156,17 @@ def test_tree_rows_equal_separate_sequences(attn):
             ref = lp[P - 1:].gather(-1, ids[0, P:, None]).sum()
             assert torch.allclose(out["logps"][b, j], ref, atol=1e-5)
             assert out["lengths"][b, j] == len(c)
+
+
+def test_policy_samples_may_be_empty_but_sft_rows_may_not():
+    """A policy can answer with eos at once: a ``sample`` row (density-ratio targets) keeps an empty
+    completion, in text or chat form; an ``sft`` row still refuses it."""
+    ex = validate_row({"prompt": "hi", "completion": ""}, "sample", "s.jsonl", 1)
+    assert ex.completions == [""]
+    chat = validate_row({"prompt": [{"role": "user", "content": "hi"}], "completion": ""}, "sample", "s.jsonl", 1)
+    assert chat.completions == [[]]
+    assert validate_row({"prompt": "hi", "completion": "yes"}, "sample", "s.jsonl", 1).completions == ["yes"]
+    with pytest.raises(DataError, match="completion"):
+        validate_row({"prompt": "hi", "completion": ""}, "sft", "s.jsonl", 1)
+    with pytest.raises(DataError, match="completion"):
+        validate_row({"prompt": "hi"}, "sample", "s.jsonl", 1)

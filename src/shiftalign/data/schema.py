@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ..errors import DataError
 
 ROLES = ("system", "user", "assistant", "tool")
-KINDS = ("paired", "unpaired", "sft", "prompt")
+KINDS = ("paired", "unpaired", "sft", "prompt", "sample")  # sample: a policy's (prompt, completion), may be empty
 
 
 @dataclass
@@ -92,7 +92,9 @@ def validate_row(row, kind: str, source: str, line: int, unit: str = "line") -> 
             if chosen == rejected:
                 raise err("rejected", "a response different from 'chosen' (they are identical)")
             completions = [chosen, rejected]
-        elif kind in ("unpaired", "sft"):
+        elif kind == "sample" and row.get("completion") == "":  # a policy may answer with eos at once
+            completions = [[] if isinstance(prompt, list) else ""]
+        elif kind in ("unpaired", "sft", "sample"):
             completions = [_text(need("completion"), err, "completion", ("assistant",))]
             if kind == "unpaired":
                 label = need("label")

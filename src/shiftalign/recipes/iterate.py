@@ -123,13 +123,7 @@ def refit_reward(refit: RefitConfig, samples: str, rd: Path) -> str:
     from .reward_heads import main as heads_main
     from .weights import main as weights_main
 
-    rows = read_jsonl(samples)
-    target = [r for r in rows if r.get("completion")]  # an empty response (eos first) is no target text
-    if len(target) < len(rows):
-        log(f"refit: {len(rows) - len(target)} of {len(rows)} samples have an empty response and are left out")
-    target_file = rd / "reward_target.jsonl"
-    write_text_atomic(target_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in target))
-    fitted = weights_main(replace(refit.weights, target=str(target_file), output_dir=str(rd / "reward_weights")))
+    fitted = weights_main(replace(refit.weights, target=samples, output_dir=str(rd / "reward_weights")))
     heads_main(replace(refit.heads, weights=fitted.file, output_dir=str(rd / "reward")))
     return str(rd / "reward")
 

@@ -58,7 +58,7 @@ def main(cfg: WeightsConfig) -> FittedWeights:
     spec = ESTIMATORS.get(knobs.pop("name", "classifier"))
     params = from_dict(spec.params, knobs, "estimator")
     source = load_examples(cfg.source, "paired", cfg.source_split)
-    target = load_examples(cfg.target, "prompt" if cfg.pair_mode == "prompt" else "sft", cfg.target_split)
+    target = load_examples(cfg.target, "prompt" if cfg.pair_mode == "prompt" else "sample", cfg.target_split)
     claim(out, cfg)  # after the config and both files are read and validated
     log(f"weights: {len(source)} source pairs, {len(target)} target rows, {spec.name} on "
         f"{cfg.features.kind} features ({cfg.pair_mode})")
