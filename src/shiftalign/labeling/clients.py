@@ -44,9 +44,20 @@ class Reply:
 
 
 class CallError(Exception):
-    def __init__(self, message: str, retryable: bool, retry_after: float | None = None, fatal: bool = False):
+    """A failed request. ``maybe_billed``: the request reached the server and its outcome is unknown (a
+    timeout), so it may have been processed and charged; the budget then settles its worst case."""
+
+    def __init__(self, message: str, retryable: bool, retry_after: float | None = None, fatal: bool = False,
+                 maybe_billed: bool = False):
         super().__init__(message)
         self.retryable, self.retry_after, self.fatal = retryable, retry_after, fatal
+        self.maybe_billed = maybe_billed
+
+
+def _connection_error(e: Exception, timeout_cls: type) -> CallError:
+    """A timeout may have been processed (and billed) by the server; a refused or dropped connection
+    before any reply is taken as not."""
+    return CallError(f"{type(e).__name__}: {e}", retryable=True, maybe_billed=isinstance(e, timeout_cls))
 
 
 def _key(cfg: BackendConfig, default_env: str) -> str:
@@ -88,7 +99,7 @@ class OpenAIBackend:
         except o.APIStatusError as e:
             raise _status_error(e.status_code, e.response.headers, str(e)) from None
         except (o.APITimeoutError, o.APIConnectionError) as e:
-            raise CallError(f"{type(e).__name__}: {e}", retryable=True) from None
+            raise _connection_error(e, o.APITimeoutError) from None
         except (json.JSONDecodeError, ValueError) as e:
             raise CallError(f"malformed response body: {e}", retryable=True) from None
         try:
@@ -138,7 +149,7 @@ class AnthropicBackend:
         except a.APIStatusError as e:
             raise _status_error(e.status_code, e.response.headers, str(e)) from None
         except (a.APITimeoutError, a.APIConnectionError) as e:
-            raise CallError(f"{type(e).__name__}: {e}", retryable=True) from None
+            raise _connection_error(e, a.APITimeoutError) from None
         text = "".join(getattr(b, "text", "") for b in r.content)
         finish = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "refusal": "refusal"}.get(
             r.stop_reason, "other")

@@ -140,11 +140,14 @@ class PairJudge:
                 try:
                     reply = await asyncio.wait_for(self.backend.chat(messages, self.cfg.max_tokens, self.cfg.temperature),
                                                    timeout=remaining)
-                except asyncio.TimeoutError:
-                    lim.budget.settle(reserved, 0, 0)
+                except asyncio.TimeoutError:  # abandoned in flight: the server may still process and bill it
+                    lim.budget.settle_unknown(reserved, est_in, self.cfg.max_tokens)
                     raise CallError("deadline", retryable=False) from None
                 except CallError as e:
-                    lim.budget.settle(reserved, 0, 0)
+                    if e.maybe_billed:
+                        lim.budget.settle_unknown(reserved, est_in, self.cfg.max_tokens)
+                    else:
+                        lim.budget.settle(reserved, 0, 0)
                     if e.fatal:
                         self.fatal = str(e)
                     error = e

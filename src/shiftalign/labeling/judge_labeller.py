@@ -77,6 +77,7 @@ async def _label_async(groups, cfg: JudgeLabelConfig, seed: int, cache: Response
     b = limiter.budget
     stats = {"requests": judge.requests, "cache_hits": cache.hits, "input_tokens": b.input_tokens,
              "output_tokens": b.output_tokens, "cost_usd": b.spent, "budget_exhausted": b.exhausted,
+             "unknown_outcome_requests": b.unknown_requests,
              "soft_fallbacks": judge.soft_fallbacks, "fatal_error": judge.fatal}
     return pairs, dropped, stats
 

@@ -8,6 +8,9 @@ Llama 3, SmolLM2) and SentencePiece with byte fallback, since none of them emits
 bytes. A character count would undershoot on non-ASCII text (one CJK character is three bytes and
 up to three tokens) and let spend pass the cap.
 
+A request that times out in flight may still be processed and billed by the server: it is settled
+at its reserved worst case, never at zero, and counted in the summary's ``unknown_outcome_requests``.
+
 The SDK clients are built with ``max_retries=0`` so that retries happen here only, once, with the
 server's ``retry-after`` when it sends one (exponential back-off with jitter otherwise).
 """
@@ -82,6 +85,7 @@ class Budget:
         self.output_tokens = 0
         self.reserved = 0.0
         self.exhausted = False
+        self.unknown_requests = 0  # timed out in flight: counted at their worst case
 
     def cost(self, input_tokens: float, output_tokens: float) -> float:
         return (input_tokens * self.cfg.input_usd_per_mtok + output_tokens * self.cfg.output_usd_per_mtok) / 1e6
@@ -103,6 +107,12 @@ class Budget:
         self.reserved -= reserved
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
+
+    def settle_unknown(self, reserved: float, est_input: int, max_output: int) -> None:
+        """A request whose outcome is unknown (timed out in flight) is counted at its worst case: the
+        server may have processed and charged it, and the cap must hold whatever it did."""
+        self.unknown_requests += 1
+        self.settle(reserved, est_input, max_output)
 
 
 class Limiter:
