@@ -1,5 +1,6 @@
 """Two CPU processes (gloo) give the same step loss and gradients as one process on the same
-global batch with non-uniform weights (Σw over the whole step, all processes)."""
+global batch with non-uniform weights (Σw over the whole step, all processes); an evaluation with
+fewer rows than processes gives the one-process numbers."""
 
 import json
 import os
@@ -15,7 +16,7 @@ from conftest import pref_rows, write_jsonl
 from helpers import grads_after_step, make_trainer
 
 
-def _two_processes(tiny_dir, data, out, loss, port):
+def _two_processes(tiny_dir, data, out, loss, port, grads=True):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            str(Path(__file__).parent / "dist_worker.py"), tiny_dir, data, str(out), loss]
@@ -23,7 +24,7 @@ def _two_processes(tiny_dir, data, out, loss, port):
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((out / "record.json").read_text())
     assert record["world"] == 2 and "MULTI_CPU" in record["type"]
-    return record, load_file(str(out / "grads.safetensors"))
+    return record, load_file(str(out / "grads.safetensors")) if grads else None
 
 
 def test_two_processes_equal_one(tiny_dir, tmp_path):
@@ -54,3 +55,14 @@ def test_kto_reference_point_is_the_same_with_two_processes(tiny_dir, tmp_path):
     assert record["loss"] == pytest.approx(single["loss"], rel=1e-5)
     for n in grads:
         assert torch.allclose(dist_grads[n], grads[n], atol=1e-7, rtol=1e-4), n
+
+
+def test_evaluation_with_fewer_rows_than_processes(tiny_dir, tmp_path):
+    data = write_jsonl(tmp_path / "p.jsonl", pref_rows(8))
+    record, _ = _two_processes(tiny_dir, data, tmp_path / "dist", "dpo-eval", 29535, grads=False)
+    tr = make_trainer(tiny_dir, data, tmp_path / "one", batch_size=8, micro_batch_size=2)
+    tr.task.eval_items, tr.task.ref_eval = tr.task.train_items[:1], tr.task.ref_train
+    single = tr.evaluate()
+    assert set(record["eval"]) == set(single) and "eval/loss" in single
+    for k, v in single.items():
+        assert record["eval"][k] == pytest.approx(v, rel=1e-5, abs=1e-7), k

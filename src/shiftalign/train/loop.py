@@ -201,7 +201,11 @@ class Trainer:
                     sums[f"{k}/den"] = sums.get(f"{k}/den", 0.0) + float(den)
         model.train(was)
         keys = sorted(sums)
-        total = dict(zip(keys, self._sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64)).tolist()))
+        if self.acc.num_processes > 1:  # a process with fewer rows than processes has none, and no keys
+            from accelerate.utils import gather_object
+
+            keys = sorted(set(gather_object(keys)))
+        total = dict(zip(keys, self._sum(torch.tensor([sums.get(k, 0.0) for k in keys], dtype=torch.float64)).tolist()))
         w, n = total.pop("_w"), total.pop("_n")
         result = {"eval/loss": total.pop("loss") / max(w, 1e-12)}
         for k in [k[:-4] for k in total if k.endswith("/num")]:
