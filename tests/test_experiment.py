@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import yaml
 
@@ -292,3 +293,38 @@ def test_the_default_profile_uses_the_same_method_settings_on_both_golds():
     assert a == b
     for f in ("default.yaml", "default_readability.yaml", "small.yaml", "small_data.yaml"):
         parse_arms(load_config(str(root / f), [], ExperimentConfig))
+
+
+def test_rows_and_verdict_read_the_best_arm_family_wise_and_against_the_control():
+    """Per-prompt numbers of a baseline, three method arms, a random-label control and an oracle: only
+    method arms get a family-wise interval, wider than their own; the control is no method, and the
+    verdict gives the best arm's family-wise interval and its difference to the control."""
+    from shiftalign.experiment.arms import ArmResult
+    from shiftalign.experiment.results import arm_rows, verdict
+
+    rng = np.random.default_rng(0)
+    prompts = rng.normal(size=48)
+    shift = {"src": 0.0, "m1": 0.02, "m2": 0.15, "m3": -0.05, "random": 0.12, "oracle": 0.3, "initial": -0.1}
+    pol = {n: {"gold_per_prompt": list(prompts + s + rng.normal(0, 0.2, 48)), "kl_per_prompt": [1.0] * 48, "kl_to_baseline": 1.0,
+               "win_rate_vs_baseline": 0.5} for n, s in shift.items()}
+    for e in pol.values():
+        e["gold_mean"] = float(np.mean(e["gold_per_prompt"]))
+    roles = {"initial": "reference", "random": "control", **{n: "method" for n in ("src", "m1", "m2", "m3", "oracle")}}
+    rows = {r["arm"]: r for r in arm_rows("src", "oracle", {n: ArmResult(n) for n in pol}, {"policies": pol}, {},
+                                          None, roles)}
+    assert set(n for n, r in rows.items() if "ci95_family" in r) == {"m1", "m2", "m3"}
+    for n in ("m1", "m2", "m3"):
+        lo, hi = rows[n]["ci95"]
+        flo, fhi = rows[n]["ci95_family"]
+        assert flo < lo and fhi > hi
+        assert set(rows[n]["vs_control"]) == {"random"}
+    d, lo, hi = rows["m2"]["vs_control"]["random"]
+    assert d == pytest.approx(rows["m2"]["gold"] - rows["random"]["gold"]) and lo < d < hi
+    kinds = {"initial": "initial", "src": "dpo", "m1": "dpo", "m2": "pseudo", "m3": "dpo", "random": "pseudo",
+             "oracle": "pseudo"}
+    lines = verdict(list(rows.values()), kinds, "src", "oracle", "vader", roles)
+    assert lines[0].startswith("Best method arm on the gold reward (vader): `m2`")  # not the control
+    assert "Family-wise over the 3 method arms" in lines[0]
+    assert "The control `random` (labels without information: training alone) is at" in lines[0]
+    assert "`m2` against it:" in lines[0]
+    assert any(line.startswith("`random`:") for line in lines[1:])

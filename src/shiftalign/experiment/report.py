@@ -36,10 +36,14 @@ def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict
 
     evaluation = json.loads(read_text(evaluation_file))
     seconds = {r["stage"]: r["seconds"] for r in records}
-    rows = arm_rows(cfg.baseline_arm, cfg.oracle_arm, arms, evaluation, seconds, replicates)
+    from .arms import arm_role
+    from .config import parse_arms
+
+    roles = {a.name: arm_role(a.options) for a in parse_arms(cfg)}
+    rows = arm_rows(cfg.baseline_arm, cfg.oracle_arm, arms, evaluation, seconds, replicates, roles)
     kinds = {a["name"]: a.get("kind") for a in cfg.arms}
     gold = evaluation["gold"].get("name", "gold") if isinstance(evaluation["gold"], dict) else str(evaluation["gold"])
-    lines = verdict(rows, kinds, cfg.baseline_arm, cfg.oracle_arm, gold)
+    lines = verdict(rows, kinds, cfg.baseline_arm, cfg.oracle_arm, gold, roles)
     total = sum(seconds.values())
     reward_models = reward_models or {}
     result = {"arms": rows, "reward_models": reward_models, "verdict": lines, "data": {k: v for k, v in data.items() if not isinstance(v, dict)},
@@ -48,7 +52,7 @@ def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict
     write_json_atomic(root / "results.json", result)
     setup = (f"Held-out target prompts: {evaluation['prompts']} × {evaluation['samples_per_prompt']} samples; gold: "
              f"{gold}; differences and 95 % intervals (bootstrap over prompts, paired, and over seed replicates) against "
-             f"`{cfg.baseline_arm}`; "
+             f"`{cfg.baseline_arm}`, per arm and family-wise over the method arms (max-|t| bootstrap); "
              f"win rate and KL against `{initial}`; total {num(total / 60)} min.")
     rm_rows = reward_model_rows(reward_models)
     md = "\n".join(lines[:1] + [f"- {v}" for v in lines[1:]]) + "\n\n" + setup + "\n\n" + \

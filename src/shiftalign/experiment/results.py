@@ -10,17 +10,23 @@ intervals resample prompts and seeds (``experiment.seeds``), and ``seed_sd`` is 
 replicates' mean gold reward. ``gain_per_nat`` = Δ gold / (KL(arm) − KL(baseline)) to the initial
 policy, given when the arm moves further from the initial policy than the baseline: gold bought per
 extra nat, for comparing arms at unequal KL (the gold-against-KL plot shows the same frontier).
+
+Arms have roles (``experiment.arms.arm_role``): ``reference`` (the initial policy), ``control`` (e.g.
+random labels of the same on-policy pairs: what training alone moves, drift without information) and
+``method``. The verdict picks the best method arm, so beside each method arm's own interval it gives the
+family-wise one (``ci95_family``: all method arms at once, ``experiment.seeds.simultaneous_intervals``),
+which a claim about the best of many arms needs, and its difference to each control (``vs_control``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .seeds import seed_spread, two_level_bootstrap
+from .seeds import seed_spread, simultaneous_intervals, two_level_bootstrap
 
-COLUMNS = ["arm", "seeds", "gold", "diff", "ci95", "gap_recovery", "seed_sd", "win_rate", "kl", "kl_ci95",
+COLUMNS = ["arm", "seeds", "gold", "diff", "ci95", "ci95_family", "gap_recovery", "seed_sd", "win_rate", "kl", "kl_ci95",
            "gain_per_nat", "rm_accuracy", "ess_fraction", "domain_auc", "label_accuracy", "pseudo_pairs", "seconds"]
-HEADERS = {"arm": "arm", "seeds": "seeds", "gold": "gold reward", "diff": "Δ gold vs {base}", "ci95": "Δ 95 % CI",
+HEADERS = {"arm": "arm", "seeds": "seeds", "gold": "gold reward", "diff": "Δ gold vs {base}", "ci95": "Δ 95 % CI", "ci95_family": "Δ 95 % CI, family-wise",
            "gap_recovery": "gap recovery", "seed_sd": "seed-to-seed sd", "win_rate": "win rate vs {initial}",
            "kl": "KL to {initial} (nats)", "kl_ci95": "KL 95 % CI", "gain_per_nat": "Δ gold per nat beyond {base}",
            "rm_accuracy": "RM accuracy on its samples", "ess_fraction": "ESS/N",
@@ -43,9 +49,10 @@ def _mean(values) -> float | None:
 
 
 def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, seconds: dict,
-             replicates: dict[str, list[str]] | None = None) -> list[dict]:
+             replicates: dict[str, list[str]] | None = None, roles: dict[str, str] | None = None) -> list[dict]:
     """``arms``: policy name -> ArmResult; ``evaluation``: evaluation.json; ``seconds``: stage -> seconds;
-    ``replicates``: arm -> its replicates' policy names (default: each policy is an arm of one seed).
+    ``replicates``: arm -> its replicates' policy names (default: each policy is an arm of one seed);
+    ``roles``: arm -> method | control | reference (default: none known, so no family-wise intervals).
     Differences and their intervals resample prompts and seeds (``experiment.seeds``)."""
     pol = evaluation["policies"]
     replicates = replicates or {n: [n] for n in arms}
@@ -62,6 +69,14 @@ def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, se
                                         _per_prompt(base, "gold_per_prompt", "gold_mean"), BOOTSTRAP, 0)
         return d, [lo, hi]
 
+    def gold_of(arm: str) -> np.ndarray:
+        return _per_prompt([pol[n] for n in evaluated[arm]], "gold_per_prompt", "gold_mean")
+
+    roles = roles or {}
+    family = [a for a, names in evaluated.items() if names and roles.get(a) == "method" and a not in (baseline, oracle)]
+    controls = [a for a, names in evaluated.items() if names and roles.get(a) == "control"]
+    family_ci = (simultaneous_intervals({a: gold_of(a) for a in family}, gold_of(baseline), BOOTSTRAP, 0)
+                 if per_seed and base and len(family) > 1 else {})
     o_diff = diff(oracle) if oracle in evaluated and evaluated[oracle] else None
     gap = o_diff[0] if o_diff is not None and o_diff[1][0] > 0 else None
     base_kl = _mean(e["kl_to_baseline"] for e in base) if base else None
@@ -89,6 +104,10 @@ def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, se
                      "label_accuracy": _mean(arms[n].diagnostics.get("label_accuracy") for n in names),
                      "pseudo_pairs": d.get("pseudo_pairs"),
                      "seconds": sum(seconds.get(f"arm_{n}", 0.0) for n in replicates[arm]) or None})
+        if arm in family_ci:
+            rows[-1]["ci95_family"] = list(family_ci[arm])
+        if arm in family and per_seed:
+            rows[-1]["vs_control"] = {c: list(two_level_bootstrap(gold, gold_of(c), BOOTSTRAP, 0)) for c in controls}
     return rows
 
 
@@ -118,12 +137,12 @@ def cells(row: dict, baseline: str) -> dict:
         v = row.get(c)
         if c == "seconds":
             out[c] = minutes(v)
-        elif row["arm"] == baseline and c in ("diff", "ci95", "gap_recovery", "gain_per_nat"):
+        elif row["arm"] == baseline and c in ("diff", "ci95", "ci95_family", "gap_recovery", "gain_per_nat"):
             out[c] = "0 (baseline)" if c == "diff" else "–"
         elif c == "domain_auc" and v:
             out[c] = f"{num(v[0])} → {num(v[1])}"
         else:
-            out[c] = num(v, signed=c in ("diff", "ci95"))
+            out[c] = num(v, signed=c in ("diff", "ci95", "ci95_family"))
     return out
 
 
@@ -142,8 +161,8 @@ def _interval(r: dict) -> str:
     return f"{num(r['diff'], True)} {num(r['ci95'], True)}"
 
 
-def _resolved(r: dict) -> str:
-    lo, hi = r["ci95"]
+def _resolved(r: dict, key: str = "ci95") -> str:
+    lo, hi = r[key]
     return "resolved: the interval lies above zero" if lo > 0 else \
         "worse: the interval lies below zero" if hi < 0 else "not resolved: the interval contains zero"
 
@@ -163,10 +182,16 @@ def diagnosis(r: dict, kind: str) -> str:
     return "; ".join(parts)
 
 
-def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, gold: str) -> list[str]:
-    """A headline paragraph (best arm, the oracle) and one diagnosis line per method arm."""
+def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, gold: str,
+            roles: dict[str, str] | None = None) -> list[str]:
+    """A headline paragraph (best method arm with its own and its family-wise interval, against the
+    controls, the oracle) and one diagnosis line per method arm. ``roles``: arm -> method | control |
+    reference; without it every arm but the initial one counts as a method."""
+    roles = roles or {}
     ok = {r["arm"]: r for r in rows if "failed" not in r}
-    methods = [r for n, r in ok.items() if n not in (baseline, oracle) and kinds.get(n) != "initial"]
+    methods = [r for n, r in ok.items() if n not in (baseline, oracle) and kinds.get(n) != "initial"
+               and roles.get(n, "method") == "method"]
+    controls = [r for n, r in ok.items() if roles.get(n) == "control" and n != baseline]
     lines = []
     if baseline in ok and methods:
         best = max(methods, key=lambda r: r["gold"])
@@ -174,6 +199,15 @@ def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, go
                 f"`{baseline}` ({_resolved(best)})." if best["diff"] > 0 else
                 f"No method arm beats `{baseline}` on the gold reward ({gold}); the closest is `{best['arm']}`, "
                 f"{_interval(best)} ({_resolved(best)}).")
+        if best.get("ci95_family"):
+            lead += (f" Family-wise over the {len(methods)} method arms (the best of several is read with "
+                     f"intervals that hold for all at once): {num(best['ci95_family'], True)} "
+                     f"({_resolved(best, 'ci95_family')}).")
+        for c in controls:
+            d = (best.get("vs_control") or {}).get(c["arm"])
+            lead += f" The control `{c['arm']}` (labels without information: training alone) is at {_interval(c)}"
+            lead += (f"; `{best['arm']}` against it: {num(d[0], True)} {num(d[1:], True)} "
+                     f"({_resolved({'ci95': d[1:]})})." if d else ".")
         lines.append(lead)
     if oracle in ok:
         o = ok[oracle]
@@ -188,4 +222,4 @@ def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, go
         lines.append("No oracle arm: whether labels of the target domain would help at all is not measured.")
     headline = [" ".join(lines)]
     failed = [f"`{r['arm']}`: no policy ({r['failed']})" for r in rows if "failed" in r]
-    return headline + [diagnosis(r, kinds.get(r["arm"], "")) for r in methods] + failed
+    return headline + [diagnosis(r, kinds.get(r["arm"], "")) for r in methods + controls] + failed

@@ -9,6 +9,7 @@ keys in the config) and a ``run(ctx, name, options) -> ArmResult``.
     rl       PPO / RLOO / GRPO against the experiment's reward model
 
 A new kind: a module here that calls :func:`register`, imported at the bottom of this file, and a test.
+An options dataclass may declare the arm's role with a ``role()`` method (:func:`arm_role`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ class ArmKind:
 
 
 ARMS: Registry[ArmKind] = Registry("arm kind")
+
+ROLES = ("method", "control", "reference")
+
+
+def arm_role(options) -> str:
+    """What an arm is for in the results: ``method`` (the default; the verdict picks the best of these),
+    ``control`` (e.g. random labels: drift without information, read against the methods) or
+    ``reference`` (the initial policy), as its options declare with ``role()``."""
+    role = options.role() if hasattr(options, "role") else "method"
+    if role not in ROLES:
+        raise ValueError(f"arm role must be one of {ROLES}, got {role!r}")
+    return role
 
 
 def register(kind: ArmKind) -> ArmKind:

@@ -9,7 +9,8 @@ from . import ArmKind, ArmResult, register
 
 @dataclass
 class InitialOptions:
-    pass
+    def role(self) -> str:
+        return "reference"
 
 
 def run(ctx, name: str, opts: InitialOptions) -> ArmResult:

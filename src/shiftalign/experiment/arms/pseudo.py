@@ -66,6 +66,10 @@ class PseudoOptions:
     def arm_refs(self) -> list[str]:
         return [r for r in (self.init, self.source_weights) if r]
 
+    def role(self) -> str:
+        """Random labels carry no information about the target: that arm is the drift control."""
+        return "control" if self.labeller == "random" else "method"
+
     def __post_init__(self):
         if self.labeller not in LABELLERS:
             raise ConfigError(f"labeller: expected one of {', '.join(LABELLERS)}, got {self.labeller!r}")
