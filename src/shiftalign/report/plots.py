@@ -1,6 +1,7 @@
 """Plots of an experiment as base64 PNG data URIs (matplotlib, Agg backend; every axis labelled).
 
-- ``difference_plot``: each arm's gold-reward difference to the baseline with its 95 % interval;
+- ``difference_plot``: each arm's gold-reward difference to the baseline with its 95 % interval (and the
+  family-wise one of a method arm);
 - ``gold_vs_kl``: gold reward against KL to the initial policy, with the KL's 95 % interval;
 - ``training_curves``: training loss per optimiser step of every training run.
 """
@@ -41,17 +42,23 @@ def save_png(uri: str, path: Path) -> None:
 
 
 def difference_plot(rows: list[dict], baseline: str) -> str:
-    """rows: dicts with arm, diff, ci95 (in display order)."""
+    """rows: dicts with arm, diff, ci95 and optionally ci95_family (in display order): the arm's own
+    interval as the thick bar (coloured by its sign), the family-wise one as a thin grey bar behind it."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
     for i, r in enumerate(rows):
+        if r.get("ci95_family"):
+            flo, fhi = r["ci95_family"]
+            ax.errorbar(r["diff"], i, xerr=[[r["diff"] - flo], [fhi - r["diff"]]], fmt="none", capsize=2,
+                        color="#999999", lw=0.8)
         lo, hi = r["ci95"]
-        ax.errorbar(r["diff"], i, xerr=[[r["diff"] - lo], [hi - r["diff"]]], fmt="o", capsize=4,
+        ax.errorbar(r["diff"], i, xerr=[[r["diff"] - lo], [hi - r["diff"]]], fmt="o", capsize=4, lw=2,
                     color="#228833" if lo > 0 else "#cc3311" if hi < 0 else "#4477aa")
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(range(len(rows)), [r["arm"] for r in rows])
     ax.invert_yaxis()
-    ax.set_xlabel(f"gold reward minus {baseline}, held-out target prompts (95 % interval)")
+    family = "; grey: family-wise over the method arms" if any(r.get("ci95_family") for r in rows) else ""
+    ax.set_xlabel(f"gold reward minus {baseline}, held-out target prompts (95 % interval{family})")
     ax.set_ylabel("arm")
     return figure_png(fig)
 
