@@ -3,6 +3,8 @@
 Arms (each in its own process, so peak RSS is that arm's alone):
 - ``shiftalign``  : the preference recipe (tree rows, cached reference log-probs), fp32;
 - ``shiftalign_bf16`` : the same with ``model.dtype: bfloat16`` (bf16 autocast, fp32 weights);
+- ``shiftalign_lora`` : the same, fp32, training a LoRA adapter (r 16, alpha 32, on every linear layer but
+  the LM head: peft's all-linear) instead of every weight;
 - ``trl_default`` : TRL's DPOTrainer as it comes (its defaults: bf16, gradient checkpointing);
 - ``trl_tuned``   : TRL's DPOTrainer tuned for a CPU (fp32, no gradient checkpointing).
 
@@ -47,11 +49,14 @@ def make_pairs(n: int) -> list[dict]:
     return rows
 
 
+LORA = {"r": 16, "alpha": 32}
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_shiftalign(data: str, steps: int, work: Path, dtype: str = "auto") -> dict:
+def run_shiftalign(data: str, steps: int, work: Path, dtype: str = "auto", lora: dict | None = None) -> dict:
     from shiftalign.config import RunConfig, from_dict
     from shiftalign.recipes import RECIPES
     from shiftalign.train import reference
@@ -68,7 +73,7 @@ def run_shiftalign(data: str, steps: int, work: Path, dtype: str = "auto") -> di
     reference.compute_logps = timed
     cfg = from_dict(RunConfig, {
         "recipe": "preference", "output_dir": str(work / "run"), "cache_dir": str(work / "refcache"),
-        "model": {"path": "default", "dtype": dtype}, "data": {"train": data, "max_length": 1024, "max_prompt_length": 512},
+        "model": {"path": "default", "dtype": dtype, "lora": lora}, "data": {"train": data, "max_length": 1024, "max_prompt_length": 512},
         "loss": {"name": "dpo", "beta": 0.1},
         "train": {"batch_size": 8, "micro_batch_size": 8, "lr": 5e-7, "max_steps": steps, "progress": False,
                   "reference_batch_size": 16, "max_grad_norm": 1.0}})
@@ -128,7 +133,8 @@ def child(arm: str, data: str, steps: int) -> None:
     work = Path(tempfile.mkdtemp(prefix=f"bench-{arm}-"))
     t0 = time.perf_counter()
     if arm.startswith("shiftalign"):
-        res = run_shiftalign(data, steps, work, "bfloat16" if arm.endswith("bf16") else "auto")
+        res = run_shiftalign(data, steps, work, "bfloat16" if arm.endswith("bf16") else "auto",
+                             LORA if arm.endswith("lora") else None)
     else:
         res = run_trl(data, steps, work, tuned=arm == "trl_tuned")
     res.update(arm=arm, wall=time.perf_counter() - t0, peak_rss_mb=_rss_mb(), threads=torch.get_num_threads())
@@ -139,7 +145,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=6, help="optimiser steps for shiftalign and tuned TRL")
     ap.add_argument("--default-steps", type=int, default=4, help="steps for TRL as it comes")
-    ap.add_argument("--arms", default="shiftalign,shiftalign_bf16,trl_tuned,trl_default")
+    ap.add_argument("--arms", default="shiftalign,shiftalign_bf16,shiftalign_lora,trl_tuned,trl_default")
     ap.add_argument("--out", default="bench/results/dpo_throughput.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
