@@ -136,6 +136,37 @@ def test_a_killed_experiment_continues(bench_cfg, tmp_path, monkeypatch, capsys)
     assert out.count("done earlier") == 6 and (tmp_path / "bench" / "results.json").exists()
 
 
+def test_an_arm_added_or_changed_runs_alone_and_shared_settings_still_guard_the_directory(bench_cfg, tmp_path,
+                                                                                         monkeypatch, capsys):
+    """Arms are keyed on their own settings: adding one to a finished experiment runs it (and the
+    evaluation) only; changing one runs it and the arms built on it again, from an emptied directory;
+    a change of the shared settings is still refused."""
+    base = [{"name": "initial", "kind": "initial"}, {"name": "dpo_source", "kind": "dpo"},
+            {"name": "warm", "kind": "pseudo", "labeller": "gold", "init": "dpo_source"}]
+    with FakeLLM() as server:
+        assert _run({**bench_cfg, "arms": base, "oracle_arm": None}, tmp_path, monkeypatch, server) == 0
+        root = tmp_path / "bench"
+        first_model = (root / "dpo_source" / "model" / "model.safetensors").read_bytes()
+        capsys.readouterr()
+        added = base + [{"name": "oracle", "kind": "pseudo", "labeller": "gold"}]
+        assert _run({**bench_cfg, "arms": added}, tmp_path, monkeypatch, server) == 0
+        out = capsys.readouterr().out
+        assert out.count("done earlier") == 4 + 3  # data, reward, samples, shift cost + the three arms
+        assert "stage 8/9 arm_oracle ..." in out and "stage 9/9 evaluate ..." in out
+        rows = {r["arm"]: r for r in json.loads((root / "results.json").read_text())["arms"]}
+        assert set(rows) == {"initial", "dpo_source", "warm", "oracle"}
+        # A changed arm runs again, and so does the arm warm-started from it; the others do not.
+        changed = [dict(a, train={"lr": 3e-3}) if a["name"] == "dpo_source" else a for a in added]
+        assert _run({**bench_cfg, "arms": changed}, tmp_path, monkeypatch, server) == 0
+        out = capsys.readouterr().out
+        assert out.count("its settings changed since it ran") == 3  # dpo_source, warm, evaluate
+        assert "arm_oracle: done earlier" in out and "arm_initial: done earlier" in out
+        assert (root / "dpo_source" / "model" / "model.safetensors").read_bytes() != first_model
+        assert _run({**bench_cfg, "arms": changed, "dpo_loss": {"name": "dpo", "beta": 0.5}}, tmp_path, monkeypatch,
+                    server) == 2
+        assert "another configuration" in capsys.readouterr().err
+
+
 def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, monkeypatch, capsys):
     """Heads as the reward model with its shift cost; a pseudo arm warm-started from source-only DPO with
     the previous round as reference, source pairs mixed in with another arm's density-ratio weights,

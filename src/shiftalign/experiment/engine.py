@@ -1,7 +1,9 @@
 """``shiftalign experiment CONFIG``: compare alignment methods on a target domain, every stage cached.
 
 Stages, each recorded under ``<output_dir>/stages`` (a rerun continues where it stopped; the
-directory is claimed for its config, see ``rundir``):
+directory is claimed for the shared settings, everything but the arms, see ``rundir``; each arm's stage
+is keyed on that arm's own settings and those of the arms it builds on, so adding or changing an arm
+in a finished experiment runs that arm and the evaluation again, nothing else; see ``stages``):
 1. ``data``            the prompt subsets, and the source pairs: read from a file, or written by a
                        behaviour policy and labelled by the gold scorer with Bradley-Terry noise
                        (``rollout.behaviour``);
@@ -35,7 +37,7 @@ from .context import Context, Shared
 from .report import write_outputs
 from .rewards import shift_cost, train_reward
 from .seeds import replicate_name
-from .stages import Stages
+from .stages import Stages, stage_key
 
 
 def _rows(path: str, n: int | None) -> list[dict]:
@@ -89,6 +91,29 @@ def build_data(cfg: ExperimentConfig, root: Path) -> dict:
     return info
 
 
+def shared_settings(cfg: ExperimentConfig) -> ExperimentConfig:
+    """What every stage depends on: the config without its arms (and the names of the baseline and
+    oracle arms, which only the results read). The experiment's directory is claimed for this."""
+    return replace(cfg, arms=[], baseline_arm="", oracle_arm=None)
+
+
+def arm_keys(arms: list[Arm]) -> dict[str, str]:
+    """Replicate name -> the key of its stage: the arm's kind and options (defaults filled in), its seed
+    replicate, and the keys of the arms it builds on (``arm_refs``: a warm start, weights, a reward model),
+    replicate for replicate as ``Context.arm`` resolves them."""
+    from ..config import to_dict
+
+    by_name, keys = {a.name: a for a in arms}, {}
+    for arm in arms:
+        for k in range(arm.seeds):
+            refs = {}
+            for ref in getattr(arm.options, "arm_refs", lambda: [])():
+                refs[ref] = keys[replicate_name(ref, k) if k < by_name[ref].seeds else ref]
+            keys[replicate_name(arm.name, k)] = stage_key({"kind": arm.kind, "options": to_dict(arm.options),
+                                                           "replicate": k, "builds_on": refs})
+    return keys
+
+
 def drop_checkpoints(run_dir: Path) -> None:
     """Checkpoints of a finished arm serve resumption only (~1.6 GB each for a 135M model with its
     optimiser state); the final model stays."""
@@ -99,7 +124,8 @@ def drop_checkpoints(run_dir: Path) -> None:
 def main(cfg: ExperimentConfig) -> dict:
     arms = validate_inputs(cfg)
     root = Path(cfg.output_dir)
-    stage = Stages(root, 5 + sum(a.seeds for a in arms), config=cfg)
+    stage = Stages(root, 5 + sum(a.seeds for a in arms), config=shared_settings(cfg))
+    keys = arm_keys(arms)
     data = stage("data", lambda: build_data(cfg, root))
     ctx = Context(cfg, root, Shared(source_pairs=data["source_pairs"], target_prompts=data["target_prompts"],
                                     eval_prompts=data["eval_prompts"], reward_model="", samples="",
@@ -132,7 +158,8 @@ def main(cfg: ExperimentConfig) -> dict:
                 drop_checkpoints(root / "rewards" / name)
                 return asdict(result)
 
-            info = stage(f"arm_{name}", run_arm)
+            info = stage(f"arm_{name}", run_arm, key=keys[name],
+                         clear=(root / name, root / "weights" / name, root / "rewards" / name))
             ctx.arms[name] = ArmResult(info["model"], info.get("failed"), info.get("diagnostics", {}),
                                        info.get("files", {}))
             if "reward_model" in ctx.arms[name].diagnostics:
@@ -147,5 +174,5 @@ def main(cfg: ExperimentConfig) -> dict:
         evaluate_main(ec)
         return {"file": str(root / "evaluate" / "evaluation.json")}
 
-    ev = stage("evaluate", evaluate)
+    ev = stage("evaluate", evaluate, key=stage_key({n: keys[n] for n, r in ctx.arms.items() if r.model}))
     return write_outputs(root, cfg, initial, stage.records, data, ctx.arms, ev["file"], reward_models, replicates)
