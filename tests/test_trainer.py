@@ -184,3 +184,45 @@ def test_frozen_reference_is_loaded_once_and_reloaded_when_its_files_change(tmp_
     assert torch.equal(p, dict(model.named_parameters())[name])
     assert frozen_reference(ModelConfig(path=str(path), lora=LoraConfig()), None, "cpu") is None
     assert frozen_reference(ModelConfig(path=str(path), lora=LoraConfig()), str(tiny_dir), "cpu") is not None
+
+
+def test_reference_logps_are_computed_for_the_rows_the_steps_visit_only(tiny_dir, tmp_path, monkeypatch):
+    """max_steps 3 of 4 pairs on 19 pairs: the reference pass covers the 12 rows those steps draw (NaN
+    elsewhere, so a row read without its log-probs poisons the loss), with the values of a full pass."""
+    from shiftalign.config import RunConfig, from_dict
+    from shiftalign.recipes import RECIPES
+    from shiftalign.train import loop, reference
+
+    data = write_jsonl(tmp_path / "p.jsonl", pref_rows(19))
+    computed, seen, refs = [], set(), {}
+    real_compute, real_step = reference.compute_logps, loop.Trainer.train_step
+
+    def compute(model, items, *a, **k):
+        computed.append(len(items))
+        return real_compute(model, items, *a, **k)
+
+    def step(self, indices):
+        seen.update(indices)
+        refs[self.cfg.output_dir] = self.task.ref_train
+        return real_step(self, indices)
+
+    monkeypatch.setattr(reference, "compute_logps", compute)
+    monkeypatch.setattr(loop.Trainer, "train_step", step)
+
+    def run(out, **train):
+        cfg = from_dict(RunConfig, {"recipe": "preference", "output_dir": str(tmp_path / out),
+                                    "cache_dir": str(tmp_path / "refcache"), "model": {"path": tiny_dir},
+                                    "data": {"train": data}, "loss": {"name": "dpo"},
+                                    "train": {"batch_size": 4, "micro_batch_size": 2, "progress": False, **train}})
+        RECIPES.get("preference").main(cfg)
+        return refs[str(tmp_path / out)]
+
+    part = run("part", max_steps=3)
+    assert computed == [12] and len(seen) == 12
+    finite = set(torch.isfinite(part).all(1).nonzero().flatten().tolist())
+    assert finite == seen
+    seen.clear()
+    full = run("full", epochs=1)  # 4 steps: 16 rows, the tail of 3 is never drawn
+    assert computed[-1] == 16 and len(seen) == 16
+    rows = sorted(finite)
+    assert torch.allclose(part[rows], full[rows], atol=1e-5)

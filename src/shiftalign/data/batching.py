@@ -30,6 +30,22 @@ def step_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[in
     return [order[i:i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
 
 
+def visited_rows(n: int, batch_size: int, seed: int, epochs: int, max_steps: int) -> list[int]:
+    """The rows that the optimiser steps of a run visit, in order of position: the batches of
+    :func:`step_batches`, epoch after epoch, up to ``max_steps`` steps (0: every epoch's)."""
+    seen: set[int] = set()
+    steps = 0
+    for epoch in range(epochs):
+        for batch in step_batches(n, batch_size, seed, epoch):
+            if max_steps > 0 and steps >= max_steps:
+                return sorted(seen)
+            seen.update(batch)
+            steps += 1
+        if len(seen) == n:
+            break
+    return sorted(seen)
+
+
 def split_step(step: list[int], lengths: list[int], micro_batch_size: int, world_size: int, rank: int) -> list[list[int]]:
     """This process's micro-batches of one step. Sorting the step by length before cutting it keeps
     padding low; micro-batch c goes to process c % world_size, which balances work between processes."""
