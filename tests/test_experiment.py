@@ -194,12 +194,15 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
                     {"name": "rl_iw", "kind": "rl", "reward_from": "iw_rm",
                      "rl": {"iterations": 1, "prompts_per_iteration": 2, "minibatch_size": 4,
                             "sampling": {"n": 2, "max_new_tokens": 6}}},
-                    {"name": "oracle", "kind": "pseudo", "labeller": "gold"}]}
+                    {"name": "oracle", "kind": "pseudo", "labeller": "gold", "seeds": 2}]}
     with FakeLLM() as server:
         assert _run(cfg, tmp_path, monkeypatch, server) == 0
     root = tmp_path / "bench"
     res = json.loads((root / "results.json").read_text())
     assert is_heads_dir(root / "reward")
+    # every replicate of a pseudo arm that starts from the initial policy labels the shared samples in round 1
+    shared_samples = (root / "policy_samples" / "samples.jsonl").read_text()
+    assert (root / "oracle@1" / "round-1" / "samples.jsonl").read_text() == shared_samples
     shared, iw = res["reward_models"]["reward (shared)"], res["reward_models"]["iw_rm"]
     assert shared["kind"] == "heads" and shared["in_domain_pairs"] == 6 and shared["on_policy_pairs"] > 0
     assert shared["shift_cost"] == pytest.approx(shared["in_domain_accuracy"] - shared["on_policy_accuracy"])
@@ -228,7 +231,7 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
     # seed replicates: one row per arm; replicate k of a warm start starts from replicate k of its source
     rows = {r["arm"]: r for r in res["arms"]}
     assert set(rows) == {a["name"] for a in cfg["arms"]}
-    assert rows["warm"]["seeds"] == 2 and rows["warm"]["seed_sd"] is not None and rows["oracle"]["seeds"] == 1
+    assert rows["warm"]["seeds"] == 2 and rows["warm"]["seed_sd"] is not None and rows["oracle"]["seeds"] == 2
     r1 = yaml.safe_load((root / "warm@1" / "round-1" / "train" / "config.yaml").read_text())
     assert r1["model"]["path"] == str(root / "dpo_source@1" / "model") and r1["seed"] == cfg.get("seed", 0) + 1
     ev = json.loads((root / "evaluate" / "evaluation.json").read_text())["policies"]

@@ -30,7 +30,7 @@ from pathlib import Path
 from ..config import RunConfig, dump_config
 from ..data.load import attach_weights, load_examples, load_weights
 from ..errors import ConfigError
-from ..io import read_jsonl, write_json_atomic, write_text_atomic
+from ..io import atomic_path, read_jsonl, write_json_atomic, write_text_atomic
 from ..log import log
 from ..models.packaged import resolve_model_path
 from ..rollout.sample import SampleConfig
@@ -58,7 +58,8 @@ class IterateConfig:
     train: RunConfig = field(default_factory=RunConfig)  # data.train/model.path/output_dir set per round
     mix_source: str | None = None  # source preference pairs to add to every round's training set
     mix_source_pairs: int | None = None  # that many of them per round, drawn at random (seeded by round); None: all
-    round1_samples: str | None = None  # samples of the initial policy to use as round 1's (e.g. shared between runs)
+    round1_samples: str | None = None  # complete samples of the starting policy to use as round 1's, as they are
+    # (e.g. shared between the seed replicates of an experiment)
     mix_weights: str | None = None  # density-ratio weights file for the source pairs (joined on id; ids it
     # lacks follow train.data.missing_weight: error by default)
     confidence_temperature: float | None = None  # set: pseudo-pairs weighted by 2 sigmoid(margin / T) - 1
@@ -155,10 +156,15 @@ def main(cfg: IterateConfig) -> list[dict]:
         s = replace(cfg.sample, prompts=cfg.prompts, output=str(rd / "samples.jsonl"),
                     policy=replace(cfg.train.model, path=policy, lora=None),
                     sampling=replace(cfg.sample.sampling, seed=cfg.sample.sampling.seed + r))
-        if r == 1 and cfg.round1_samples and not Path(s.output).exists():
-            rd.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(cfg.round1_samples, s.output)  # checked like any resumed file: same sample_key or refused
-        sample_main(s)
+        if r == 1 and cfg.round1_samples:
+            # Given samples of the starting policy are round 1's as they are, whatever seed this run's own
+            # sampling would use (seed replicates of an experiment share them; later rounds sample anew).
+            if not Path(s.output).exists():
+                rd.mkdir(parents=True, exist_ok=True)
+                with atomic_path(s.output) as tmp:
+                    shutil.copyfile(cfg.round1_samples, tmp)
+        else:
+            sample_main(s)
 
         lab = replace(cfg.label, samples=s.output, output_dir=str(rd / "labels"), seed=cfg.label.seed + r)
         summary_file = rd / "labels" / "label_summary.json"
