@@ -362,3 +362,25 @@ def test_rows_and_verdict_read_the_best_arm_family_wise_and_against_the_control(
     assert "The control `random` (labels without information: training alone) is at" in lines[0]
     assert "`m2` against it:" in lines[0]
     assert any(line.startswith("`random`:") for line in lines[1:])
+
+
+def test_only_arms_runs_a_selection_and_a_later_run_adds_the_rest(bench_cfg, tmp_path, monkeypatch, capsys):
+    """only_arms runs the named arms with the initial, baseline and oracle arms and what they build on; the
+    full config later in the same directory runs only what is left (and the evaluation)."""
+    arms = [{"name": "initial", "kind": "initial"}, {"name": "dpo_source", "kind": "dpo"},
+            {"name": "warm", "kind": "pseudo", "labeller": "gold", "init": "dpo_source"},
+            {"name": "random_labels", "kind": "pseudo", "labeller": "random"},
+            {"name": "oracle", "kind": "pseudo", "labeller": "gold"}]
+    root = tmp_path / "bench"
+    with FakeLLM() as server:
+        assert _run({**bench_cfg, "arms": arms, "only_arms": ["warm"]}, tmp_path, monkeypatch, server) == 0
+        done = {p.stem for p in (root / "stages").glob("arm_*.json")}
+        assert done == {"arm_initial", "arm_dpo_source", "arm_warm", "arm_oracle"}
+        assert {r["arm"] for r in json.loads((root / "results.json").read_text())["arms"]} == \
+            {"initial", "dpo_source", "warm", "oracle"}
+        capsys.readouterr()
+        assert _run({**bench_cfg, "arms": arms}, tmp_path, monkeypatch, server) == 0
+        out = capsys.readouterr().out
+        assert out.count("done earlier") == 4 + 4 and "arm_random_labels ..." in out
+        assert _run({**bench_cfg, "arms": arms, "only_arms": ["nope"]}, tmp_path, monkeypatch, server) == 2
+        assert "only_arms: nope not among the arms" in capsys.readouterr().err

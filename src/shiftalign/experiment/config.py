@@ -52,6 +52,8 @@ class ExperimentConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     stabilise: StabiliserConfig = field(default_factory=lambda: StabiliserConfig(clip_quantile=0.99))
     arms: list = field(default_factory=list)  # of {name, kind, <options of the kind>} mappings
+    only_arms: list | None = None  # run just these arms (with the initial, baseline and oracle arms and the arms
+    # they build on); the others wait for a later run in the same directory, which reuses what is done
     baseline_arm: str = "dpo_source"  # differences and the gap-recovery ratio are against this arm
     oracle_arm: str | None = "oracle"  # the arm trained on gold labels of the target (null: none)
     evaluate: EvaluateConfig = field(default_factory=lambda: EvaluateConfig(
@@ -95,6 +97,9 @@ def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
                 raise ConfigError(f"{where}: '{ref}' is not an arm listed before it")
         arms.append(Arm(spec["name"], kind, options, seeds))
     names = [a.name for a in arms]
+    unknown = [n for n in cfg.only_arms or [] if n not in names]
+    if unknown:
+        raise ConfigError(f"only_arms: {', '.join(map(str, unknown))} not among the arms ({', '.join(names)})")
     if len(set(names)) != len(names):
         raise ConfigError(f"arms: names must be unique, got {names}")
     if not any(a.kind == "initial" for a in arms):
@@ -104,3 +109,19 @@ def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
         if value is not None and value not in names:
             raise ConfigError(f"{key}: '{value}' is not one of the arms ({', '.join(names)})")
     return arms
+
+
+def selected_arms(arms: list[Arm], cfg: ExperimentConfig) -> list[Arm]:
+    """The arms to run now, in config order: ``only_arms`` (all when unset) with the initial, baseline and
+    oracle arms and, transitively, the arms they build on (``arm_refs``)."""
+    if cfg.only_arms is None:
+        return arms
+    by_name = {a.name: a for a in arms}
+    want = set(cfg.only_arms) | {a.name for a in arms if a.kind == "initial"} | {cfg.baseline_arm, cfg.oracle_arm}
+    todo = [n for n in want if n in by_name]
+    while todo:
+        for ref in getattr(by_name[todo.pop()].options, "arm_refs", lambda: [])():
+            if ref not in want:
+                want.add(ref)
+                todo.append(ref)
+    return [a for a in arms if a.name in want]

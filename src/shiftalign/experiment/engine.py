@@ -32,7 +32,7 @@ from ..io import read_jsonl, write_jsonl_atomic
 from ..recipes.evaluate import main as evaluate_main
 from ..train import checkpoint
 from .arms import ARMS, ArmResult
-from .config import Arm, ExperimentConfig, parse_arms
+from .config import Arm, ExperimentConfig, parse_arms, selected_arms
 from .context import Context, Shared
 from .report import write_outputs
 from .rewards import shift_cost, train_reward
@@ -93,8 +93,9 @@ def build_data(cfg: ExperimentConfig, root: Path) -> dict:
 
 def shared_settings(cfg: ExperimentConfig) -> ExperimentConfig:
     """What every stage depends on: the config without its arms (and the names of the baseline and
-    oracle arms, which only the results read). The experiment's directory is claimed for this."""
-    return replace(cfg, arms=[], baseline_arm="", oracle_arm=None)
+    oracle arms, which only the results read, and the selection of arms to run now). The experiment's
+    directory is claimed for this."""
+    return replace(cfg, arms=[], baseline_arm="", oracle_arm=None, only_arms=None)
 
 
 def arm_keys(arms: list[Arm]) -> dict[str, str]:
@@ -122,7 +123,7 @@ def drop_checkpoints(run_dir: Path) -> None:
 
 
 def main(cfg: ExperimentConfig) -> dict:
-    arms = validate_inputs(cfg)
+    arms = selected_arms(validate_inputs(cfg), cfg)
     root = Path(cfg.output_dir)
     stage = Stages(root, 5 + sum(a.seeds for a in arms), config=shared_settings(cfg))
     keys = arm_keys(arms)
