@@ -70,7 +70,7 @@ class Arm:
 
 
 def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
-    from .arms import ARMS
+    from .arms import ARMS, arm_refs
 
     arms = []
     for i, spec in enumerate(cfg.arms):
@@ -92,7 +92,7 @@ def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
                 from_dict(TrainConfig, {**to_dict(cfg.dpo_train), **options.train}, f"{where}.train")
         except ConfigError as e:
             raise ConfigError(str(e) if where in str(e) else f"{where}.{e}") from None
-        for ref in getattr(options, "arm_refs", lambda: [])():  # options naming other arms name earlier ones
+        for ref in arm_refs(options):  # options naming other arms name earlier ones
             if ref not in [a.name for a in arms]:
                 raise ConfigError(f"{where}: '{ref}' is not an arm listed before it")
         arms.append(Arm(spec["name"], kind, options, seeds))
@@ -114,13 +114,15 @@ def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
 def selected_arms(arms: list[Arm], cfg: ExperimentConfig) -> list[Arm]:
     """The arms to run now, in config order: ``only_arms`` (all when unset) with the initial, baseline and
     oracle arms and, transitively, the arms they build on (``arm_refs``)."""
+    from .arms import arm_refs
+
     if cfg.only_arms is None:
         return arms
     by_name = {a.name: a for a in arms}
     want = set(cfg.only_arms) | {a.name for a in arms if a.kind == "initial"} | {cfg.baseline_arm, cfg.oracle_arm}
     todo = [n for n in want if n in by_name]
     while todo:
-        for ref in getattr(by_name[todo.pop()].options, "arm_refs", lambda: [])():
+        for ref in arm_refs(by_name[todo.pop()].options):
             if ref not in want:
                 want.add(ref)
                 todo.append(ref)

@@ -31,7 +31,7 @@ from ..data.load import load_examples
 from ..io import read_jsonl, write_jsonl_atomic
 from ..recipes.evaluate import main as evaluate_main
 from ..train import checkpoint
-from .arms import ARMS, ArmResult
+from .arms import ARMS, ArmResult, arm_refs
 from .config import Arm, ExperimentConfig, parse_arms, selected_arms
 from .context import Context, Shared
 from .report import write_outputs
@@ -108,7 +108,7 @@ def arm_keys(arms: list[Arm]) -> dict[str, str]:
     for arm in arms:
         for k in range(arm.seeds):
             refs = {}
-            for ref in getattr(arm.options, "arm_refs", lambda: [])():
+            for ref in arm_refs(arm.options):
                 refs[ref] = keys[replicate_name(ref, k) if k < by_name[ref].seeds else ref]
             keys[replicate_name(arm.name, k)] = stage_key({"kind": arm.kind, "options": to_dict(arm.options),
                                                            "replicate": k, "builds_on": refs})

@@ -40,6 +40,12 @@ ARMS: Registry[ArmKind] = Registry("arm kind")
 ROLES = ("method", "control", "reference")
 
 
+def arm_refs(options) -> list[str]:
+    """The earlier arms an arm builds on (a warm start, weights, a reward model), as its options declare
+    with ``arm_refs()``; none by default."""
+    return list(options.arm_refs()) if hasattr(options, "arm_refs") else []
+
+
 def arm_role(options) -> str:
     """What an arm is for in the results: ``method`` (the default; the verdict picks the best of these),
     ``control`` (e.g. random labels: drift without information, read against the methods) or
