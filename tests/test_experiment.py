@@ -359,9 +359,30 @@ def test_rows_and_verdict_read_the_best_arm_family_wise_and_against_the_control(
     lines = verdict(list(rows.values()), kinds, "src", "oracle", "vader", roles)
     assert lines[0].startswith("Best method arm on the gold reward (vader): `m2`")  # not the control
     assert "Family-wise over the 3 method arms" in lines[0]
-    assert "The control `random` (labels without information: training alone) is at" in lines[0]
+    assert "The control `random` (no information about the target: what training alone does) is at" in lines[0]
     assert "`m2` against it:" in lines[0]
     assert any(line.startswith("`random`:") for line in lines[1:])
+    roles["src"] = "control"  # source-only DPO is a control by its options: as the baseline it is none of them
+    rows = {r["arm"]: r for r in arm_rows("src", "oracle", {n: ArmResult(n) for n in pol}, {"policies": pol}, {},
+                                          None, roles)}
+    assert set(rows["m2"]["vs_control"]) == {"random"}
+    assert "The control `src`" not in verdict(list(rows.values()), kinds, "src", "oracle", "vader", roles)[0]
+
+
+def test_arm_roles_from_options():
+    """Unweighted source-only DPO and random labels are controls; weighted DPO and labels with information
+    are methods; the initial policy is the reference."""
+    from shiftalign.experiment.arms import arm_role
+    from shiftalign.experiment.arms.dpo import DPOOptions
+    from shiftalign.experiment.arms.initial import InitialOptions
+    from shiftalign.experiment.arms.pseudo import PseudoOptions
+
+    assert arm_role(DPOOptions(train={"max_steps": 120})) == "control"
+    assert arm_role(DPOOptions(estimator={"name": "classifier"})) == "method"
+    assert arm_role(DPOOptions(policy_ratio={})) == "method"
+    assert arm_role(PseudoOptions(labeller="random", init="dpo_source")) == "control"
+    assert arm_role(PseudoOptions(labeller="reward_model")) == "method"
+    assert arm_role(InitialOptions()) == "reference"
 
 
 def test_only_arms_runs_a_selection_and_a_later_run_adds_the_rest(bench_cfg, tmp_path, monkeypatch, capsys):

@@ -74,7 +74,7 @@ def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, se
 
     roles = roles or {}
     family = [a for a, names in evaluated.items() if names and roles.get(a) == "method" and a not in (baseline, oracle)]
-    controls = [a for a, names in evaluated.items() if names and roles.get(a) == "control"]
+    controls = [a for a, names in evaluated.items() if names and roles.get(a) == "control" and a != baseline]
     family_ci = (simultaneous_intervals({a: gold_of(a) for a in family}, gold_of(baseline), BOOTSTRAP, 0)
                  if per_seed and base and len(family) > 1 else {})
     o_diff = diff(oracle) if oracle in evaluated and evaluated[oracle] else None
@@ -205,7 +205,7 @@ def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, go
                      f"({_resolved(best, 'ci95_family')}).")
         for c in controls:
             d = (best.get("vs_control") or {}).get(c["arm"])
-            lead += f" The control `{c['arm']}` (labels without information: training alone) is at {_interval(c)}"
+            lead += f" The control `{c['arm']}` (no information about the target: what training alone does) is at {_interval(c)}"
             lead += (f"; `{best['arm']}` against it: {num(d[0], True)} {num(d[1:], True)} "
                      f"({_resolved({'ci95': d[1:]})})." if d else ".")
         lines.append(lead)

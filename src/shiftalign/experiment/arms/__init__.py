@@ -48,7 +48,8 @@ def arm_refs(options) -> list[str]:
 
 def arm_role(options) -> str:
     """What an arm is for in the results: ``method`` (the default; the verdict picks the best of these),
-    ``control`` (e.g. random labels: drift without information, read against the methods) or
+    ``control`` (e.g. random labels, or source-only DPO trained longer: training without information
+    about the target, read against the methods) or
     ``reference`` (the initial policy), as its options declare with ``role()``."""
     role = options.role() if hasattr(options, "role") else "method"
     if role not in ROLES:

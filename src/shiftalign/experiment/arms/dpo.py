@@ -35,6 +35,11 @@ class DPOOptions:
     policy_ratio: dict | None = None  # in-loop policy-likelihood-ratio weights (reweight.policy_ratio)
     train: dict = field(default_factory=dict)  # overrides of the experiment's dpo_train
 
+    def role(self) -> str:
+        """Unweighted source-only DPO uses nothing of the target: beside the baseline (e.g. trained longer)
+        it is a control, what training alone does; with weights toward the target it is a method."""
+        return "method" if self.estimator or self.policy_ratio is not None else "control"
+
     def __post_init__(self):
         if self.estimator is not None:
             knobs = dict(self.estimator)

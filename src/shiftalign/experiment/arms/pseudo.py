@@ -46,7 +46,7 @@ LABELLERS = {"reward_model": "reward_model", "judge": "judge", "gold": "scorer",
 
 @dataclass
 class PseudoOptions:
-    labeller: str = "reward_model"  # reward_model | judge | gold
+    labeller: str = "reward_model"  # reward_model | judge | gold | random
     judge: dict = field(default_factory=dict)  # with judge: labeling.judge_labeller.JudgeLabelConfig fields
     rounds: int = 1
     pairs: str = "best_vs_worst"  # reward_model / gold: best_vs_worst | random | all
