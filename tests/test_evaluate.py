@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+import shiftalign.recipes.evaluate as ev_mod
 from shiftalign.cli import main
 from shiftalign.ops.kl import tempered_token_kl
 from shiftalign.recipes.evaluate import pair_accuracy, paired_bootstrap
@@ -111,6 +112,30 @@ def test_evaluation_kl_is_the_exact_kl_of_the_sampling_distributions(tmp_path, t
     assert res["initial"]["kl_to_baseline"] == 0.0
 
 
+def test_sequence_kls_of_samples_sharing_a_prompt_equal_one_forward_per_sample(tmp_path):
+    """Samples of a prompt go through the models as branches of one row; each sample's KL equals the one
+    computed from its own prompt + response forward, whatever the number of samples per prompt and batch."""
+    from shiftalign.config import ModelConfig
+    from shiftalign.models.load import load_policy
+
+    p0, p1 = _policies(tmp_path)
+    (p, tok), (b, _) = load_policy(ModelConfig(path=p1)), load_policy(ModelConfig(path=p0))
+    rng = np.random.default_rng(0)
+    rows = [{"id": f"{q}-{j}", "prompt_id": q, "prompt": f"what is {q}",
+             "completion_ids": rng.integers(3, 40, size=int(rng.integers(1, 7))).tolist()}
+            for q, n in [("a", 3), ("b", 3), ("c", 1), ("d", 2), ("e", 3)] for j in range(n)]
+    want = []
+    with torch.no_grad():
+        for r in rows:
+            prompt = tok(r["prompt"], add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([prompt + r["completion_ids"]])
+            at = slice(len(prompt) - 1, ids.shape[1] - 1)  # the positions that predict the response
+            want.append(tempered_token_kl(p(ids).logits[0, at], b(ids).logits[0, at], 0.7).sum().item())
+    for per_batch in (4, 16):
+        got = ev_mod.sequence_kls(p1, p0, rows, False, 0.7, branches_per_batch=per_batch)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
 def test_evaluate_policies(tmp_path):
     from shiftalign.models.tiny import save_tiny
     from shiftalign.rl.scorers import make_scorer, reward_model_scorer
@@ -143,8 +168,6 @@ def test_evaluate_policies(tmp_path):
     assert other["reward_model_accuracy"] == pytest.approx(hits / len(pairs))
 
     # A rerun with one more policy computes model metrics for that policy only; the others come from the cache.
-    import shiftalign.recipes.evaluate as ev_mod
-
     calls = []
     real = ev_mod.sequence_kls
     ev_mod.sequence_kls = lambda path, base, *a: calls.append(path) or real(path, base, *a)

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from shiftalign.cli import main
@@ -179,6 +180,29 @@ def test_hidden_features_pick_a_layer(tmp_path, tiny_dir):
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
     with pytest.raises(ConfigError, match="features.layer"):
         extract(pairs, FeatureConfig(kind="hidden", model=tiny_dir, layer=99), None)
+
+
+def test_hidden_state_stops_at_its_layer_and_equals_the_full_forward(tiny_dir):
+    """Every hidden state, including the embeddings and the normed last one, equals the full model's
+    ``output_hidden_states``; a middle one runs none of the layers above it."""
+    from transformers import AutoModelForCausalLM
+
+    from shiftalign.reweight.features import hidden_state
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    ids = torch.tensor([[5, 9, 11, 3, 7], [4, 8, 2, 6, 1]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    n = model.config.num_hidden_layers
+    with torch.inference_mode():
+        full = model(ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        for layer in [*range(n + 1), -1]:
+            torch.testing.assert_close(hidden_state(model, ids, mask, layer), full[layer], rtol=0, atol=1e-6)
+        ran = []
+        hooks = [m.register_forward_hook(lambda *_, i=i: ran.append(i)) for i, m in enumerate(model.model.layers)]
+        hidden_state(model, ids, mask, 1)
+        for h in hooks:
+            h.remove()
+    assert ran == [0]  # state 1 is layer 0's output: the layers above it did not run
 
 
 def test_feature_cache_follows_the_model_content(tmp_path, tiny_dir):

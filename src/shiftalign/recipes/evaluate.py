@@ -72,20 +72,35 @@ def kl_temperature(p: SamplingParams) -> float:
 
 
 @torch.inference_mode()
-def sequence_kls(model_path: str, base_path: str, rows: list[dict], wrap: bool, temperature: float) -> np.ndarray:
-    """Per sample: sum over its response positions of KL(policy_T || base_T) at that position (see ``ops.kl``)."""
+def sequence_kls(model_path: str, base_path: str, rows: list[dict], wrap: bool, temperature: float,
+                 branches_per_batch: int = 16) -> np.ndarray:
+    """Per sample: sum over its response positions of KL(policy_T || base_T) at that position (see ``ops.kl``).
+    The samples of one prompt go through the models as branches of one row (the prompt computed once,
+    tree attention as in training), so that n samples per prompt cost one prompt's forward, not n."""
     policy, tok = load_policy(ModelConfig(path=model_path))
     base, _ = load_policy(ModelConfig(path=base_path))
     policy.eval()
     base.eval()
-    items = [Tokenized(i, r["id"], encode(tok, render_prompt(tok, r["prompt"], wrap)), [r["completion_ids"]])
-             for i, r in enumerate(rows)]
-    out = np.zeros(len(items))
-    for s in range(0, len(items), 8):
-        batch = collate(items[s:s + 8], tok.pad_token_id)
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(json.dumps([r["prompt_id"], r["prompt"]]), []).append(i)
+    members = sorted(groups.values(), key=len)  # a batch holds rows of the same number of branches
+    items = [Tokenized(n, rows[idx[0]]["id"], encode(tok, render_prompt(tok, rows[idx[0]]["prompt"], wrap)),
+                       [rows[i]["completion_ids"] for i in idx]) for n, idx in enumerate(members)]
+    out = np.zeros(len(rows))
+    s = 0
+    while s < len(items):
+        k = len(members[s])
+        e = s + 1
+        while e < len(items) and len(members[e]) == k and (e - s + 1) * k <= branches_per_batch:
+            e += 1
+        batch = collate(items[s:e], tok.pad_token_id)
         z = response_logits(policy, backbone_hidden(policy, batch), batch)
         u = response_logits(base, backbone_hidden(base, batch), batch)
-        out[s:s + 8] = sum_by_branch(tempered_token_kl(z, u, temperature), batch)[:, 0].double().numpy()
+        kl = sum_by_branch(tempered_token_kl(z, u, temperature), batch).double().numpy()
+        for b, idx in enumerate(members[s:e]):
+            out[idx] = kl[b, :len(idx)]
+        s = e
     return out
 
 

