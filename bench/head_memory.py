@@ -20,7 +20,6 @@ import json
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,30 +28,13 @@ def measure(path: str) -> dict:
     import torch
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from dpo_throughput import make_pairs
+    from dpo_profile import dpo_trainer
 
     import shiftalign.ops.logprobs as logprobs
-    from shiftalign.config import RunConfig, from_dict
-    from shiftalign.losses import LOSSES
-    from shiftalign.models.load import load_policy
-    from shiftalign.ops.logprobs import CompletionLogProbs
-    from shiftalign.recipes.common import make_accelerator, prepare_items, reference_for
-    from shiftalign.train.loop import Task, Trainer
 
     if path == "full":  # no plain head: response_token_logps takes the full-logits path
         logprobs._plain_head = lambda hf: None
-    work = Path(tempfile.mkdtemp(prefix="head-memory-"))
-    data = work / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(16)))
-    cfg = from_dict(RunConfig, {"output_dir": str(work / "run"), "cache_dir": str(work / "ref"),
-                                "data": {"train": str(data), "max_length": 1024, "max_prompt_length": 512},
-                                "train": {"batch_size": 8, "micro_batch_size": 8, "progress": False}})
-    acc = make_accelerator(cfg)
-    spec, params = LOSSES.get("dpo"), LOSSES.get("dpo").params()
-    model, tok = load_policy(cfg.model)
-    items, _ = prepare_items(cfg, spec, tok, str(data), "train")
-    ref = reference_for(cfg, spec, model, items, tok.pad_token_id, acc)
-    trainer = Trainer(cfg, Task(CompletionLogProbs(model), spec, params, items, tok.pad_token_id, ref_train=ref), acc)
+    trainer = dpo_trainer("head-memory-")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     torch.manual_seed(0)
     first = trainer.train_step(list(range(8)))
