@@ -20,6 +20,7 @@ with one more policy computes only that policy.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,23 +85,19 @@ def sequence_kls(model_path: str, base_path: str, rows: list[dict], wrap: bool, 
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(json.dumps([r["prompt_id"], r["prompt"]]), []).append(i)
-    members = sorted(groups.values(), key=len)  # a batch holds rows of the same number of branches
-    items = [Tokenized(n, rows[idx[0]]["id"], encode(tok, render_prompt(tok, rows[idx[0]]["prompt"], wrap)),
-                       [rows[i]["completion_ids"] for i in idx]) for n, idx in enumerate(members)]
     out = np.zeros(len(rows))
-    s = 0
-    while s < len(items):
-        k = len(members[s])
-        e = s + 1
-        while e < len(items) and len(members[e]) == k and (e - s + 1) * k <= branches_per_batch:
-            e += 1
-        batch = collate(items[s:e], tok.pad_token_id)
-        z = response_logits(policy, backbone_hidden(policy, batch), batch)
-        u = response_logits(base, backbone_hidden(base, batch), batch)
-        kl = sum_by_branch(tempered_token_kl(z, u, temperature), batch).double().numpy()
-        for b, idx in enumerate(members[s:e]):
-            out[idx] = kl[b, :len(idx)]
-        s = e
+    for k, same in itertools.groupby(sorted(groups.values(), key=len), key=len):  # a batch: rows of k branches
+        same = list(same)
+        step = max(1, branches_per_batch // k)
+        for chunk in (same[s:s + step] for s in range(0, len(same), step)):
+            items = [Tokenized(n, rows[idx[0]]["id"], encode(tok, render_prompt(tok, rows[idx[0]]["prompt"], wrap)),
+                               [rows[i]["completion_ids"] for i in idx]) for n, idx in enumerate(chunk)]
+            batch = collate(items, tok.pad_token_id)
+            z = response_logits(policy, backbone_hidden(policy, batch), batch)
+            u = response_logits(base, backbone_hidden(base, batch), batch)
+            kl = sum_by_branch(tempered_token_kl(z, u, temperature), batch).double().numpy()
+            for b, idx in enumerate(chunk):
+                out[idx] = kl[b]
     return out
 
 
