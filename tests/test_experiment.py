@@ -382,7 +382,49 @@ def test_arm_roles_from_options():
     assert arm_role(DPOOptions(policy_ratio={})) == "method"
     assert arm_role(PseudoOptions(labeller="random", init="dpo_source")) == "control"
     assert arm_role(PseudoOptions(labeller="reward_model")) == "method"
+    assert arm_role(PseudoOptions(labeller="gold", init="dpo_source")) == "oracle"
     assert arm_role(InitialOptions()) == "reference"
+
+
+def test_an_arm_is_read_against_its_own_oracle():
+    """An arm naming its recipe's oracle gets its gap recovery against that one; the others keep the
+    experiment's oracle; oracles are not method arms, and the verdict says which oracle the best arm is
+    read against."""
+    from shiftalign.experiment.arms import ArmResult
+    from shiftalign.experiment.results import arm_rows, verdict
+
+    k = "gold_diff_vs_src"
+    gains = {"src": (0.0, [0.0, 0.0]), "oracle": (0.1, [0.05, 0.15]), "oracle_warm": (0.4, [0.3, 0.5]),
+             "warm": (0.2, [0.1, 0.3]), "single": (0.05, [0.01, 0.09])}
+    pol = {n: {"gold_mean": 0.5 + d, k: d, f"{k}_ci95": ci, "win_rate_vs_baseline": 0.5, "kl_to_baseline": 1.0}
+           for n, (d, ci) in gains.items()}
+    roles = {"src": "control", "oracle": "oracle", "oracle_warm": "oracle", "warm": "method", "single": "method"}
+    rows = arm_rows("src", "oracle", {n: ArmResult(n) for n in pol}, {"policies": pol}, {}, roles=roles,
+                    oracles={"warm": "oracle_warm"})
+    by = {r["arm"]: r for r in rows}
+    assert by["warm"]["gap_recovery"] == pytest.approx(0.2 / 0.4) and by["warm"]["oracle"] == "oracle_warm"
+    assert by["single"]["gap_recovery"] == pytest.approx(0.05 / 0.1) and by["single"]["oracle"] == "oracle"
+    lines = verdict(rows, {n: "pseudo" for n in pol}, "src", "oracle", "vader", roles)
+    assert lines[0].startswith("Best method arm on the gold reward (vader): `warm`")  # not oracle_warm
+    assert ("`warm` is read against its own oracle `oracle_warm` (its recipe with gold labels), at +0.4 [+0.3, +0.5] "
+            "over `src`: it recovers 0.5 of that gap.") in lines[0]
+    assert not any(line.startswith("`oracle_warm`") for line in lines)
+
+
+def test_an_arms_oracle_must_be_an_arm_and_runs_with_it():
+    from shiftalign.errors import ConfigError
+    from shiftalign.experiment.config import ExperimentConfig, parse_arms, selected_arms
+
+    arms = [{"name": "initial", "kind": "initial"}, {"name": "dpo_source", "kind": "dpo"},
+            {"name": "oracle_warm", "kind": "pseudo", "labeller": "gold", "init": "dpo_source"},
+            {"name": "warm", "kind": "pseudo", "init": "dpo_source", "oracle": "oracle_warm"},
+            {"name": "oracle", "kind": "pseudo", "labeller": "gold"}, {"name": "other", "kind": "dpo"}]
+    cfg = ExperimentConfig(arms=arms, only_arms=["warm"])
+    assert [a.name for a in selected_arms(parse_arms(cfg), cfg)] == ["initial", "dpo_source", "oracle_warm", "warm",
+                                                                     "oracle"]
+    arms[3]["oracle"] = "nope"
+    with pytest.raises(ConfigError, match="arms.warm.oracle: 'nope' is not one of the arms"):
+        parse_arms(ExperimentConfig(arms=arms))
 
 
 def test_only_arms_runs_a_selection_and_a_later_run_adds_the_rest(bench_cfg, tmp_path, monkeypatch, capsys):

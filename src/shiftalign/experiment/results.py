@@ -3,7 +3,9 @@
 Gap-recovery ratio of an arm: (gold(arm) - gold(baseline)) / (gold(oracle) - gold(baseline)) on the
 held-out target prompts. It is reported only when the oracle's 95 % interval against the baseline
 lies above zero: when it contains zero the denominator is noise, and when it lies below zero the
-ratio's sign is inverted and it says nothing either.
+ratio's sign is inverted and it says nothing either. An arm may name its own oracle (``Arm.oracle``:
+its recipe with gold labels, e.g. warm-started and iterated like it), so that its ratio divides by
+what perfect labels buy with the same training rather than with the single-round oracle's.
 
 An arm trained with several seeds is one row: its numbers are means over its replicates, its
 intervals resample prompts and seeds (``experiment.seeds``), and ``seed_sd`` is the spread of the
@@ -49,10 +51,12 @@ def _mean(values) -> float | None:
 
 
 def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, seconds: dict,
-             replicates: dict[str, list[str]] | None = None, roles: dict[str, str] | None = None) -> list[dict]:
+             replicates: dict[str, list[str]] | None = None, roles: dict[str, str] | None = None,
+             oracles: dict[str, str] | None = None) -> list[dict]:
     """``arms``: policy name -> ArmResult; ``evaluation``: evaluation.json; ``seconds``: stage -> seconds;
     ``replicates``: arm -> its replicates' policy names (default: each policy is an arm of one seed);
-    ``roles``: arm -> method | control | reference (default: none known, so no family-wise intervals).
+    ``roles``: arm -> method | control | oracle | reference (default: none known, so no family-wise
+    intervals); ``oracles``: arm -> the oracle its gap recovery divides by, where not ``oracle``.
     Differences and their intervals resample prompts and seeds (``experiment.seeds``)."""
     pol = evaluation["policies"]
     replicates = replicates or {n: [n] for n in arms}
@@ -74,11 +78,17 @@ def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, se
 
     roles = roles or {}
     family = [a for a, names in evaluated.items() if names and roles.get(a) == "method" and a not in (baseline, oracle)]
+    oracles = {a: (oracles or {}).get(a, oracle) for a in evaluated}
     controls = [a for a, names in evaluated.items() if names and roles.get(a) == "control" and a != baseline]
     family_ci = (simultaneous_intervals({a: gold_of(a) for a in family}, gold_of(baseline), BOOTSTRAP, 0)
                  if per_seed and base and len(family) > 1 else {})
-    o_diff = diff(oracle) if oracle in evaluated and evaluated[oracle] else None
-    gap = o_diff[0] if o_diff is not None and o_diff[1][0] > 0 else None
+    def gap_of(o: str | None) -> float | None:  # the oracle's gain, when its interval lies above zero
+        if o not in evaluated or not evaluated[o]:
+            return None
+        d, ci = diff(o)
+        return d if ci[0] > 0 else None
+
+    gaps = {o: gap_of(o) for o in set(oracles.values())}
     base_kl = _mean(e["kl_to_baseline"] for e in base) if base else None
     rows = []
     for arm, names in evaluated.items():
@@ -88,6 +98,7 @@ def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, se
             continue
         entries, d = [pol[n] for n in names], res.diagnostics
         delta, ci = diff(arm)
+        gap = gaps[oracles[arm]]
         gold = _per_prompt(entries, "gold_per_prompt", "gold_mean")
         kl = _per_prompt(entries, "kl_per_prompt", "kl_to_baseline")
         kl_ci = (list(two_level_bootstrap(kl, np.zeros((1, kl.shape[1])), BOOTSTRAP, 0)[1:]) if kl.shape[1] > 1
@@ -96,6 +107,7 @@ def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, se
         auc = (d.get("domain_auc_before"), d.get("domain_auc_after"))
         rows.append({"arm": arm, "seeds": len(names), "gold": float(gold.mean()), "diff": delta, "ci95": ci,
                      "gap_recovery": 0.0 if arm == baseline else (delta / gap if gap else None),
+                     "oracle": oracles[arm],
                      "seed_sd": seed_spread(gold), "win_rate": _mean(e["win_rate_vs_baseline"] for e in entries),
                      "kl": float(kl.mean()), "kl_ci95": kl_ci,
                      "gain_per_nat": delta / extra_kl if arm != baseline and extra_kl and extra_kl > 0 else None,
@@ -215,9 +227,15 @@ def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, go
                      + ("resolved, so gap-recovery ratios are reported." if o["ci95"][0] > 0 else
                         "not resolved, so this run cannot tell the methods from noise and reports no gap-recovery "
                         "ratio."))
-        best = max(methods, key=lambda r: r["gold"], default=None)
-        if best is not None and best.get("gap_recovery") is not None:
-            lines[-1] += f" `{best['arm']}` recovers {num(best['gap_recovery'])} of the gap."
+    best = max(methods, key=lambda r: r["gold"], default=None)
+    own = best.get("oracle") if best is not None else None
+    if own is not None and own != oracle and own in ok:
+        lines.append(f"`{best['arm']}` is read against its own oracle `{own}` (its recipe with gold labels), at "
+                     f"{_interval(ok[own])} over `{baseline}`: "
+                     + (f"it recovers {num(best['gap_recovery'])} of that gap." if best.get("gap_recovery") is not None
+                        else "not resolved, so no gap-recovery ratio."))
+    elif oracle in ok and best is not None and best.get("gap_recovery") is not None:
+        lines[-1] += f" `{best['arm']}` recovers {num(best['gap_recovery'])} of the gap."
     if oracle is None or oracle not in ok:
         lines.append("No oracle arm: whether labels of the target domain would help at all is not measured.")
     headline = [" ".join(lines)]

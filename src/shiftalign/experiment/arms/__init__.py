@@ -37,7 +37,7 @@ class ArmKind:
 
 ARMS: Registry[ArmKind] = Registry("arm kind")
 
-ROLES = ("method", "control", "reference")
+ROLES = ("method", "control", "oracle", "reference")
 
 
 def arm_refs(options) -> list[str]:
@@ -49,8 +49,9 @@ def arm_refs(options) -> list[str]:
 def arm_role(options) -> str:
     """What an arm is for in the results: ``method`` (the default; the verdict picks the best of these),
     ``control`` (e.g. random labels, or source-only DPO trained longer: training without information
-    about the target, read against the methods) or
-    ``reference`` (the initial policy), as its options declare with ``role()``."""
+    about the target, read against the methods), ``oracle`` (gold labels of the target: the ceiling the
+    gap-recovery ratio divides by) or ``reference`` (the initial policy), as its options declare with
+    ``role()``."""
     role = options.role() if hasattr(options, "role") else "method"
     if role not in ROLES:
         raise ValueError(f"arm role must be one of {ROLES}, got {role!r}")

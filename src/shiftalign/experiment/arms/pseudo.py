@@ -67,8 +67,9 @@ class PseudoOptions:
         return [r for r in (self.init, self.source_weights) if r]
 
     def role(self) -> str:
-        """Random labels carry no information about the target: that arm is the drift control."""
-        return "control" if self.labeller == "random" else "method"
+        """Random labels carry no information about the target: that arm is the drift control; gold labels
+        are all of it: that arm is an oracle."""
+        return {"random": "control", "gold": "oracle"}.get(self.labeller, "method")
 
     def __post_init__(self):
         if self.labeller not in LABELLERS:
