@@ -147,6 +147,10 @@ def test_an_arm_added_or_changed_runs_alone_and_shared_settings_still_guard_the_
         assert _run({**bench_cfg, "arms": base, "oracle_arm": None}, tmp_path, monkeypatch, server) == 0
         root = tmp_path / "bench"
         first_model = (root / "dpo_source" / "model" / "model.safetensors").read_bytes()
+        # Round 1 of an arm warm-started from dpo_source uses dpo_source's samples, drawn once for every such arm.
+        shared = root / "policy_samples" / "dpo_source" / "samples.jsonl"
+        first_samples = shared.read_text()
+        assert (root / "warm" / "round-1" / "samples.jsonl").read_text() == first_samples
         capsys.readouterr()
         added = base + [{"name": "oracle", "kind": "pseudo", "labeller": "gold"}]
         assert _run({**bench_cfg, "arms": added}, tmp_path, monkeypatch, server) == 0
@@ -162,6 +166,9 @@ def test_an_arm_added_or_changed_runs_alone_and_shared_settings_still_guard_the_
         assert out.count("its settings changed since it ran") == 3  # dpo_source, warm, evaluate
         assert "arm_oracle: done earlier" in out and "arm_initial: done earlier" in out
         assert (root / "dpo_source" / "model" / "model.safetensors").read_bytes() != first_model
+        # ... and drawn again from the changed policy, not reused.
+        assert shared.read_text() != first_samples
+        assert (root / "warm" / "round-1" / "samples.jsonl").read_text() == shared.read_text()
         assert _run({**bench_cfg, "arms": changed, "dpo_loss": {"name": "dpo", "beta": 0.5}}, tmp_path, monkeypatch,
                     server) == 2
         assert "another configuration" in capsys.readouterr().err

@@ -40,11 +40,39 @@ class Context:
                                                                       seed=self.cfg.policy_sampling.seed + k))
         return dataclasses.replace(self, cfg=cfg, replicate=k)
 
-    def arm(self, name: str):
-        """An earlier arm's result: its replicate of the same seed when it has one, else its first."""
+    def arm_name(self, name: str) -> str:
+        """The replicate of an earlier arm that this replicate builds on: the one of the same seed when
+        it has one, else its first."""
         from .seeds import replicate_name
 
-        return self.arms.get(replicate_name(name, self.replicate)) or self.arms[name]
+        own = replicate_name(name, self.replicate)
+        return own if own in self.arms else name
+
+    def arm(self, name: str):
+        """An earlier arm's result (the replicate ``arm_name`` picks)."""
+        return self.arms[self.arm_name(name)]
+
+    def target_samples(self, model: str, output: Path) -> str:
+        """Samples of ``model`` on the target prompts as round 1 of ``recipes.iterate`` draws them (the
+        experiment's policy_sampling, its seed + 1); resumable, and re-drawn if the model changed."""
+        from ..rollout.sample import SampleConfig
+        from ..rollout.sample import main as sample_main
+
+        cfg = self.cfg
+        sc = SampleConfig(prompts=self.shared.target_prompts, output=str(output),
+                          policy=dataclasses.replace(cfg.model, path=model, lora=None),
+                          sampling=dataclasses.replace(cfg.policy_sampling, seed=cfg.policy_sampling.seed + 1),
+                          wrap_text_as_chat=cfg.wrap_text_as_chat, replace_stale=True, progress=cfg.progress)
+        sample_main(sc)
+        return sc.output
+
+    def samples_of(self, name: str) -> str:
+        """Round 1's samples of an arm that starts from earlier arm ``name``'s policy: drawn once into
+        ``policy_samples/<replicate>/`` and shared by every arm that starts there (the same samples they
+        would each draw, so arms of one warm start differ only in their labels and what follows)."""
+        replicate = self.arm_name(name)
+        return self.target_samples(self.arms[replicate].model, self.root / "policy_samples" / replicate /
+                                   "samples.jsonl")
 
     def train_settings(self, overrides: dict, where: str) -> TrainConfig:
         """The experiment's ``dpo_train`` with an arm's overrides, and its progress setting."""

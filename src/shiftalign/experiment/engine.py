@@ -10,7 +10,9 @@ in a finished experiment runs that arm and the evaluation again, nothing else; s
 2. ``reward``          a Bradley-Terry reward model on the source pairs (``experiment.rewards``: fine-tuned,
                        or an ensemble of heads on frozen features);
 3. ``policy_samples``  the initial policy's samples on the target prompts: the target domain of every
-                       density-ratio estimator and round 1 of every pseudo-label arm (shared);
+                       density-ratio estimator and round 1 of every pseudo-label arm (shared; an arm
+                       warm-started from another arm's policy takes round 1 from ``policy_samples/<arm>/``,
+                       drawn once for every arm that starts there, ``Context.samples_of``);
    ``reward_shift``    the reward model's accuracy against gold on held-out source pairs and on pairs of
                        those samples: the shift cost;
 4. one stage per arm   in config order (per seed replicate: ``seeds: S`` trains ``arm``, ``arm@1``, ...,
@@ -133,18 +135,8 @@ def main(cfg: ExperimentConfig) -> dict:
                                     heldout_pairs=data.get("heldout_pairs")))
     ctx.shared.reward_model = stage("reward", lambda: {"model": train_reward(ctx, root / "reward")})["model"]
 
-    def policy_samples():
-        from ..rollout.sample import SampleConfig
-        from ..rollout.sample import main as sample_main
-
-        sampling = replace(cfg.policy_sampling, seed=cfg.policy_sampling.seed + 1)  # round 1's seed in iterate
-        sc = SampleConfig(prompts=data["target_prompts"], output=str(root / "policy_samples" / "samples.jsonl"),
-                          policy=replace(cfg.model), sampling=sampling, wrap_text_as_chat=cfg.wrap_text_as_chat,
-                          progress=cfg.progress)
-        sample_main(sc)
-        return {"samples": sc.output}
-
-    ctx.shared.samples = stage("policy_samples", policy_samples)["samples"]
+    ctx.shared.samples = stage("policy_samples", lambda: {"samples": ctx.target_samples(
+        cfg.model.path, root / "policy_samples" / "samples.jsonl")})["samples"]
     reward_models = {"reward (shared)": {"kind": cfg.reward_model.kind,
                                          **stage("reward_shift", lambda: shift_cost(ctx, ctx.shared.reward_model))}}
     replicates: dict[str, list[str]] = {}

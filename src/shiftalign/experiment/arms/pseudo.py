@@ -160,7 +160,7 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
                        mix_source_pairs=opts.mix_source_pairs,
                        mix_weights=ctx.arm(opts.source_weights).files.get("weights") if opts.source_weights else None,
                        confidence_temperature=opts.confidence_temperature,
-                       round1_samples=None if opts.init else ctx.shared.samples,
+                       round1_samples=ctx.samples_of(opts.init) if opts.init else ctx.shared.samples,
                        refit=refit_settings(ctx, name, opts) if opts.refit_reward else None)
     try:
         history = iterate_main(it)
