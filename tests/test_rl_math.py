@@ -151,6 +151,30 @@ def test_readability_gold_is_flesch_reading_ease_over_100():
     assert score(["q"], [""]) == [0.0]
 
 
+def test_plain_language_gold_scores_nonsense_low_and_plain_sentences_high():
+    """Readable and well-formed: the degenerate replies DPO found on the readability gold (repetition,
+    letter strings, fragments; each scores above 0.97 there) score low, a plain answer near 1, and every
+    factor is the one the definition names."""
+    from shiftalign.rl.scorers import make_scorer, plain_language, well_formed
+
+    score = make_scorer({"name": "plain_language"})
+    readability = make_scorer({"name": "readability"})
+    plain = "To clean your windows, mix warm water with a little soap. Wipe the glass with a soft cloth, then dry it."
+    nonsense = ["No! Thanks. You got it. You got it. You got it. You got it. You got it.",
+                "A-m-a-l-h-w-w-w-w-w-w-w-w-w-w-w-w-w-w-w-w-w-", "Bake. New. Old. We got. You got. You got!"]
+    got = score(["q"] * 4, [plain] + nonsense)
+    assert got[0] > 0.9 and max(got[1:]) < 0.2
+    assert min(readability(["q"] * 3, nonsense)) > 0.97
+    assert all(0 <= x <= 1 for x in got) and score(["q"], [""]) == [0.0]
+    one = lambda w: 1  # noqa: E731
+    # "The cat sat. The dog ran.": ease 119, clipped to 100 -> 1; its 5 bigrams are distinct; every word is
+    # well formed; 3 words per sentence -> 0.5. "Go go go go go go.": 1 distinct bigram of 5.
+    assert plain_language("The cat sat. The dog ran.", one) == pytest.approx(1.0 * 1.0 * 1.0 * 0.5)
+    assert plain_language("Go go go go go go.", one) == pytest.approx(1.0 * (1 / 5) * 1.0 * 1.0)
+    assert [well_formed(w) for w in ("a", "I", "cat", "zzz", "w", "kuuuul", "rhythm", "don't")] == \
+        [True, True, True, False, False, False, True, True]
+
+
 def test_random_scorer_is_a_seeded_coin():
     from shiftalign.rl.scorers import make_scorer
 

@@ -9,8 +9,10 @@ competent in its own domain:
 - labels, once per gold reward, as a rater who scores the four and keeps the best and the worst
   (binarised ratings, as UltraFeedback's pairs are built): rating = gold + tau * Gumbel noise, so the
   ranking is Plackett-Luce and each pair's order has the Bradley-Terry probability
-  sigmoid((gold(a) - gold(b)) / tau); ``vader`` (sentiment, tau 0.1) and ``readability`` (Flesch reading
-  ease / 100, tau 0.1): the same responses, two preference datasets, one pair per prompt.
+  sigmoid((gold(a) - gold(b)) / tau); ``vader`` (sentiment), ``readability`` (Flesch reading ease / 100)
+  and ``plain_language`` (reading ease guarded against repetition, noise words and fragments; the
+  readability gold rewards those, see ``rl.scorers``), each with tau 0.1: the same responses, one
+  preference dataset per gold, one pair per prompt.
   Random pairs of one policy's samples differ too little for a reward model trained on ~1,000 of them
   to be competent (held-out accuracy 0.54-0.69 for every model tried, a full fine-tune included);
   best-vs-worst pairs carry the clearer signal real preference data has.
@@ -18,9 +20,11 @@ Held-out source pairs come from prompts of their own (no prompt is shared with t
 
 Outputs in ``data/shift/default/``: ``source_pairs_<gold>.jsonl`` and ``heldout_pairs_<gold>.jsonl``
 (prompt, chosen, rejected, gold scores, the label's probability), ``source_prompts.jsonl``,
-``target_prompts.jsonl``, ``target_eval_prompts.jsonl`` and ``build_info.json``.
+``target_prompts.jsonl``, ``target_eval_prompts.jsonl``, ``build_info.json``, and
+``behaviour_responses.jsonl``: the four responses of every source and held-out prompt, so that a
+rebuild (e.g. after adding a gold to ``GOLDS``) labels them again without sampling them again.
 
-    python data/shift/build_default.py      # 16 min 57 s on 2 CPU cores (a 20-second test run beside it)
+    python data/shift/build_default.py      # 16 min 57 s on 2 CPU cores; with behaviour_responses.jsonl, seconds
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ TEMPLATES = ["How can I {t}?", "What is a good way to {t}?", "Any tips to {t}?",
 BEHAVIOUR_SYSTEM = "You are a busy assistant. Answer briefly, in one or two sentences."
 BEHAVIOUR_TEMPERATURE = 1.0
 RESPONSES_PER_PROMPT = 4
-GOLDS = {"vader": 0.1, "readability": 0.1}  # gold scorer -> Bradley-Terry tau
+GOLDS = {"vader": 0.1, "readability": 0.1, "plain_language": 0.1}  # gold scorer -> Bradley-Terry tau
 MAX_NEW_TOKENS = 48
 SEED = 0
 PAIRING = "best_vs_worst"  # one pair per prompt: the top and the bottom of four noisy ratings
@@ -94,12 +98,23 @@ def main() -> None:
     rng = random.Random(SEED)
     home, work = pool(HOME, rng), pool(WORK, rng)
     prompts = {name: take(home, work, h, w, rng) for name, (h, w) in SIZES.items()}
-    model, tok = load_policy(ModelConfig(path="default"))
-    model.eval()
-    behaviour = BehaviourConfig(system=BEHAVIOUR_SYSTEM, temperature=BEHAVIOUR_TEMPERATURE,
-                                max_new_tokens=MAX_NEW_TOKENS, seed=SEED)
-    responses = {name: behaviour_samples(model, tok, prompts[name], behaviour, RESPONSES_PER_PROMPT)
-                 for name in ("source", "heldout")}
+    settings = {"seed": SEED, "system": BEHAVIOUR_SYSTEM, "temperature": BEHAVIOUR_TEMPERATURE,
+                "max_new_tokens": MAX_NEW_TOKENS, "n": RESPONSES_PER_PROMPT}
+    cache = out / "behaviour_responses.jsonl"
+    cached = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines()] if cache.exists() else []
+    wanted = [(name, p) for name in ("source", "heldout") for p in prompts[name]]
+    if [(r["split"], r["prompt"]) for r in cached] == wanted and all(r["settings"] == settings for r in cached):
+        print(f"behaviour responses: reused {cache}")
+        responses = {name: [r["responses"] for r in cached if r["split"] == name] for name in ("source", "heldout")}
+    else:
+        model, tok = load_policy(ModelConfig(path="default"))
+        model.eval()
+        behaviour = BehaviourConfig(system=BEHAVIOUR_SYSTEM, temperature=BEHAVIOUR_TEMPERATURE,
+                                    max_new_tokens=MAX_NEW_TOKENS, seed=SEED)
+        responses = {name: behaviour_samples(model, tok, prompts[name], behaviour, RESPONSES_PER_PROMPT)
+                     for name in ("source", "heldout")}
+        write_jsonl(cache, [{"split": name, "prompt": p, "responses": r, "settings": settings}
+                            for name in ("source", "heldout") for p, r in zip(prompts[name], responses[name])])
     info: dict = {"seed": SEED, "behaviour_system_prompt": BEHAVIOUR_SYSTEM,
                   "behaviour_temperature": BEHAVIOUR_TEMPERATURE, "max_new_tokens": MAX_NEW_TOKENS,
                   "responses_per_prompt": RESPONSES_PER_PROMPT, "pairing": PAIRING, "prompt_mix_home_work": SIZES,

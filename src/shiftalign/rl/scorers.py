@@ -11,7 +11,14 @@ Registered in :data:`SCORERS`, configured as ``scorer: {name: ..., ...}``:
 - ``readability``: the Flesch reading ease of the response divided by 100 (Flesch, 1948, "A new
   readability yardstick": 206.835 - 1.015 words/sentence - 84.6 syllables/word; syllables counted
   from pyphen's en_US hyphenation points), a second gold reward that is not about sentiment: plain
-  language, short sentences and short words score high; an empty response scores 0;
+  language, short sentences and short words score high; an empty response scores 0. It has no floor
+  under nonsense: "You got it. You got it." or strings of single letters score above 1, and DPO on its
+  preferences finds them (BENCHMARKS.md);
+- ``plain_language``: readable *and* well-formed text, in [0, 1]: the Flesch reading ease clipped to
+  [0, 100] / 100, times the share of distinct word bigrams (repetition scores low), the share of
+  well-formed words (a letter run of two or more with a vowel and no letter three times in a row, or
+  "a" / "I") and min(1, words per sentence / 6) (fragments are not plain sentences); the second gold
+  of the default benchmark profile;
 - ``random``: a uniform number in [0, 1) per (prompt, response, seed), from a hash: labels drawn by
   it are coin flips, the control that tells drift from learning in an experiment.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from pathlib import Path
 
 import torch
@@ -28,6 +36,7 @@ from ..errors import ConfigError
 from ..registry import Registry
 
 SCORERS: Registry = Registry("scorer")
+WORD = r"[A-Za-z]+(?:'[A-Za-z]+)?"  # a word of the text scorers: a letter run, with an apostrophe part
 
 
 def load_function(spec: str):
@@ -121,27 +130,33 @@ def vader_scorer():
     return lambda prompts, responses: [analyzer.polarity_scores(r)["compound"] for r in responses]
 
 
+def sentence_count(text: str) -> int:
+    """Sentence ends (runs of . ! ? before a space or the end); at least 1."""
+    return max(1, len(re.findall(r"[.!?]+(?:\s|$)", text.strip() + " ")))
+
+
 def flesch_reading_ease(text: str, syllables) -> float | None:
     """Flesch (1948) reading ease of ``text``; None when it has no word. ``syllables(word) -> int``."""
-    import re
-
-    words = re.findall(r"[A-Za-z]+(?:'[A-Za-z]+)?", text)
+    words = re.findall(WORD, text)
     if not words:
         return None
-    sentences = max(1, len(re.findall(r"[.!?]+(?:\s|$)", text.strip() + " ")))
+    sentences = sentence_count(text)
     n_syllables = sum(syllables(w) for w in words)
     return 206.835 - 1.015 * len(words) / sentences - 84.6 * n_syllables / len(words)
 
 
-def readability_scorer():
+def pyphen_syllables(scorer: str):
+    """syllables(word) -> int from pyphen's en_US hyphenation points."""
     try:
         import pyphen
     except ImportError:
-        raise ConfigError("the readability scorer needs the package pyphen (installed by the Makefile)") from None
+        raise ConfigError(f"the {scorer} scorer needs the package pyphen (installed by the Makefile)") from None
     dic = pyphen.Pyphen(lang="en_US")
+    return lambda word: len(dic.positions(word.lower())) + 1
 
-    def syllables(word: str) -> int:
-        return len(dic.positions(word.lower())) + 1
+
+def readability_scorer():
+    syllables = pyphen_syllables("readability")
 
     def score(prompts, responses):
         out = []
@@ -151,6 +166,34 @@ def readability_scorer():
         return out
 
     return score
+
+
+def well_formed(word: str) -> bool:
+    """A word, not noise: "a" or "I", or two or more letters with a vowel (y counts) and no letter three
+    times in a row."""
+    w = word.lower().split("'")[0]
+    if w in ("a", "i"):
+        return True
+    return len(w) >= 2 and re.search(r"[aeiouy]", w) is not None and re.search(r"(.)\1\1", w) is None
+
+
+def plain_language(text: str, syllables) -> float:
+    """The ``plain_language`` score of one response (see the module docstring); 0 without a word."""
+    words = re.findall(WORD, text)
+    fre = flesch_reading_ease(text, syllables)
+    if fre is None:
+        return 0.0
+    sentences = sentence_count(text)
+    low = [w.lower() for w in words]
+    bigrams = list(zip(low, low[1:]))
+    distinct = len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+    formed = sum(map(well_formed, words)) / len(words)
+    return min(max(fre, 0.0), 100.0) / 100 * distinct * formed * min(1.0, len(words) / sentences / 6)
+
+
+def plain_language_scorer():
+    syllables = pyphen_syllables("plain_language")
+    return lambda prompts, responses: [plain_language(r, syllables) for r in responses]
 
 
 def random_scorer(seed: int = 0):
@@ -167,6 +210,7 @@ def random_scorer(seed: int = 0):
     return score
 
 
+SCORERS.register("plain_language", plain_language_scorer)
 SCORERS.register("python", python_scorer)
 SCORERS.register("random", random_scorer)
 SCORERS.register("readability", readability_scorer)
