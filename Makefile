@@ -43,7 +43,7 @@ bench: $(STAMP)
 # The domain-shift benchmark: experiment configs in bench/shift (every arm, or the small profile).
 bench-shift: $(STAMP)
 	$(VENV)/bin/shiftalign experiment bench/shift/default.yaml
-	$(VENV)/bin/shiftalign experiment bench/shift/default_readability.yaml
+	$(VENV)/bin/shiftalign experiment bench/shift/default_plain_language.yaml
 
 bench-shift-small-data: $(STAMP)
 	$(VENV)/bin/shiftalign experiment bench/shift/small_data.yaml

@@ -315,24 +315,26 @@ def test_the_verdict_states_the_result_from_the_numbers():
 
 
 def test_the_default_profile_uses_the_same_method_settings_on_both_golds():
-    """bench/shift/default_readability.yaml differs from default.yaml only in the gold, its data files, the
-    output directory and the judge's stated criterion; both parse as experiment configs."""
+    """bench/shift/default_plain_language.yaml and default_readability.yaml differ from default.yaml only in
+    the gold, its data files, the output directory and the judge's stated criterion; all parse as experiment
+    configs."""
     from pathlib import Path
 
     from shiftalign.config import load_config
     from shiftalign.experiment.config import ExperimentConfig, parse_arms
 
     root = Path(__file__).resolve().parents[1] / "bench" / "shift"
-    a, b = (yaml.safe_load((root / f).read_text()) for f in ("default.yaml", "default_readability.yaml"))
-    for cfg in (a, b):
+    golds = ("default.yaml", "default_plain_language.yaml", "default_readability.yaml")
+    a, b, c = (yaml.safe_load((root / f).read_text()) for f in golds)
+    for cfg in (a, b, c):
         for key in ("output_dir", "gold"):
             cfg.pop(key)
         for key in ("source_pairs", "heldout_pairs"):
             cfg["data"].pop(key)
         judge = next(arm for arm in cfg["arms"] if arm["name"] == "judge_pseudo")
         judge["judge"]["judge"].pop("system")
-    assert a == b
-    for f in ("default.yaml", "default_readability.yaml", "small.yaml", "small_data.yaml"):
+    assert a == b == c
+    for f in (*golds, "small.yaml", "small_data.yaml"):
         parse_arms(load_config(str(root / f), [], ExperimentConfig))
 
 
@@ -418,7 +420,7 @@ def test_an_arm_is_read_against_its_own_oracle():
     assert not any(line.startswith("`oracle_warm`") for line in lines)
 
 
-def test_an_arms_oracle_must_be_an_arm_and_runs_with_it():
+def test_an_arms_oracle_must_be_an_arm_and_runs_with_it_and_max_seeds_caps_replicates():
     from shiftalign.errors import ConfigError
     from shiftalign.experiment.config import ExperimentConfig, parse_arms, selected_arms
 
@@ -429,6 +431,10 @@ def test_an_arms_oracle_must_be_an_arm_and_runs_with_it():
     cfg = ExperimentConfig(arms=arms, only_arms=["warm"])
     assert [a.name for a in selected_arms(parse_arms(cfg), cfg)] == ["initial", "dpo_source", "oracle_warm", "warm",
                                                                      "oracle"]
+    cfg = ExperimentConfig(arms=[dict(a, seeds=3) if a["name"] == "warm" else a for a in arms], max_seeds=1)
+    assert {a.name: a.seeds for a in selected_arms(parse_arms(cfg), cfg)}["warm"] == 1  # the others come later
+    with pytest.raises(ConfigError, match="max_seeds: expected a whole number >= 1, got 0"):
+        parse_arms(ExperimentConfig(arms=arms, max_seeds=0))
     arms[3]["oracle"] = "nope"
     with pytest.raises(ConfigError, match="arms.warm.oracle: 'nope' is not one of the arms"):
         parse_arms(ExperimentConfig(arms=arms))

@@ -6,7 +6,7 @@ are read into that kind's own options dataclass, so a wrong key names the arm an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..config import ModelConfig, TrainConfig, from_dict, to_dict
 from ..errors import ConfigError
@@ -54,6 +54,8 @@ class ExperimentConfig:
     arms: list = field(default_factory=list)  # of {name, kind, <options of the kind>} mappings
     only_arms: list | None = None  # run just these arms (with the initial, baseline and oracle arms and the arms
     # they build on); the others wait for a later run in the same directory, which reuses what is done
+    max_seeds: int | None = None  # run at most this many seed replicates of each arm now; a later run in the same
+    # directory without it adds the others
     baseline_arm: str = "dpo_source"  # differences and the gap-recovery ratio are against this arm
     oracle_arm: str | None = "oracle"  # the arm trained on gold labels of the target (null: none)
     evaluate: EvaluateConfig = field(default_factory=lambda: EvaluateConfig(
@@ -105,6 +107,9 @@ def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
     unknown = [n for n in cfg.only_arms or [] if n not in names]
     if unknown:
         raise ConfigError(f"only_arms: {', '.join(map(str, unknown))} not among the arms ({', '.join(names)})")
+    if cfg.max_seeds is not None and (isinstance(cfg.max_seeds, bool) or not isinstance(cfg.max_seeds, int)
+                                      or cfg.max_seeds < 1):
+        raise ConfigError(f"max_seeds: expected a whole number >= 1, got {cfg.max_seeds!r}")
     if len(set(names)) != len(names):
         raise ConfigError(f"arms: names must be unique, got {names}")
     if not any(a.kind == "initial" for a in arms):
@@ -117,11 +122,13 @@ def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
 
 
 def selected_arms(arms: list[Arm], cfg: ExperimentConfig) -> list[Arm]:
-    """The arms to run now, in config order: ``only_arms`` (all when unset) with the initial, baseline and
-    oracle arms (the experiment's and each selected arm's own) and, transitively, the arms they build on
-    (``arm_refs``)."""
+    """The arms to run now, in config order, each with at most ``max_seeds`` replicates: ``only_arms`` (all
+    when unset) with the initial, baseline and oracle arms (the experiment's and each selected arm's own)
+    and, transitively, the arms they build on (``arm_refs``)."""
     from .arms import arm_refs
 
+    if cfg.max_seeds is not None:
+        arms = [replace(a, seeds=min(a.seeds, cfg.max_seeds)) for a in arms]
     if cfg.only_arms is None:
         return arms
     by_name = {a.name: a for a in arms}

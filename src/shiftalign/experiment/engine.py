@@ -95,9 +95,9 @@ def build_data(cfg: ExperimentConfig, root: Path) -> dict:
 
 def shared_settings(cfg: ExperimentConfig) -> ExperimentConfig:
     """What every stage depends on: the config without its arms (and the names of the baseline and
-    oracle arms, which only the results read, and the selection of arms to run now). The experiment's
+    oracle arms, which only the results read, and the selection of arms and replicates to run now). The experiment's
     directory is claimed for this."""
-    return replace(cfg, arms=[], baseline_arm="", oracle_arm=None, only_arms=None)
+    return replace(cfg, arms=[], baseline_arm="", oracle_arm=None, only_arms=None, max_seeds=None)
 
 
 def arm_keys(arms: list[Arm]) -> dict[str, str]:
