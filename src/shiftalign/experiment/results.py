@@ -82,6 +82,7 @@ def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, se
     controls = [a for a, names in evaluated.items() if names and roles.get(a) == "control" and a != baseline]
     family_ci = (simultaneous_intervals({a: gold_of(a) for a in family}, gold_of(baseline), BOOTSTRAP, 0)
                  if per_seed and base and len(family) > 1 else {})
+
     def gap_of(o: str | None) -> float | None:  # the oracle's gain, when its interval lies above zero
         if o not in evaluated or not evaluated[o]:
             return None
