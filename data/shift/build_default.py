@@ -24,7 +24,7 @@ Outputs in ``data/shift/default/``: ``source_pairs_<gold>.jsonl`` and ``heldout_
 ``behaviour_responses.jsonl``: the four responses of every source and held-out prompt, so that a
 rebuild (e.g. after adding a gold to ``GOLDS``) labels them again without sampling them again.
 
-    python data/shift/build_default.py      # 16 min 57 s on 2 CPU cores; with behaviour_responses.jsonl, seconds
+    python data/shift/build_default.py      # 17-22 min on 2 CPU cores (two builds); with behaviour_responses.jsonl, seconds
 """
 
 from __future__ import annotations
