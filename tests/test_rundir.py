@@ -110,3 +110,31 @@ def test_resume_continues_only_the_same_config(tmp_path, tiny_dir, interrupt_at)
     assert main(["train", cfg]) == 0  # the same config resumes
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def test_a_directory_from_before_a_new_field_is_the_same_configuration_at_that_fields_default(tmp_path):
+    """A claim recorded before a field existed resumes when the field has its default (and is brought up to
+    date); a non-default value of the new field, or any other difference, is still refused."""
+    from dataclasses import dataclass
+
+    from shiftalign.errors import ConfigError
+    from shiftalign.rundir import MARKER, claim, flat_config
+
+    @dataclass
+    class Old:
+        lr: float = 1e-5
+
+    @dataclass
+    class New:
+        lr: float = 1e-5
+        max_seeds: int | None = None
+
+    assert claim(tmp_path / "a", Old()) is False
+    assert claim(tmp_path / "a", New()) is True
+    assert json.loads((tmp_path / "a" / MARKER).read_text())["config"] == flat_config(New())
+    claim(tmp_path / "b", Old())
+    stored_old = json.loads((tmp_path / "b" / MARKER).read_text())
+    for changed in (New(max_seeds=2), New(lr=1e-4)):
+        with pytest.raises(ConfigError, match="another configuration"):
+            claim(tmp_path / "b", changed)
+    assert json.loads((tmp_path / "b" / MARKER).read_text()) == stored_old

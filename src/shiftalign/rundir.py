@@ -9,7 +9,10 @@ user asked to start over (``shiftalign ... --restart``), in which case the old c
 first, never mixed with the new run's.
 
 Keys that cannot change results (progress bars, logging and checkpoint cadence, trackers, the
-output directory's own name) are left out of the fingerprint.
+output directory's own name) are left out of the fingerprint. A directory made by an older shiftalign
+whose config lacks a field added since is the same configuration when the new field has its default
+value (a new field's default keeps the behaviour from before it); its ``run.json`` is then brought up
+to date.
 """
 
 from __future__ import annotations
@@ -69,6 +72,16 @@ def _differences(old: dict, new: dict, limit: int = 4) -> str:
     return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
+def _same_but_new_defaults(old: dict, new: dict, cfg) -> bool:
+    """Whether ``new`` equals ``old`` once each key ``old`` lacks is read as its field's default."""
+    try:
+        defaults = flat_config(type(cfg)()) if dataclasses.is_dataclass(cfg) else {}
+    except TypeError:  # a config class with required fields: no defaults to read
+        return False
+    missing = object()
+    return set(old) <= set(new) and all(old.get(k, defaults.get(k, missing)) == v for k, v in new.items())
+
+
 def claim(directory: str | Path, cfg, is_main: bool = True) -> bool:
     """Make ``directory`` this config's (see the module docstring). True when it resumes an earlier run."""
     root = Path(directory)
@@ -77,6 +90,10 @@ def claim(directory: str | Path, cfg, is_main: bool = True) -> bool:
     if marker.is_file():
         stored = json.loads(marker.read_text(encoding="utf-8"))
         if stored.get("fingerprint") == fp:
+            return True
+        if _same_but_new_defaults(stored.get("config", {}), flat, cfg):
+            if is_main:
+                write_json_atomic(marker, {"fingerprint": fp, "config": flat})
             return True
         problem = f"{root} was made under another configuration (differs in: {_differences(stored.get('config', {}), flat)})"
     elif root.is_dir() and any(root.iterdir()):
