@@ -226,8 +226,8 @@ def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, go
         o = ok[oracle]
         lines.append(f"The oracle `{oracle}` (gold labels on the target) gains {_interval(o)} over `{baseline}`: "
                      + ("resolved, so gap-recovery ratios are reported." if o["ci95"][0] > 0 else
-                        "not resolved, so this run cannot tell the methods from noise and reports no gap-recovery "
-                        "ratio."))
+                        "not resolved: at this budget gold labels of the target buy nothing measurable over the "
+                        "source labels, so no gap-recovery ratio is read against it."))
     best = max(methods, key=lambda r: r["gold"], default=None)
     own = best.get("oracle") if best is not None else None
     if own is not None and own != oracle and own in ok:
