@@ -461,3 +461,23 @@ def test_only_arms_runs_a_selection_and_a_later_run_adds_the_rest(bench_cfg, tmp
         assert out.count("done earlier") == 4 + 4 and "arm_random_labels ..." in out
         assert _run({**bench_cfg, "arms": arms, "only_arms": ["nope"]}, tmp_path, monkeypatch, server) == 2
         assert "only_arms: nope not among the arms" in capsys.readouterr().err
+
+
+def test_an_iterated_arm_reports_label_accuracy_by_round_averaged_over_seeds():
+    from shiftalign.experiment.arms import ArmResult
+    from shiftalign.experiment.results import arm_rows, diagnosis
+
+    k = "gold_diff_vs_src"
+    pol = {n: {"gold_mean": 0.5, k: 0.0, f"{k}_ci95": [0.0, 0.0], "win_rate_vs_baseline": 0.5, "kl_to_baseline": 1.0}
+           for n in ("src", "it", "it@1")}
+    rounds = [{"round": 1, "label_accuracy": 0.6}, {"round": 2, "label_accuracy": 0.3}]
+    arms = {"src": ArmResult("src"),
+            "it": ArmResult("it", diagnostics={"label_accuracy": 0.45, "pseudo_pairs": 256, "rounds": rounds}),
+            "it@1": ArmResult("it@1", diagnostics={"label_accuracy": 0.55, "pseudo_pairs": 256,
+                                                   "rounds": [{"round": 1, "label_accuracy": 0.8},
+                                                              {"round": 2, "label_accuracy": 0.3}]})}
+    rows = {r["arm"]: r for r in arm_rows("src", None, arms, {"policies": pol}, {},
+                                          replicates={"src": ["src"], "it": ["it", "it@1"]})}
+    assert rows["it"]["label_accuracy_by_round"] == pytest.approx([0.7, 0.3])
+    assert rows["src"]["label_accuracy_by_round"] == []
+    assert "label accuracy 0.5 on 256 pseudo-pairs (0.7 → 0.3 by round)" in diagnosis(rows["it"], "pseudo")
