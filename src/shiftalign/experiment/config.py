@@ -15,6 +15,7 @@ from ..reweight.features import FeatureConfig
 from ..reweight.stabilize import StabiliserConfig
 from ..rollout.behaviour import BehaviourConfig
 from ..rollout.sample import SamplingParams
+from .calibrate import LRCalibration
 from .rewards import RewardSpec
 
 
@@ -46,6 +47,8 @@ class ExperimentConfig:
     reward_train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5, epochs=2, save_every=8))
     dpo_train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5, epochs=2, save_every=8))
     dpo_loss: dict = field(default_factory=lambda: {"name": "dpo", "beta": 0.1})
+    lr_calibration: LRCalibration | None = None  # set: dpo_train.lr is the largest candidate at which source-only
+    # DPO stays within a KL budget of the initial policy (experiment.calibrate); null: dpo_train.lr as written
     policy_sampling: SamplingParams = field(default_factory=lambda: SamplingParams(n=4, max_new_tokens=48,
                                                                                   temperature=0.8))
     pair_mode: str = "both"  # how a source pair is embedded for density-ratio estimation

@@ -7,6 +7,9 @@ in a finished experiment runs that arm and the evaluation again, nothing else; s
 1. ``data``            the prompt subsets, and the source pairs: read from a file, or written by a
                        behaviour policy and labelled by the gold scorer with Bradley-Terry noise
                        (``rollout.behaviour``);
+   ``lr_calibration``  with ``lr_calibration`` set: the learning rate of every DPO-family arm, the largest
+                       candidate at which source-only DPO stays within a KL budget of the initial policy
+                       (``experiment.calibrate``; no gold read);
 2. ``reward``          a Bradley-Terry reward model on the source pairs (``experiment.rewards``: fine-tuned,
                        or an ensemble of heads on frozen features);
 3. ``policy_samples``  the initial policy's samples on the target prompts: the target domain of every
@@ -34,6 +37,7 @@ from ..io import read_jsonl, write_jsonl_atomic
 from ..recipes.evaluate import main as evaluate_main
 from ..train import checkpoint
 from .arms import ARMS, ArmResult, arm_refs
+from .calibrate import calibrate_lr
 from .config import Arm, ExperimentConfig, parse_arms, selected_arms
 from .context import Context, Shared
 from .report import write_outputs
@@ -127,12 +131,18 @@ def drop_checkpoints(run_dir: Path) -> None:
 def main(cfg: ExperimentConfig) -> dict:
     arms = selected_arms(validate_inputs(cfg), cfg)
     root = Path(cfg.output_dir)
-    stage = Stages(root, 5 + sum(a.seeds for a in arms), config=shared_settings(cfg))
+    stage = Stages(root, 5 + (cfg.lr_calibration is not None) + sum(a.seeds for a in arms),
+                   config=shared_settings(cfg))
     keys = arm_keys(arms)
     data = stage("data", lambda: build_data(cfg, root))
     ctx = Context(cfg, root, Shared(source_pairs=data["source_pairs"], target_prompts=data["target_prompts"],
                                     eval_prompts=data["eval_prompts"], reward_model="", samples="",
                                     heldout_pairs=data.get("heldout_pairs")))
+    calibration = None
+    if cfg.lr_calibration is not None:
+        calibration = stage("lr_calibration", lambda: calibrate_lr(ctx, cfg.lr_calibration, root / "lr_calibration"))
+        cfg = replace(cfg, dpo_train=replace(cfg.dpo_train, lr=calibration["lr"]))
+        ctx.cfg = cfg
     ctx.shared.reward_model = stage("reward", lambda: {"model": train_reward(ctx, root / "reward")})["model"]
 
     ctx.shared.samples = stage("policy_samples", lambda: {"samples": ctx.target_samples(
@@ -168,4 +178,5 @@ def main(cfg: ExperimentConfig) -> dict:
         return {"file": str(root / "evaluate" / "evaluation.json")}
 
     ev = stage("evaluate", evaluate, key=stage_key({n: keys[n] for n, r in ctx.arms.items() if r.model}))
-    return write_outputs(root, cfg, initial, stage.records, data, ctx.arms, ev["file"], reward_models, replicates)
+    return write_outputs(root, cfg, initial, stage.records, data, ctx.arms, ev["file"], reward_models, replicates,
+                         calibration)

@@ -9,6 +9,7 @@ from ..io import read_text, write_json_atomic, write_text_atomic
 from ..log import log
 from ..report.html import write_report
 from ..report.plots import difference_plot, gold_vs_kl, png_file, save_png, training_curves
+from .calibrate import describe
 from .results import arm_rows, cells, headers, markdown_table, minutes, num, verdict
 
 
@@ -31,7 +32,8 @@ def reward_model_rows(reward_models: dict) -> list[list[str]]:
 
 
 def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict, arms: dict, evaluation_file: str,
-                  reward_models: dict | None = None, replicates: dict | None = None) -> dict:
+                  reward_models: dict | None = None, replicates: dict | None = None,
+                  calibration: dict | None = None) -> dict:
     import json
 
     evaluation = json.loads(read_text(evaluation_file))
@@ -50,12 +52,14 @@ def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict
     reward_models = reward_models or {}
     result = {"arms": rows, "reward_models": reward_models, "verdict": lines, "data": {k: v for k, v in data.items() if not isinstance(v, dict)},
               "evaluation": {k: v for k, v in evaluation.items() if k != "policies"}, "stage_seconds": records,
-              "total_seconds": total}
+              "total_seconds": total, **({"lr_calibration": calibration} if calibration else {})}
     write_json_atomic(root / "results.json", result)
     setup = (f"Held-out target prompts: {evaluation['prompts']} × {evaluation['samples_per_prompt']} samples; gold: "
              f"{gold}; differences and 95 % intervals (bootstrap over prompts, paired, and over seed replicates) against "
              f"`{cfg.baseline_arm}`, per arm and family-wise over the method arms (max-|t| bootstrap); "
              f"win rate and KL against `{initial}`; total {num(total / 60)} min.")
+    if calibration:
+        setup += " " + describe(calibration)
     rm_rows = reward_model_rows(reward_models)
     md = "\n".join(lines[:1] + [f"- {v}" for v in lines[1:]]) + "\n\n" + setup + "\n\n" + \
         markdown_table(rows, cfg.baseline_arm, initial)
