@@ -20,7 +20,6 @@ are read, so the rule is the same whatever the gold reward.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -49,18 +48,12 @@ class LRCalibration:
 
 
 def policy_kl(ctx, model: str, prompts: Path, out: Path) -> float:
-    """Mean over samples of ``model`` on ``prompts`` (``policy_sampling``, its seed + 1, as round 1 of the
-    pseudo-label arms draws them) of the sequence KL to the initial policy at the sampling temperature."""
+    """Mean over samples of ``model`` on ``prompts`` (drawn as round 1 of the pseudo-label arms draws them,
+    ``Context.target_samples``) of the sequence KL to the initial policy at the sampling temperature."""
     from ..recipes.evaluate import kl_temperature, sequence_kls
-    from ..rollout.sample import SampleConfig
-    from ..rollout.sample import main as sample_main
 
     cfg = ctx.cfg
-    sc = SampleConfig(prompts=str(prompts), output=str(out), policy=dataclasses.replace(cfg.model, path=model, lora=None),
-                      sampling=dataclasses.replace(cfg.policy_sampling, seed=cfg.policy_sampling.seed + 1),
-                      wrap_text_as_chat=cfg.wrap_text_as_chat, replace_stale=True, progress=cfg.progress)
-    sample_main(sc)
-    rows = read_jsonl(out)
+    rows = read_jsonl(ctx.target_samples(model, out, prompts=str(prompts)))
     kls = sequence_kls(model, cfg.model.path, rows, cfg.wrap_text_as_chat, kl_temperature(cfg.policy_sampling))
     return float(kls.mean())
 

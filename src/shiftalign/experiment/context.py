@@ -52,14 +52,14 @@ class Context:
         """An earlier arm's result (the replicate ``arm_name`` picks)."""
         return self.arms[self.arm_name(name)]
 
-    def target_samples(self, model: str, output: Path) -> str:
-        """Samples of ``model`` on the target prompts as round 1 of ``recipes.iterate`` draws them (the
-        experiment's policy_sampling, its seed + 1); resumable, and re-drawn if the model changed."""
+    def target_samples(self, model: str, output: Path, prompts: str | None = None) -> str:
+        """Samples of ``model`` on the target prompts (or ``prompts``) as round 1 of ``recipes.iterate`` draws
+        them (the experiment's policy_sampling, its seed + 1); resumable, and re-drawn if the model changed."""
         from ..rollout.sample import SampleConfig
         from ..rollout.sample import main as sample_main
 
         cfg = self.cfg
-        sc = SampleConfig(prompts=self.shared.target_prompts, output=str(output),
+        sc = SampleConfig(prompts=prompts or self.shared.target_prompts, output=str(output),
                           policy=dataclasses.replace(cfg.model, path=model, lora=None),
                           sampling=dataclasses.replace(cfg.policy_sampling, seed=cfg.policy_sampling.seed + 1),
                           wrap_text_as_chat=cfg.wrap_text_as_chat, replace_stale=True, progress=cfg.progress)
