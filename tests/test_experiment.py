@@ -193,7 +193,7 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
                      "seeds": 2,
                      "mix_source": True, "mix_source_pairs": 4, "source_weights": "dpo_classifier",
                      "confidence_temperature": 1.0,
-                     "max_spread": 100.0, "pairs": "all"},
+                     "max_spread": 100.0, "pairs": "all", "matched_baseline": "random_labels"},
                     {"name": "iw_rm", "kind": "pseudo", "reward_weights": {"estimator": {"name": "classifier", "folds": 3}}},
                     {"name": "iw_refit", "kind": "pseudo", "rounds": 2, "refit_reward": True,
                      "reward_weights": {"estimator": {"name": "classifier", "folds": 3}}},
@@ -239,6 +239,7 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
     rows = {r["arm"]: r for r in res["arms"]}
     assert set(rows) == {a["name"] for a in cfg["arms"]}
     assert rows["warm"]["seeds"] == 2 and rows["warm"]["seed_sd"] is not None and rows["oracle"]["seeds"] == 2
+    assert rows["warm"]["matched"]["arm"] == "random_labels" and "vs random_labels (" in (root / "results.md").read_text()
     r1 = yaml.safe_load((root / "warm@1" / "round-1" / "train" / "config.yaml").read_text())
     assert r1["model"]["path"] == str(root / "dpo_source@1" / "model") and r1["seed"] == cfg.get("seed", 0) + 1
     ev = json.loads((root / "evaluate" / "evaluation.json").read_text())["policies"]

@@ -74,6 +74,12 @@ class Arm:
     seeds: int = 1  # replicates trained with seed offsets 0..seeds-1 (experiment.seeds)
     oracle: str | None = None  # the arm of this arm's recipe with gold labels: its gap-recovery ratio is read
     # against that arm instead of the experiment's oracle_arm (e.g. a warm-started, iterated oracle)
+    matched_baseline: str | None = None  # an arm trained as long as this one without information about the target
+    # (e.g. dpo_source_long for an arm of 120 steps): its difference and gap recovery are also read against that arm,
+    # so that a gain is not more training alone
+
+
+REFS = ("oracle", "matched_baseline")  # an arm's own readings against other arms (not options of its kind)
 
 
 def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
@@ -87,7 +93,7 @@ def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
         if kind not in ARMS.names():
             raise ConfigError(f"arms[{i}].kind: expected one of {', '.join(ARMS.names())}, got {kind!r}")
         where = f"arms.{spec['name']}"
-        rest = {k: v for k, v in spec.items() if k not in ("name", "kind", "seeds", "oracle")}
+        rest = {k: v for k, v in spec.items() if k not in ("name", "kind", "seeds", *REFS)}
         seeds = spec.get("seeds", 1)
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise ConfigError(f"{where}.seeds: expected a whole number >= 1, got {seeds!r}")
@@ -102,11 +108,13 @@ def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
         for ref in arm_refs(options):  # options naming other arms name earlier ones
             if ref not in [a.name for a in arms]:
                 raise ConfigError(f"{where}: '{ref}' is not an arm listed before it")
-        arms.append(Arm(spec["name"], kind, options, seeds, spec.get("oracle")))
+        arms.append(Arm(spec["name"], kind, options, seeds, *(spec.get(r) for r in REFS)))
     names = [a.name for a in arms]
     for a in arms:
-        if a.oracle is not None and a.oracle not in names:
-            raise ConfigError(f"arms.{a.name}.oracle: '{a.oracle}' is not one of the arms ({', '.join(names)})")
+        for ref in REFS:
+            value = getattr(a, ref)
+            if value is not None and value not in names:
+                raise ConfigError(f"arms.{a.name}.{ref}: '{value}' is not one of the arms ({', '.join(names)})")
     unknown = [n for n in cfg.only_arms or [] if n not in names]
     if unknown:
         raise ConfigError(f"only_arms: {', '.join(map(str, unknown))} not among the arms ({', '.join(names)})")
@@ -126,8 +134,8 @@ def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
 
 def selected_arms(arms: list[Arm], cfg: ExperimentConfig) -> list[Arm]:
     """The arms to run now, in config order, each with at most ``max_seeds`` replicates: ``only_arms`` (all
-    when unset) with the initial, baseline and oracle arms (the experiment's and each selected arm's own)
-    and, transitively, the arms they build on (``arm_refs``)."""
+    when unset) with the initial, baseline and oracle arms (the experiment's and each selected arm's own oracle
+    and matched baseline) and, transitively, the arms they build on (``arm_refs``)."""
     from .arms import arm_refs
 
     if cfg.max_seeds is not None:
@@ -136,7 +144,7 @@ def selected_arms(arms: list[Arm], cfg: ExperimentConfig) -> list[Arm]:
         return arms
     by_name = {a.name: a for a in arms}
     want = set(cfg.only_arms) | {a.name for a in arms if a.kind == "initial"} | {cfg.baseline_arm, cfg.oracle_arm}
-    want |= {by_name[n].oracle for n in list(want) if n in by_name and by_name[n].oracle}
+    want |= {getattr(by_name[n], r) for n in list(want) if n in by_name for r in REFS if getattr(by_name[n], r)}
     todo = [n for n in want if n in by_name]
     while todo:
         for ref in arm_refs(by_name[todo.pop()].options):

@@ -44,7 +44,8 @@ def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict
     parsed = parse_arms(cfg)
     roles = {a.name: arm_role(a.options) for a in parsed}
     rows = arm_rows(cfg.baseline_arm, cfg.oracle_arm, arms, evaluation, seconds, replicates, roles,
-                    {a.name: a.oracle for a in parsed if a.oracle})
+                    {a.name: a.oracle for a in parsed if a.oracle},
+                    {a.name: a.matched_baseline for a in parsed if a.matched_baseline})
     kinds = {a["name"]: a.get("kind") for a in cfg.arms}
     gold = evaluation["gold"].get("name", "gold") if isinstance(evaluation["gold"], dict) else str(evaluation["gold"])
     lines = verdict(rows, kinds, cfg.baseline_arm, cfg.oracle_arm, gold, roles)

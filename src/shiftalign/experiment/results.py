@@ -18,6 +18,12 @@ random labels of the same on-policy pairs: what training alone moves, drift with
 ``method``. The verdict picks the best method arm, so beside each method arm's own interval it gives the
 family-wise one (``ci95_family``: all method arms at once, ``experiment.seeds.simultaneous_intervals``),
 which a claim about the best of many arms needs, and its difference to each control (``vs_control``).
+
+An arm that trains longer than the baseline (warm-started from it, then further rounds) may name a matched
+baseline (``Arm.matched_baseline``): an arm trained as long without information about the target, such as
+source-only DPO for the same number of steps. Its row then also carries ``matched``: the difference to that
+arm with its interval, and the gap recovery at equal training, (gold(arm) - gold(m)) / (gold(oracle) - gold(m))
+with the arm's own oracle, reported under the same rule (the oracle's interval against m above zero).
 """
 
 from __future__ import annotations
@@ -26,10 +32,10 @@ import numpy as np
 
 from .seeds import seed_spread, simultaneous_intervals, two_level_bootstrap
 
-COLUMNS = ["arm", "seeds", "gold", "diff", "ci95", "ci95_family", "gap_recovery", "seed_sd", "win_rate", "kl", "kl_ci95",
+COLUMNS = ["arm", "seeds", "gold", "diff", "ci95", "ci95_family", "gap_recovery", "matched", "seed_sd", "win_rate", "kl", "kl_ci95",
            "gain_per_nat", "rm_accuracy", "ess_fraction", "domain_auc", "label_accuracy", "pseudo_pairs", "seconds"]
 HEADERS = {"arm": "arm", "seeds": "seeds", "gold": "gold reward", "diff": "Δ gold vs {base}", "ci95": "Δ 95 % CI", "ci95_family": "Δ 95 % CI, family-wise",
-           "gap_recovery": "gap recovery", "seed_sd": "seed-to-seed sd", "win_rate": "win rate vs {initial}",
+           "gap_recovery": "gap recovery", "matched": "Δ vs its matched baseline (gap recovery)", "seed_sd": "seed-to-seed sd", "win_rate": "win rate vs {initial}",
            "kl": "KL to {initial} (nats)", "kl_ci95": "KL 95 % CI", "gain_per_nat": "Δ gold per nat beyond {base}",
            "rm_accuracy": "RM accuracy on its samples", "ess_fraction": "ESS/N",
            "domain_auc": "domain AUC before → after", "label_accuracy": "label accuracy", "pseudo_pairs": "pseudo-pairs",
@@ -58,12 +64,12 @@ def _rounds_mean(diagnostics: list[dict]) -> list[float | None]:
 
 def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, seconds: dict,
              replicates: dict[str, list[str]] | None = None, roles: dict[str, str] | None = None,
-             oracles: dict[str, str] | None = None) -> list[dict]:
+             oracles: dict[str, str] | None = None, matched: dict[str, str] | None = None) -> list[dict]:
     """``arms``: policy name -> ArmResult; ``evaluation``: evaluation.json; ``seconds``: stage -> seconds;
     ``replicates``: arm -> its replicates' policy names (default: each policy is an arm of one seed);
     ``roles``: arm -> method | control | oracle | reference (default: none known, so no family-wise
-    intervals); ``oracles``: arm -> the oracle its gap recovery divides by, where not ``oracle``.
-    Differences and their intervals resample prompts and seeds (``experiment.seeds``)."""
+    intervals); ``oracles``: arm -> the oracle its gap recovery divides by, where not ``oracle``;
+    ``matched``: arm -> its matched baseline (needs per-prompt numbers). Differences and their intervals resample prompts and seeds (``experiment.seeds``)."""
     pol = evaluation["policies"]
     replicates = replicates or {n: [n] for n in arms}
     evaluated = {a: [n for n in names if n in pol] for a, names in replicates.items()}
@@ -81,6 +87,18 @@ def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, se
 
     def gold_of(arm: str) -> np.ndarray:
         return _per_prompt([pol[n] for n in evaluated[arm]], "gold_per_prompt", "gold_mean")
+
+    def versus(arm: str, other: str) -> list[float]:  # [difference, 2.5 %, 97.5 %] over prompts and seeds
+        return list(two_level_bootstrap(gold_of(arm), gold_of(other), BOOTSTRAP, 0))
+
+    def matched_row(arm: str, m: str) -> dict | None:
+        if not per_seed or not evaluated.get(m) or arm == m:
+            return None
+        d, lo, hi = versus(arm, m)
+        o = oracles[arm]
+        od = versus(o, m) if evaluated.get(o) else None
+        return {"arm": m, "diff": d, "ci95": [lo, hi], "oracle": o, "oracle_diff": od[0] if od else None,
+                "oracle_ci95": od[1:] if od else None, "gap_recovery": d / od[0] if od and od[1] > 0 else None}
 
     roles = roles or {}
     family = [a for a, names in evaluated.items() if names and roles.get(a) == "method" and a not in (baseline, oracle)]
@@ -127,7 +145,10 @@ def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, se
         if arm in family_ci:
             rows[-1]["ci95_family"] = list(family_ci[arm])
         if arm in family and per_seed:
-            rows[-1]["vs_control"] = {c: list(two_level_bootstrap(gold, gold_of(c), BOOTSTRAP, 0)) for c in controls}
+            rows[-1]["vs_control"] = {c: versus(arm, c) for c in controls}
+        m = matched_row(arm, (matched or {}).get(arm))
+        if m:
+            rows[-1]["matched"] = m
     return rows
 
 
@@ -161,6 +182,8 @@ def cells(row: dict, baseline: str) -> dict:
             out[c] = "0 (baseline)" if c == "diff" else "–"
         elif c == "domain_auc" and v:
             out[c] = f"{num(v[0])} → {num(v[1])}"
+        elif c == "matched":
+            out[c] = (f"{_interval(v)} vs {v['arm']} ({num(v['gap_recovery'])})" if v else "–")
         else:
             out[c] = num(v, signed=c in ("diff", "ci95", "ci95_family"))
     return out
@@ -201,7 +224,23 @@ def diagnosis(r: dict, kind: str) -> str:
         parts.append(f"reward-model accuracy on its samples {num(r['rm_accuracy'])}")
     if r.get("kl") is not None:
         parts.append(f"KL {num(r['kl'])} {num(r.get('kl_ci95'))} nats")
+    if r.get("matched"):
+        parts.append(f"vs its matched baseline `{r['matched']['arm']}` {_interval(r['matched'])}")
     return "; ".join(parts)
+
+
+def matched_sentence(r: dict, m_row: dict, baseline: str) -> str:
+    """The arm against its matched baseline (trained as long, no information about the target) and its gap
+    recovery at equal training."""
+    m = r["matched"]
+    text = (f"Its matched baseline `{m['arm']}` (trained as long, without information about the target) is at "
+            f"{_interval(m_row)} over `{baseline}`; at equal training `{r['arm']}` is at {_interval(m)} against it "
+            f"({_resolved(m)})")
+    if m.get("oracle_diff") is None:
+        return text + "."
+    text += f" and its oracle `{m['oracle']}` at {num(m['oracle_diff'], True)} {num(m['oracle_ci95'], True)}"
+    return text + (f", so it recovers {num(m['gap_recovery'])} of that gap." if m.get("gap_recovery") is not None
+                   else ": not resolved, so no gap-recovery ratio at equal training.")
 
 
 def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, gold: str,
@@ -226,6 +265,8 @@ def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, go
                      f"intervals that hold for all at once): {num(best['ci95_family'], True)} "
                      f"({_resolved(best, 'ci95_family')}).")
         for c in controls:
+            if c["arm"] == (best.get("matched") or {}).get("arm"):
+                continue  # read below, at equal training
             d = (best.get("vs_control") or {}).get(c["arm"])
             lead += f" The control `{c['arm']}` (no information about the target: what training alone does) is at {_interval(c)}"
             lead += (f"; `{best['arm']}` against it: {num(d[0], True)} {num(d[1:], True)} "
@@ -248,6 +289,8 @@ def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, go
         lines[-1] += f" `{best['arm']}` recovers {num(best['gap_recovery'])} of the gap."
     if oracle is None or oracle not in ok:
         lines.append("No oracle arm: whether labels of the target domain would help at all is not measured.")
+    if best is not None and best.get("matched") and best["matched"]["arm"] in ok:
+        lines.append(matched_sentence(best, ok[best["matched"]["arm"]], baseline))
     headline = [" ".join(lines)]
     failed = [f"`{r['arm']}`: no policy ({r['failed']})" for r in rows if "failed" in r]
     return headline + [diagnosis(r, kinds.get(r["arm"], "")) for r in methods + controls] + failed
