@@ -27,6 +27,10 @@ def test_lr_calibration_picks_the_largest_rate_within_the_kl_budget_for_every_ar
         lrs = {a: yaml.safe_load((root / a / "config.yaml").read_text())["train"]["lr"] for a in ("dpo_source", "dpo_fixed")}
         assert lrs == {"dpo_source": 1e-7, "dpo_fixed": 1e-3}
         assert not (root / "lr_calibration" / "lr_0.05" / "train" / "model").exists()
+        # The chosen rate's run is source-only DPO's: kept, and reused rather than trained again.
+        chosen = root / "lr_calibration" / "lr_1e-07" / "train"
+        assert json.loads((root / "dpo_source" / "reused.json").read_text())["from"] == str(chosen)
+        assert not (root / "dpo_fixed" / "reused.json").exists()
         assert "Learning rate 1e-07, calibrated without the gold reward" in (root / "results.md").read_text()
 
         tight = {**cfg, "output_dir": str(tmp_path / "tight"),
@@ -35,6 +39,7 @@ def test_lr_calibration_picks_the_largest_rate_within_the_kl_budget_for_every_ar
         cal = json.loads((tmp_path / "tight" / "results.json").read_text())["lr_calibration"]
         assert cal["lr"] == 1e-7 and not cal["within_budget"] and len(cal["tried"]) == 2
         assert "no candidate was within the budget" in (tmp_path / "tight" / "results.md").read_text()
+        assert not (tmp_path / "tight" / "dpo_source" / "reused.json").exists()  # its probe was over budget: deleted
 
         capsys.readouterr()
         bad = {**cfg, "output_dir": str(tmp_path / "bad"), "lr_calibration": {"candidates": []}}

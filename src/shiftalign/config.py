@@ -90,6 +90,9 @@ class RunConfig:
     loss: dict = field(default_factory=lambda: {"name": "dpo"})  # name + that loss's parameters
     # Per-step weights from the policy-likelihood ratio (see reweight.policy_ratio); null: off.
     policy_ratio: "PolicyRatioConfig | None" = None
+    # A directory of finished runs keyed on their content (recipes.reuse): a run with the same settings, data and
+    # models as one recorded there links that run's model instead of training; null: always train.
+    reuse: str | None = None
 
 
 def _hints(cls):

@@ -29,7 +29,7 @@ from .errors import ConfigError
 from .io import write_json_atomic
 
 IGNORED = {"progress", "log_every", "save_every", "keep_checkpoints", "keep_optimizer_state", "report_to", "resume",
-           "output_dir", "output", "cache_dir", "reference_batch_size"}
+           "output_dir", "output", "cache_dir", "reference_batch_size", "reuse"}
 MARKER = "run.json"
 
 _restart: contextvars.ContextVar[bool] = contextvars.ContextVar("restart", default=False)

@@ -60,7 +60,8 @@ def policy_kl(ctx, model: str, prompts: Path, out: Path) -> float:
 
 def calibrate_lr(ctx, spec: LRCalibration, out: Path) -> dict:
     """Try the candidates largest first (each one's KL kept in ``out/lr_<x>/kl.json``, so a rerun goes on
-    from the next); the trained policies are deleted once measured. Returns the chosen lr and every try."""
+    from the next); the policies over the budget are deleted once measured, the chosen one is kept for
+    source-only DPO to reuse. Returns the chosen lr and every try."""
     cfg = ctx.cfg
     prompts = out / "prompts.jsonl"
     write_jsonl_atomic(prompts, read_jsonl(ctx.shared.target_prompts)[:spec.prompts])
@@ -75,8 +76,9 @@ def calibrate_lr(ctx, spec: LRCalibration, out: Path) -> dict:
             res = ctx.train(ctx.run_config("preference", run / "train", ctx.shared.source_pairs, train, cfg.dpo_loss))
             kl = policy_kl(ctx, res.model, prompts, run / "samples.jsonl")
             write_json_atomic(measured, {"lr": lr, "kl": kl})
-            for d in (run / "train" / "model", run / "train" / "checkpoints"):
-                shutil.rmtree(d, ignore_errors=True)
+            shutil.rmtree(run / "train" / "checkpoints", ignore_errors=True)
+            if kl > spec.max_kl:  # the chosen rate's run is source-only DPO's first replicate (recipes.reuse)
+                shutil.rmtree(run / "train" / "model", ignore_errors=True)
         tried.append({"lr": lr, "kl": kl})
         log(f"lr calibration: source-only DPO at lr {lr:g} ends {kl:.2f} nats from the initial policy "
             f"(budget {spec.max_kl:g})")

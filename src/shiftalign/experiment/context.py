@@ -82,13 +82,14 @@ class Context:
     def run_config(self, recipe: str, output_dir: Path | None, train_file: str | None, train: TrainConfig,
                    loss: dict, **extra) -> RunConfig:
         """A training run on the initial policy with the experiment's data settings (``extra``: data
-        fields such as ``weights``, or run fields such as ``policy_ratio``)."""
+        fields such as ``weights``, or run fields such as ``policy_ratio``). Runs of the same content share
+        one training (``recipes.reuse``, indexed in ``<root>/trained``)."""
         cfg = self.cfg
         data_keys = {f.name for f in dataclasses.fields(DataConfig)}
         data = DataConfig(train=train_file or "", max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length,
                           wrap_text_as_chat=cfg.wrap_text_as_chat,
                           **{k: v for k, v in extra.items() if k in data_keys})
-        return RunConfig(recipe=recipe, output_dir=str(output_dir or ""), seed=cfg.seed,
+        return RunConfig(recipe=recipe, output_dir=str(output_dir or ""), seed=cfg.seed, reuse=str(self.root / "trained"),
                          model=dataclasses.replace(cfg.model), data=data,
                          train=dataclasses.replace(train, progress=cfg.progress), loss=dict(loss),
                          **{k: v for k, v in extra.items() if k not in data_keys})

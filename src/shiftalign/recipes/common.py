@@ -23,6 +23,7 @@ from ..rundir import claim
 from ..train import checkpoint
 from ..train.loop import Task, Trainer
 from ..train.reference import cached_reference_logps, frozen_reference
+from . import reuse
 
 ROW_KIND = {"paired": "paired", "reward": "paired", "unpaired": "unpaired", "sft": "sft"}
 
@@ -150,6 +151,13 @@ def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, e
     if finished is not None:
         log(f"{cfg.output_dir}: finished earlier under this configuration; nothing to do")
         return finished
+    key = reuse.run_key(cfg) if cfg.reuse else None
+    if key is not None:
+        if acc.is_main_process:
+            reuse.lookup(cfg, key)
+        acc.wait_for_everyone()
+        if (Path(cfg.output_dir) / "summary.json").is_file():  # linked from the same run done before
+            return TrainResult.read(Path(cfg.output_dir))
     model.to(acc.device)
     dynamic = None
     if cfg.policy_ratio is not None:
@@ -175,6 +183,8 @@ def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, e
     path = save_final(cfg, acc, acc.unwrap_model(trainer.model).model, tokenizer, result)
     if not cfg.train.keep_optimizer_state and acc.is_main_process:
         checkpoint.remove_all(Path(cfg.output_dir) / "checkpoints")
+    if key is not None and acc.is_main_process:
+        reuse.record(cfg, key)
     log(f"model: {path}; metrics: {Path(cfg.output_dir) / 'metrics.jsonl'}; "
         f"config: {Path(cfg.output_dir) / 'config.yaml'}")
     return result
