@@ -50,6 +50,12 @@ def test_the_matched_baseline_gives_the_difference_and_gap_recovery_at_equal_tra
     assert f"at equal training `warm` is at {d} against it (resolved: the interval lies above zero)" in lines[0]
     assert f"so it recovers {m['gap_recovery']:.3g} of that gap." in lines[0]
     assert lines[0].count("`long`") == 1  # not read a second time as a control
+    assert "Equal training is not equal KL" not in lines[0]  # both end 1 nat out
+    rows["warm"]["kl"], rows["warm"]["gain_per_nat"], rows["long"]["gain_per_nat"] = 9.0, 0.02, 0.05
+    lines = verdict(list(rows.values()), {"initial": "initial"}, "src", "owarm", "g",
+                    {"initial": "reference", "src": "control", "long": "control", "warm": "method", "owarm": "oracle"})
+    assert ("Equal training is not equal KL: it ends 9 nats from the initial policy and `long` 1; per nat beyond "
+            "`src` it gains 0.02 of gold, `long` 0.05.") in lines[0]
     assert f"vs its matched baseline `long` {d}" in lines[1]
 
 

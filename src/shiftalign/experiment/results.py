@@ -237,10 +237,17 @@ def matched_sentence(r: dict, m_row: dict, baseline: str) -> str:
             f"{_interval(m_row)} over `{baseline}`; at equal training `{r['arm']}` is at {_interval(m)} against it "
             f"({_resolved(m)})")
     if m.get("oracle_diff") is None:
-        return text + "."
-    text += f" and its oracle `{m['oracle']}` at {num(m['oracle_diff'], True)} {num(m['oracle_ci95'], True)}"
-    return text + (f", so it recovers {num(m['gap_recovery'])} of that gap." if m.get("gap_recovery") is not None
-                   else ": not resolved, so no gap-recovery ratio at equal training.")
+        text += "."
+    else:
+        text += f" and its oracle `{m['oracle']}` at {num(m['oracle_diff'], True)} {num(m['oracle_ci95'], True)}"
+        text += (f", so it recovers {num(m['gap_recovery'])} of that gap." if m.get("gap_recovery") is not None
+                 else ": not resolved, so no gap-recovery ratio at equal training.")
+    if r.get("kl") is not None and m_row.get("kl") is not None and r["kl"] > m_row["kl"]:  # equal steps, not equal KL
+        text += (f" Equal training is not equal KL: it ends {num(r['kl'])} nats from the initial policy and "
+                 f"`{m['arm']}` {num(m_row['kl'])}")
+        text += (f"; per nat beyond `{baseline}` it gains {num(r['gain_per_nat'])} of gold, `{m['arm']}` "
+                 f"{num(m_row['gain_per_nat'])}." if r.get("gain_per_nat") and m_row.get("gain_per_nat") else ".")
+    return text
 
 
 def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, gold: str,
