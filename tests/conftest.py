@@ -15,6 +15,17 @@ def write_jsonl(path, rows):
     return str(path)
 
 
+def iterate_config(out, tiny_dir, rm, prompts, reference, **top):
+    """An `iterate` config on tiny models: 3 samples of 8 tokens per prompt, reward-model best-vs-worst labels,
+    DPO rounds of batch 4."""
+    return {"output_dir": str(out), "rounds": 2, "prompts": prompts, "reference": reference,
+            "sample": {"sampling": {"n": 3, "max_new_tokens": 8}, "batch_size": 12, "progress": False},
+            "label": {"labeller": "reward_model", "progress": False,
+                      "reward_model": {"models": [rm], "pairs": "best_vs_worst"}},
+            "train": {"model": {"path": tiny_dir}, "loss": {"name": "dpo", "beta": 0.1},
+                      "train": {"batch_size": 4, "micro_batch_size": 2, "lr": 1e-3, "progress": False}}, **top}
+
+
 def pref_rows(n=16):
     return [{"prompt": f"what is {i}?", "chosen": f"a good answer {i}", "rejected": f"bad rude long answer {i} {i} {i}",
              "weight": 0.5 + (i % 4) * 0.5} for i in range(n)]

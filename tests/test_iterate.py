@@ -7,7 +7,7 @@ import yaml
 
 from shiftalign.cli import main
 
-from conftest import pref_rows, write_jsonl
+from conftest import iterate_config, pref_rows, write_jsonl
 
 
 @pytest.mark.parametrize("reference", ["initial", "previous"])
@@ -17,14 +17,8 @@ def test_two_rounds_and_resume(tmp_path, tiny_dir, reference):
     rm = save_tiny(tmp_path / "rm", seed=5, reward=True)
     prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"id": f"q{i}", "prompt": f"what is {i}?"} for i in range(8)])
     source = write_jsonl(tmp_path / "src.jsonl", [{**r, "id": f"s{i}"} for i, r in enumerate(pref_rows(4))])
-    cfg = {"output_dir": str(tmp_path / "it"), "rounds": 2, "prompts": prompts, "reference": reference,
-           "mix_source": source,
-           "sample": {"sampling": {"n": 3, "max_new_tokens": 8}, "batch_size": 12, "progress": False},
-           "label": {"labeller": "reward_model", "progress": False,
-                     "reward_model": {"models": [rm], "pairs": "best_vs_worst"}},
-           "train": {"model": {"path": tiny_dir}, "loss": {"name": "dpo", "beta": 0.1},
-                     "cache_dir": str(tmp_path / "ref"),
-                     "train": {"batch_size": 4, "micro_batch_size": 2, "lr": 1e-3, "progress": False}}}
+    cfg = iterate_config(tmp_path / "it", tiny_dir, rm, prompts, reference, mix_source=source)
+    cfg["train"]["cache_dir"] = str(tmp_path / "ref")
     path = tmp_path / "it.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["iterate", str(path)]) == 0

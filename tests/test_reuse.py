@@ -6,7 +6,7 @@ from shiftalign.config import RunConfig, from_dict
 from shiftalign.recipes import RECIPES
 from shiftalign.recipes.reuse import run_key
 
-from conftest import pref_rows, write_jsonl
+from conftest import iterate_config, pref_rows, write_jsonl
 
 
 def _run(tiny_dir, train_file, out, store, **train):
@@ -65,13 +65,8 @@ def test_iterated_runs_that_differ_from_round_two_on_share_round_one(tmp_path, t
     rm = save_tiny(tmp_path / "rm", seed=5, reward=True)
     prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"id": f"q{i}", "prompt": f"what is {i}?"} for i in range(6)])
     for reference in ("previous", "initial"):
-        cfg = {"output_dir": str(tmp_path / reference), "rounds": 2, "prompts": prompts, "reference": reference,
-               "sample": {"sampling": {"n": 3, "max_new_tokens": 8}, "batch_size": 12, "progress": False},
-               "label": {"labeller": "reward_model", "progress": False,
-                         "reward_model": {"models": [rm], "pairs": "best_vs_worst"}},
-               "train": {"model": {"path": tiny_dir}, "loss": {"name": "dpo", "beta": 0.1},
-                         "reuse": str(tmp_path / "trained"),
-                         "train": {"batch_size": 4, "micro_batch_size": 2, "lr": 1e-3, "progress": False}}}
+        cfg = iterate_config(tmp_path / reference, tiny_dir, rm, prompts, reference)
+        cfg["train"]["reuse"] = str(tmp_path / "trained")
         (tmp_path / "it.yaml").write_text(yaml.safe_dump(cfg))
         assert main(["iterate", str(tmp_path / "it.yaml")]) == 0
     r1, r2 = (tmp_path / "initial" / f"round-{r}" / "train" for r in (1, 2))
