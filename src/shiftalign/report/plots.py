@@ -63,14 +63,38 @@ def difference_plot(rows: list[dict], baseline: str) -> str:
     return figure_png(fig)
 
 
+def label_offsets(points: list[tuple[float, float]], widths: list[float], height: float = 220.0,
+                  step: float = 9.0) -> list[float]:
+    """Vertical offsets (points) for the labels of ``points`` so that labels do not print over each other.
+    In order of x, a label moves up by ``step`` while an earlier label whose text reaches it (``widths``: each
+    label's width as a fraction of the data's x range) sits less than ``step`` above or below it (label
+    heights in points, the y range drawn ``height`` points tall)."""
+    if not points:
+        return []
+    xs, ys = zip(*points)
+    wx, wy = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    placed: list[tuple[float, float, float]] = []  # x, label height, width
+    offsets = [0.0] * len(points)
+    for i in sorted(range(len(points)), key=lambda i: points[i]):
+        x, base = points[i][0] / wx, (points[i][1] - min(ys)) / wy * height
+        dy = 4.0
+        while any(x - px < pw and abs(base + dy - ph) < step for px, ph, pw in placed):
+            dy += step
+        placed.append((x, base + dy, widths[i]))
+        offsets[i] = dy
+    return offsets
+
+
 def gold_vs_kl(rows: list[dict], initial: str) -> str:
     """rows: dicts with arm, gold, kl, kl_ci95."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for r in rows:
+    offsets = label_offsets([(r["kl"], r["gold"]) for r in rows], [0.015 * len(r["arm"]) for r in rows])
+    for r, dy in zip(rows, offsets):
         lo, hi = r.get("kl_ci95") or (r["kl"], r["kl"])
         ax.errorbar(r["kl"], r["gold"], xerr=[[r["kl"] - lo], [hi - r["kl"]]], fmt="o", capsize=3)
-        ax.annotate(r["arm"], (r["kl"], r["gold"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.annotate(r["arm"], (r["kl"], r["gold"]), fontsize=8, xytext=(4, dy), textcoords="offset points")
+    ax.margins(y=0.12)  # room for labels moved up
     ax.set_xlabel(f"KL to {initial} (nats per response, 95 % interval)")
     ax.set_ylabel("gold reward (mean)")
     return figure_png(fig)
