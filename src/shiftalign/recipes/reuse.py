@@ -48,10 +48,12 @@ def content_digest(path: Path) -> str:
 
 def run_key(cfg) -> str:
     """The run's settings with every existing path among them read as its contents' digest."""
-    flat = flat_config(cfg)
+    flat, digests = flat_config(cfg), {}
     for k, v in flat.items():
         if isinstance(v, str) and v and Path(v).exists():
-            flat[k] = "sha256:" + content_digest(Path(v))
+            if v not in digests:  # a model named as policy and as reference is read once
+                digests[v] = "sha256:" + content_digest(Path(v))
+            flat[k] = digests[v]
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:24]
 
 
