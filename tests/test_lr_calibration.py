@@ -31,7 +31,9 @@ def test_lr_calibration_picks_the_largest_rate_within_the_kl_budget_for_every_ar
         chosen = root / "lr_calibration" / "lr_1e-07" / "train"
         assert json.loads((root / "dpo_source" / "reused.json").read_text())["from"] == str(chosen)
         assert not (root / "dpo_fixed" / "reused.json").exists()
-        assert "Learning rate 1e-07, calibrated without the gold reward" in (root / "results.md").read_text()
+        text = (root / "results.md").read_text()
+        assert "Learning rate 1e-07, calibrated without the gold reward" in text
+        assert f"was {cal['tried'][0]['kl']:.1f} nats at lr 0.05, {cal['tried'][1]['kl']:.1f} nats at lr 1e-07" in text
 
         tight = {**cfg, "output_dir": str(tmp_path / "tight"),
                  "lr_calibration": {**cfg["lr_calibration"], "max_kl": 1e-30}}

@@ -91,8 +91,8 @@ def calibrate_lr(ctx, spec: LRCalibration, out: Path) -> dict:
 
 def describe(cal: dict) -> str:
     """One sentence for the report."""
-    tries = ", ".join(f"{t['kl']:.1f} at {t['lr']:g}" for t in cal["tried"])
+    tries = ", ".join(f"{t['kl']:.1f} nats at lr {t['lr']:g}" for t in cal["tried"])
     how = ("the largest candidate within the budget" if cal["within_budget"]
            else "no candidate was within the budget, so the smallest")
     return (f"Learning rate {cal['lr']:g}, calibrated without the gold reward: source-only DPO's KL to the initial "
-            f"policy on {cal['prompts']} target prompts was {tries} nats (budget {cal['max_kl']:g}): {how}.")
+            f"policy on {cal['prompts']} target prompts was {tries} (budget {cal['max_kl']:g} nats): {how}.")

@@ -63,37 +63,48 @@ def difference_plot(rows: list[dict], baseline: str) -> str:
     return figure_png(fig)
 
 
-def label_offsets(points: list[tuple[float, float]], widths: list[float], height: float = 220.0,
-                  step: float = 9.0) -> list[float]:
-    """Vertical offsets (points) for the labels of ``points`` so that labels do not print over each other.
-    In order of x, a label moves up by ``step`` while an earlier label whose text reaches it (``widths``: each
-    label's width as a fraction of the data's x range) sits less than ``step`` above or below it (label
-    heights in points, the y range drawn ``height`` points tall)."""
+def label_positions(points: list[tuple[float, float]], widths: list[float], height: float = 220.0,
+                    step: float = 9.0) -> list[tuple[str, float]]:
+    """Where each label of ``points`` goes: its side of the point (``right`` or ``left``) and its vertical
+    offset in points, so that labels neither print over each other nor run past the plot's right or left
+    edge. In order of x, a label takes the first free place of: right, then left, at the default offset,
+    then each ``step`` higher. A place is taken when an earlier label's text (``widths``: each label's width
+    as a fraction of the data's x range) overlaps it across x and sits less than ``step`` above or below it
+    (the y range drawn ``height`` points tall)."""
     if not points:
         return []
     xs, ys = zip(*points)
-    wx, wy = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
-    placed: list[tuple[float, float, float]] = []  # x, label height, width
-    offsets = [0.0] * len(points)
+    x0, y0 = min(xs), min(ys)
+    wx, wy = (max(xs) - x0) or 1.0, (max(ys) - y0) or 1.0
+    placed: list[tuple[float, float, float]] = []  # left end, right end, height of each label placed
+    result: list[tuple[str, float]] = [("right", 4.0)] * len(points)
     for i in sorted(range(len(points)), key=lambda i: points[i]):
-        x, base = points[i][0] / wx, (points[i][1] - min(ys)) / wy * height
+        x, base, w = (points[i][0] - x0) / wx, (points[i][1] - y0) / wy * height, widths[i]
+        sides = [(side, a, b) for side, a, b in (("right", x, x + w), ("left", x - w, x))
+                 if -0.02 <= a and b <= 1.02] or [("right", x, x + w)]
         dy = 4.0
-        while any(x - px < pw and abs(base + dy - ph) < step for px, ph, pw in placed):
+        while True:
+            free = [(side, a, b) for side, a, b in sides
+                    if not any(a < pb and pa < b and abs(base + dy - ph) < step for pa, pb, ph in placed)]
+            if free:
+                side, a, b = free[0]
+                break
             dy += step
-        placed.append((x, base + dy, widths[i]))
-        offsets[i] = dy
-    return offsets
+        placed.append((a, b, base + dy))
+        result[i] = (side, dy)
+    return result
 
 
 def gold_vs_kl(rows: list[dict], initial: str) -> str:
     """rows: dicts with arm, gold, kl, kl_ci95."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    offsets = label_offsets([(r["kl"], r["gold"]) for r in rows], [0.015 * len(r["arm"]) for r in rows])
-    for r, dy in zip(rows, offsets):
+    places = label_positions([(r["kl"], r["gold"]) for r in rows], [0.015 * len(r["arm"]) for r in rows])
+    for r, (side, dy) in zip(rows, places):
         lo, hi = r.get("kl_ci95") or (r["kl"], r["kl"])
         ax.errorbar(r["kl"], r["gold"], xerr=[[r["kl"] - lo], [hi - r["kl"]]], fmt="o", capsize=3)
-        ax.annotate(r["arm"], (r["kl"], r["gold"]), fontsize=8, xytext=(4, dy), textcoords="offset points")
+        ax.annotate(r["arm"], (r["kl"], r["gold"]), fontsize=8, xytext=(4 if side == "right" else -4, dy),
+                    textcoords="offset points", ha="left" if side == "right" else "right")
     ax.margins(y=0.12)  # room for labels moved up
     ax.set_xlabel(f"KL to {initial} (nats per response, 95 % interval)")
     ax.set_ylabel("gold reward (mean)")
