@@ -49,43 +49,47 @@ def test_reward_model_then_two_rounds_of_iterate(tmp_path, monkeypatch):
 
 
 def test_quickstart_experiment_killed_mid_stage_continues(tmp_path):
-    """The quick-start experiment on the packaged model (reduced sizes), killed with SIGKILL after the
-    weighted-DPO arm wrote its first checkpoint; the rerun skips the six finished stages, resumes
-    that arm from its checkpoint and writes the report, whose verdict comes first."""
+    """The quick-start experiment on the packaged model (reduced sizes), killed with SIGKILL after its
+    last arm (source-only DPO trained as long as the method arm) wrote its first checkpoint; the rerun
+    skips the nine finished stages, resumes that arm from its checkpoint and writes the report, whose
+    verdict comes first and reads the method arm against its matched baseline."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    rows = (ROOT / "data/shift/source_pairs.jsonl").read_text().splitlines()
-    (tmp_path / "src.jsonl").write_text("\n".join(rows[:16]) + "\n")
-    (tmp_path / "tgt.jsonl").write_text("\n".join((ROOT / "data/shift/target_prompts.jsonl").read_text().splitlines()[:8]) + "\n")
-    (tmp_path / "ev.jsonl").write_text("\n".join((ROOT / "data/shift/target_eval_prompts.jsonl").read_text().splitlines()[:4]) + "\n")
+    shift = ROOT / "data/shift/default"
+    for name, src, n in (("src", "source_pairs_vader", 16), ("held", "heldout_pairs_vader", 8),
+                         ("tgt", "target_prompts", 8), ("ev", "target_eval_prompts", 4)):
+        (tmp_path / f"{name}.jsonl").write_text("\n".join((shift / f"{src}.jsonl").read_text().splitlines()[:n]) + "\n")
     out = tmp_path / "exp"
     cmd = [sys.executable, "-m", "shiftalign.cli", "experiment", "configs/experiment.yaml", f"output_dir={out}",
-           f"data.source_pairs={tmp_path / 'src.jsonl'}", f"data.target_prompts={tmp_path / 'tgt.jsonl'}",
-           f"data.eval_prompts={tmp_path / 'ev.jsonl'}", "progress=false", "reward_train.save_every=1",
-           "dpo_train.save_every=1", "dpo_train.batch_size=4", "dpo_train.micro_batch_size=4",
+           f"data.source_pairs={tmp_path / 'src.jsonl'}", f"data.heldout_pairs={tmp_path / 'held.jsonl'}",
+           f"data.target_prompts={tmp_path / 'tgt.jsonl'}", f"data.eval_prompts={tmp_path / 'ev.jsonl'}",
+           "progress=false", "dpo_train.save_every=1", "dpo_train.batch_size=4", "dpo_train.micro_batch_size=4",
            "policy_sampling.n=2", "policy_sampling.max_new_tokens=16", "evaluate.sampling.max_new_tokens=16",
            "evaluate.bootstrap=200"]
     env = {k: v for k, v in os.environ.items() if k != "SHIFTALIGN_CACHE"}  # reuse the converted model
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    ckpt = out / "dpo_weighted" / "checkpoints"
+    ckpt = out / "dpo_source_long" / "checkpoints"
     deadline = time.monotonic() + 900
     while proc.poll() is None and not (ckpt.exists() and any(ckpt.glob("step-*/trainer_state.json"))):
-        assert time.monotonic() < deadline, "the first run never reached the weighted-DPO arm"
+        assert time.monotonic() < deadline, "the first run never reached the last arm"
         time.sleep(0.5)
     assert proc.poll() is None, "the first run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (out / "stages" / "arm_dpo_weighted.json").exists() and not (out / "report.html").exists()
+    assert not (out / "stages" / "arm_dpo_source_long.json").exists() and not (out / "report.html").exists()
     second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert second.returncode == 0, second.stderr[-2000:]
     text = second.stdout + second.stderr
-    assert text.count("done earlier") == 6  # data, reward, policy_samples, reward_shift, initial, dpo_source
-    assert "resuming from" in text  # dpo_weighted continues from its checkpoint
-    assert len(list((out / "stages").glob("*.json"))) == 10 and not list(out.rglob("checkpoints"))
+    # data, lr_calibration, reward, policy_samples, reward_shift, initial, dpo_source, rm_warm, oracle_warm
+    assert text.count("done earlier") == 9
+    assert "resuming from" in text  # dpo_source_long continues from its checkpoint
+    assert len(list((out / "stages").glob("*.json"))) == 11 and not list(out.rglob("checkpoints"))
+    row = next(r for r in json.loads((out / "results.json").read_text())["arms"] if r["arm"] == "rm_warm")
+    assert row["matched"]["arm"] == "dpo_source_long" and row["matched"]["oracle"] == "oracle_warm"
     page = (out / "report.html").read_text()
     assert "None" not in page and page.index("class='verdict'") < page.index("<table>")
