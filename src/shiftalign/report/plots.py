@@ -67,10 +67,11 @@ def label_positions(points: list[tuple[float, float]], widths: list[float], heig
                     step: float = 9.0) -> list[tuple[str, float]]:
     """Where each label of ``points`` goes: its side of the point (``right`` or ``left``) and its vertical
     offset in points, so that labels neither print over each other nor run past the plot's right or left
-    edge. In order of x, a label takes the first free place of: right, then left, at the default offset,
-    then each ``step`` higher. A place is taken when an earlier label's text (``widths``: each label's width
-    as a fraction of the data's x range) overlaps it across x and sits less than ``step`` above or below it
-    (the y range drawn ``height`` points tall)."""
+    edge. In order of x, a label takes the first free place of: right, then left, at the default offset
+    above the point, then below the point clear of its marker, then each ``step`` further above, then
+    below, and so on (labels stay near their points instead of stacking up). A place is taken when an
+    earlier label's text (``widths``: each label's width as a fraction of the data's x range) overlaps it
+    across x and sits less than ``step`` above or below it (the y range drawn ``height`` points tall)."""
     if not points:
         return []
     xs, ys = zip(*points)
@@ -82,14 +83,13 @@ def label_positions(points: list[tuple[float, float]], widths: list[float], heig
         x, base, w = (points[i][0] - x0) / wx, (points[i][1] - y0) / wy * height, widths[i]
         sides = [(side, a, b) for side, a, b in (("right", x, x + w), ("left", x - w, x))
                  if -0.02 <= a and b <= 1.02] or [("right", x, x + w)]
-        dy = 4.0
-        while True:
+        for k in range(2 * len(points) + 1):  # enough levels for every label to find one
+            dy = 4.0 + (k + 1) // 2 * step if k % 2 == 0 else -12.0 - k // 2 * step
             free = [(side, a, b) for side, a, b in sides
                     if not any(a < pb and pa < b and abs(base + dy - ph) < step for pa, pb, ph in placed)]
             if free:
                 side, a, b = free[0]
                 break
-            dy += step
         placed.append((a, b, base + dy))
         result[i] = (side, dy)
     return result
@@ -99,13 +99,16 @@ def gold_vs_kl(rows: list[dict], initial: str) -> str:
     """rows: dicts with arm, gold, kl, kl_ci95."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    places = label_positions([(r["kl"], r["gold"]) for r in rows], [0.015 * len(r["arm"]) for r in rows])
+    margin = 0.12  # room for labels moved up or down
+    ax.margins(y=margin)
+    box = ax.get_window_extent()  # the y range of the data is drawn this many points tall, less the margins
+    height = box.height * 72.0 / fig.dpi / (1 + 2 * margin)
+    places = label_positions([(r["kl"], r["gold"]) for r in rows], [0.015 * len(r["arm"]) for r in rows], height)
     for r, (side, dy) in zip(rows, places):
         lo, hi = r.get("kl_ci95") or (r["kl"], r["kl"])
         ax.errorbar(r["kl"], r["gold"], xerr=[[r["kl"] - lo], [hi - r["kl"]]], fmt="o", capsize=3)
         ax.annotate(r["arm"], (r["kl"], r["gold"]), fontsize=8, xytext=(4 if side == "right" else -4, dy),
                     textcoords="offset points", ha="left" if side == "right" else "right")
-    ax.margins(y=0.12)  # room for labels moved up
     ax.set_xlabel(f"KL to {initial} (nats per response, 95 % interval)")
     ax.set_ylabel("gold reward (mean)")
     return figure_png(fig)
