@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shiftalign.cli import COMMANDS
+from shiftalign.cli import load_for_command
 
 ROOT = Path(__file__).parents[1]
 FILES = sorted(p.relative_to(ROOT).as_posix() for p in [*ROOT.glob("configs/*.yaml"), *ROOT.glob("bench/shift/*.yaml")])
@@ -24,20 +24,9 @@ def named_command(path: str) -> str:
 
 @pytest.mark.parametrize("path", FILES)
 def test_shipped_config_loads_under_its_command(path, monkeypatch):
-    from shiftalign.config import load_config
-
     monkeypatch.chdir(ROOT)
     command = named_command(path)
-    if command == "train":
-        from shiftalign.recipes import RECIPES, check_method_sections, recipe_name
-
-        cfg = load_config(path, [], RECIPES.get(recipe_name(path, [])).config)
-        check_method_sections(cfg)
-        return
-    module, cls, _, _, _ = COMMANDS[command]
-    import importlib
-
-    cfg = load_config(path, [], getattr(importlib.import_module(module), cls))
+    cfg, _ = load_for_command(command, path, [])
     if command == "experiment":
         from shiftalign.experiment.engine import validate_inputs
 

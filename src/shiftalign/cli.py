@@ -84,32 +84,40 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     name = args.command + (f" {args.action}" if getattr(args, "action", None) else "")
-    module, config_cls, entry, _, _ = COMMANDS[name]
     try:
         with restart_allowed(args.restart):
-            _run(name, module, config_cls, entry, args)
+            _run(name, args)
         return 0
     except ShiftalignError as e:
         print(f"shiftalign: error: {e}", file=sys.stderr)
         return 2
 
 
-def _run(name: str, module, config_cls, entry, args) -> None:
-    from .config import dump_config, load_config
+def load_for_command(name: str, config: str, overrides: list[str]):
+    """The config a command runs on (defaults + file + overrides, method sections checked) and the function
+    that runs it."""
+    from .config import load_config
 
+    module, config_cls, entry, _, _ = COMMANDS[name]
     if name in ("train", "config"):  # the recipe named in the file picks the config class
         from .recipes import RECIPES, check_method_sections, recipe_name
 
-        recipe = RECIPES.get(recipe_name(args.config, args.overrides))
-        cfg = load_config(args.config, args.overrides, recipe.config)
+        recipe = RECIPES.get(recipe_name(config, overrides))
+        cfg = load_config(config, overrides, recipe.config)
         check_method_sections(cfg)
-        if name == "config":
-            print(dump_config(cfg), end="")
-        else:
-            recipe.main(cfg)
+        return cfg, recipe.main
+    mod = importlib.import_module(module)
+    return load_config(config, overrides, getattr(mod, config_cls)), getattr(mod, entry)
+
+
+def _run(name: str, args) -> None:
+    cfg, run = load_for_command(name, args.config, args.overrides)
+    if name == "config":
+        from .config import dump_config
+
+        print(dump_config(cfg), end="")
     else:
-        mod = importlib.import_module(module)
-        getattr(mod, entry)(load_config(args.config, args.overrides, getattr(mod, config_cls)))
+        run(cfg)
 
 
 if __name__ == "__main__":
