@@ -1,16 +1,21 @@
-"""Sampling throughput: batched, left-padded, length-sorted ``generate`` (shiftalign sample) against
-one prompt at a time, on the packaged SmolLM2-135M-Instruct.
+"""Sampling throughput on the packaged SmolLM2-135M-Instruct: shiftalign's decode loop
+(``rollout.decode``, the default backend) against transformers' ``generate`` (``backend: hf``), both
+batched as ``shiftalign sample`` batches (left-padded, length-sorted), and ``generate`` one prompt at a
+time.
 
-Both generate exactly ``--new-tokens`` tokens per response (EOS suppressed by a minimum length),
-so both produce the same number of tokens; tokens/s = generated tokens / wall time.
+Every arm samples the same prompts (the default regime's held-out target prompts, chat template) with
+the evaluation's settings: n samples per prompt, temperature 0.7, up to ``--new-tokens`` tokens,
+stopping at EOS. Lengths then vary with the draws, so the arms are compared in generated tokens per
+second (EOS included), each the median of ``--repeats`` passes.
 
-    python bench/sampling_throughput.py           # writes bench/results/sampling_throughput.json
+    python bench/sampling_throughput.py           # ~8 minutes; writes bench/results/sampling_throughput.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -20,53 +25,64 @@ from shiftalign.config import ModelConfig
 from shiftalign.data.load import load_examples
 from shiftalign.data.text import encode, render_prompt
 from shiftalign.models.load import load_policy
+from shiftalign.rollout.decode import decode
+from shiftalign.rollout.sample import SamplingParams, generate_hf
 
 
-@torch.inference_mode()
-def run(model, tok, prompts: list[list[int]], batch: int, new_tokens: int, n: int) -> float:
-    t0 = time.perf_counter()
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    for s in range(0, len(order), batch):
-        chunk = [prompts[i] for i in order[s:s + batch]]
-        L = max(map(len, chunk))
-        ids = torch.full((len(chunk), L), tok.pad_token_id)
-        mask = torch.zeros_like(ids)
-        for j, p in enumerate(chunk):
-            ids[j, L - len(p):] = torch.tensor(p)
-            mask[j, L - len(p):] = 1
-        ids, mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
-        torch.manual_seed(0)
-        model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, max_new_tokens=new_tokens,
-                       min_new_tokens=new_tokens, pad_token_id=tok.pad_token_id, use_cache=True)
-    return time.perf_counter() - t0
+def run(model, tok, prompts: list[list[int]], sequences: int, p: SamplingParams, backend: str) -> tuple[float, int]:
+    """Wall seconds and generated tokens for sampling ``p.n`` responses of every prompt, ``sequences``
+    sequences (prompts x n) per call."""
+    per_call = max(1, sequences // p.n)
+    order = sorted(prompts, key=len)
+    t0, tokens = time.perf_counter(), 0
+    for s in range(0, len(order), per_call):
+        chunk = order[s:s + per_call]
+        if backend == "decode":
+            out = decode(model, chunk, p, s, tok.pad_token_id, tok.eos_token_id)
+        else:
+            out = generate_hf(model, tok, chunk, p, s)
+        tokens += sum(len(x["completion_ids"]) for samples in out for x in samples)
+    return time.perf_counter() - t0, tokens
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--prompts", default="data/quickstart/train.jsonl")
-    ap.add_argument("--count", type=int, default=16)
-    ap.add_argument("--n", type=int, default=2)
-    ap.add_argument("--new-tokens", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=16, help="prompts per generate call in the batched arm")
+    ap.add_argument("--prompts", default="data/shift/default/target_eval_prompts.jsonl")
+    ap.add_argument("--count", type=int, default=64)
+    ap.add_argument("--single-count", type=int, default=8, help="prompts of the one-prompt-at-a-time arm")
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default="bench/results/sampling_throughput.json")
     a = ap.parse_args()
     model, tok = load_policy(ModelConfig())
     model.eval()
     ex = load_examples(a.prompts, "prompt")[: a.count]
     prompts = [encode(tok, render_prompt(tok, e.prompt, True)) for e in ex]
-    total = len(prompts) * a.n * a.new_tokens
-    run(model, tok, prompts[:2], 2, 4, 1)  # warm-up
-    single = run(model, tok, prompts, 1, a.new_tokens, a.n)
-    batched = run(model, tok, prompts, a.batch, a.new_tokens, a.n)
-    res = {"prompts": len(prompts), "n": a.n, "new_tokens": a.new_tokens, "tokens": total,
-           "one_at_a_time_s": single, "batched_s": batched, "one_at_a_time_tok_s": total / single,
-           "batched_tok_s": total / batched, "speedup": single / batched, "batch_prompts": a.batch,
-           "threads": torch.get_num_threads()}
-    print(f"one prompt at a time: {res['one_at_a_time_tok_s']:.1f} tok/s; batched ({a.batch} prompts x {a.n}): "
-          f"{res['batched_tok_s']:.1f} tok/s; speed-up x{res['speedup']:.2f}")
+    p = SamplingParams(n=a.n, max_new_tokens=a.new_tokens, temperature=0.7)
+    run(model, tok, prompts[:2], 8, p, "decode")  # warm-up
+    arms = {"hf_generate_one_prompt": (prompts[: a.single_count], a.n, "hf"),
+            "hf_generate_32": (prompts, 32, "hf"), "decode_32": (prompts, 32, "decode"),
+            "decode_128": (prompts, 128, "decode")}
+    res: dict = {"prompts": len(prompts), "n": a.n, "max_new_tokens": a.new_tokens, "temperature": 0.7,
+                 "threads": torch.get_num_threads(), "arms": {}}
+    for r in range(a.repeats):
+        for name, (ps, seqs, backend) in arms.items():  # interleaved, so drift of the machine hits every arm
+            sec, tokens = run(model, tok, ps, seqs, p, backend)
+            res["arms"].setdefault(name, []).append({"seconds": sec, "tokens": tokens, "tok_s": tokens / sec})
+    for name, runs in res["arms"].items():
+        med = statistics.median(x["tok_s"] for x in runs)
+        res[f"{name}_tok_s"] = med
+        passes = ", ".join(f"{x['tokens']} tokens in {x['seconds']:.1f} s" for x in runs)
+        print(f"{name}: {med:.1f} tok/s ({passes})")
+    base = res["hf_generate_32_tok_s"]
+    res["speedup_decode_32_vs_hf_32"] = res["decode_32_tok_s"] / base
+    res["speedup_decode_128_vs_hf_32"] = res["decode_128_tok_s"] / base
+    print(f"decode vs generate at 32 sequences: x{res['speedup_decode_32_vs_hf_32']:.2f}; "
+          f"decode at 128 vs generate at 32: x{res['speedup_decode_128_vs_hf_32']:.2f}")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
+    out.write_text(json.dumps(res, indent=2) + "\n")
 
 
 if __name__ == "__main__":

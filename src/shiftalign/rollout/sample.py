@@ -1,10 +1,12 @@
 """``shiftalign sample``: n responses per prompt from a policy, streamed to JSONL, resumable.
 
-Batched Hugging Face ``generate`` with the KV cache and left padding; prompts sorted by length so a
-batch pads little; temperature / top-p / top-k / max new tokens / seed; stops at EOS. Each row
-records the sampling parameters, the response's token ids and its log-prob under the policy
-itself (temperature 1, no truncation: log pi(y|x), what density ratios and online RL need), taken
-from the raw logits of the same generation pass.
+Batched sampling with the KV cache and left padding; prompts sorted by length so a batch pads
+little; temperature / top-p / top-k / max new tokens / seed; stops at EOS. Each row records the
+sampling parameters, the response's token ids and its log-prob under the policy itself
+(temperature 1, no truncation: log pi(y|x), what density ratios and online RL need), taken from
+the logits of the same generation pass. Backends: ``decode`` (the default; ``rollout.decode``, a
+plain decode loop on the HF model, 1.4-2x faster than ``generate`` on a CPU), ``hf`` (transformers'
+``generate``, what the committed shift data was sampled with), ``vllm``.
 
 Rows are appended prompt by prompt (all n samples of a prompt together, flushed and fsynced); a
 rerun skips prompts whose n samples are already in the file and drops a half-written last line.
@@ -38,6 +40,9 @@ from ..data.text import encode, render_prompt
 from ..errors import ConfigError
 from ..io import write_text_atomic
 from ..log import log
+from .decode import decode
+
+BACKENDS = ("decode", "hf", "vllm")
 
 
 @dataclass
@@ -56,10 +61,10 @@ class SampleConfig:
     output: str = "runs/samples.jsonl"
     policy: ModelConfig = field(default_factory=ModelConfig)
     sampling: SamplingParams = field(default_factory=SamplingParams)
-    batch_size: int = 32  # sequences per generate call (prompts x n)
+    batch_size: int = 128  # sequences decoded together (prompts x n); larger batches use the matrix units better
     max_prompt_length: int = 512
     wrap_text_as_chat: bool = False  # plain-text prompts become a user turn of the chat template
-    backend: str = "hf"  # hf | vllm
+    backend: str = "decode"  # decode (rollout.decode) | hf (transformers' generate) | vllm
     split: str = "train"
     replace_stale: bool = False  # rows made under another sample_key: false = refuse, true = sample again
     progress: bool = True
@@ -172,11 +177,11 @@ def main(cfg: SampleConfig) -> Path:
     done = finished_prompts(shard, cfg.sampling.n, key, cfg.replace_stale)
     todo = [e for e in examples if e.id not in done]
     log(f"sample: {len(examples)} prompts ({len(done)} already done) x {cfg.sampling.n} -> {out}")
-    model, tok = load_policy(cfg.policy) if cfg.backend == "hf" else (None, None)
-    if cfg.backend == "hf":
+    if cfg.backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
+    model, tok = load_policy(cfg.policy) if cfg.backend != "vllm" else (None, None)
+    if model is not None:
         model.eval().to(state.device)
-    elif cfg.backend != "vllm":
-        raise ConfigError(f"backend must be hf or vllm, got {cfg.backend!r}")
     if tok is None:
         from ..models.load import load_tokenizer
         tok = load_tokenizer(cfg.policy.path)
@@ -190,7 +195,9 @@ def main(cfg: SampleConfig) -> Path:
         chunk = encoded[s:s + per_batch]
         seed = random.Random(f"{cfg.sampling.seed}:{chunk[0][0].id}").randrange(2**31)
         ids = [c[1] for c in chunk]
-        if cfg.backend == "hf":
+        if cfg.backend == "decode":
+            results = decode(model, ids, cfg.sampling, seed, tok.pad_token_id, tok.eos_token_id)
+        elif cfg.backend == "hf":
             results = generate_hf(model, tok, ids, cfg.sampling, seed)
         else:
             results = generate_vllm(resolve_model_path(cfg.policy.path), ids, cfg.sampling, seed)

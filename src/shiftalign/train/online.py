@@ -1,8 +1,10 @@
 """The online RL loop (PPO, RLOO, GRPO): the second loop beside ``train.loop``, sharing its optimiser,
 schedule, optimiser step, resume (``train.optim``), checkpoints, metrics log and frozen reference.
 
-Each iteration: sample k responses for a batch of prompts from the current policy (the shared
-sampling code of ``rollout.sample``), score them (``rl.scorers``), add penalties (missing EOS,
+Each iteration: sample k responses for a batch of prompts from the current policy (``rollout.decode``,
+which also returns the tempered policy's log-prob and entropy of every token it draws: the rollout's
+pi_old, with no second forward pass, unless PPO needs values or the update runs under autocast),
+score them (``rl.scorers``), add penalties (missing EOS,
 length), compute the KL to the reference per token (k1 or k3; fixed or adaptive coefficient),
 compute advantages with the configured algorithm (``rl/``), and update the policy over several
 epochs of minibatches. Optional per-prompt importance weights weight each sample's loss and the
@@ -31,7 +33,7 @@ from ..ops.logprobs import backbone_hidden, response_token_logps, unwrap_hf
 from ..ops.rl import KL_ESTIMATORS, masked_mean, whiten
 from ..rl import RL_ALGOS
 from ..rl.scorers import make_scorer
-from ..rollout.sample import generate_hf
+from ..rollout.decode import decode
 from . import checkpoint
 from .logger import MetricsLog
 from .optim import make_optimizer, optimizer_step, resume_latest
@@ -120,6 +122,9 @@ class RLTrainer:
         self.kl_coef = cfg.kl.coef
         self.iteration = 0
         self.entropy_in_loss = getattr(self.params, "entropy_coef", 0.0) != 0  # else updates skip the entropy
+        # Under autocast the update computes in another precision than the sampling pass, whose log-probs then
+        # would not be the update's pi_old: they are recomputed in a forward pass.
+        self.rollout_logps_exact = acc.mixed_precision == "no"
 
     # -- rollout ---------------------------------------------------------------------------------
     def _prompt_batch(self, it: int) -> list:
@@ -152,7 +157,8 @@ class RLTrainer:
         hf = unwrap_hf(self.acc.unwrap_model(self.policy).model)
         hf.eval()
         seed = random.Random(f"{cfg.seed}:rollout:{it}:{self.acc.process_index}").randrange(2**31)
-        gens = generate_hf(self.acc.unwrap_model(self.policy).model, self.tok, ids, cfg.sampling, seed)
+        gens = decode(self.acc.unwrap_model(self.policy).model, ids, cfg.sampling, seed, self.tok.pad_token_id,
+                      self.tok.eos_token_id, tempered=True)
         # One tree row per prompt, [prompt | sample 1 | ... | sample k]: the prompt is computed once
         items, texts, prompts, finished = [], [], [], []
         for e, p_ids, samples in zip(exs, ids, gens):
@@ -171,7 +177,14 @@ class RLTrainer:
         t0 = time.perf_counter()
         policy = self.acc.unwrap_model(self.policy)
         policy.eval()
-        new, lengths = self._forward(policy, items, with_entropy=True)  # the entropy is logged
+        if self.rollout_logps_exact and not self.algo.needs_value:
+            # The sampling pass already computed pi_T's log-prob and entropy of every token it drew; a
+            # second pass over the same tokens in the same precision recomputes the same numbers.
+            lengths = [len(s["completion_ids"]) for samples in gens for s in samples]
+            new = {key: padded(torch.cat([s[f"token_{key}"] for samples in gens for s in samples]).to(self.acc.device),
+                               lengths) for key in ("logps", "entropy")}
+        else:
+            new, lengths = self._forward(policy, items, with_entropy=True)  # the entropy is logged
         if self.reference is None:
             with reference_context(policy.model):
                 ref, _ = self._forward(PolicyWithValue(policy.model, False, cfg.sampling.temperature), items, False)
