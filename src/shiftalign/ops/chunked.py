@@ -36,7 +36,9 @@ class _ChunkedHead(torch.autograd.Function):
         lse = torch.empty_like(logp)
         entropy = torch.zeros_like(logp)
         for s in range(0, N, chunk):
-            z = (h[s:s + chunk].float() @ W32.T) / temperature
+            z = torch.mm(h[s:s + chunk].float(), W32.T)
+            if temperature != 1.0:
+                z /= temperature
             lse[s:s + chunk] = torch.logsumexp(z, -1)
             lp = z - lse[s:s + chunk, None]
             logp[s:s + chunk] = lp.gather(-1, targets[s:s + chunk, None])[:, 0]
@@ -58,19 +60,24 @@ class _ChunkedHead(torch.autograd.Function):
         W32 = W.float()
         grad_h = torch.empty_like(h) if ctx.needs_input_grad[0] else None
         grad_W = torch.zeros_like(W32) if ctx.needs_input_grad[1] else None
+        # Each (chunk, V) pass over memory costs about as much as a small matrix product here, so the subtraction
+        # rides in the product (addmm), elementwise steps work in place and the gradient of W accumulates in place.
         for s in range(0, h.shape[0], chunk):
-            hc = h[s:s + chunk].float()
-            lp = (hc @ W32.T) / T - lse[s:s + chunk, None]
-            p = lp.exp()
-            dz = -g_logp[s:s + chunk, None] * p
-            dz.scatter_add_(-1, targets[s:s + chunk, None], g_logp[s:s + chunk, None])
+            hc, g = h[s:s + chunk].float(), g_logp[s:s + chunk, None] / T
+            if T == 1.0:
+                lp = torch.addmm(-lse[s:s + chunk, None], hc, W32.T)
+            else:  # divided, not multiplied by 1/T: the forward's rounding exactly
+                lp = torch.mm(hc, W32.T).div_(T).sub_(lse[s:s + chunk, None])
             if ctx.with_entropy and g_ent is not None:
-                dz -= g_ent[s:s + chunk, None] * p * (lp + entropy[s:s + chunk, None])
-            dz /= T
+                p = lp.exp()
+                dz = -(g + g_ent[s:s + chunk, None] / T * (lp + entropy[s:s + chunk, None])) * p
+            else:
+                dz = lp.exp_().mul_(-g)  # lp is not needed again
+            dz.scatter_add_(-1, targets[s:s + chunk, None], g)
             if grad_h is not None:
                 grad_h[s:s + chunk] = (dz @ W32).to(h.dtype)
             if grad_W is not None:
-                grad_W += dz.T @ hc
+                grad_W.addmm_(dz.T, hc)
         return grad_h, (grad_W.to(W.dtype) if grad_W is not None else None), None, None, None, None
 
 
