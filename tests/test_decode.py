@@ -109,3 +109,17 @@ def test_rl_rollout_old_log_probs_from_sampling_equal_a_forward_pass(tmp_path, t
     assert [i.completion_ids for i in items] == [i.completion_ids for i in items2]
     for key in ("logps_old", "kl", "mask"):
         torch.testing.assert_close(from_sampling[key], recomputed[key], atol=1e-5, rtol=0)
+
+
+def test_decode_through_a_lora_wrapper(lm):
+    """A PEFT model passes the cache through to the model it wraps: with the adapter at its initial value
+    (B = 0) greedy decoding gives the base model's tokens and log-probs."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = lm
+    p = SamplingParams(n=1, max_new_tokens=10, temperature=0)
+    base = decode(model, _prompts(tok), p, 0, tok.pad_token_id, tok.eos_token_id)
+    wrapped = get_peft_model(tiny_causal_lm(seed=3)[0], LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    lora = decode(wrapped.eval(), _prompts(tok), p, 0, tok.pad_token_id, tok.eos_token_id)
+    assert [s[0]["completion_ids"] for s in lora] == [s[0]["completion_ids"] for s in base]
+    assert [s[0]["logp"] for s in lora] == pytest.approx([s[0]["logp"] for s in base], abs=1e-5)

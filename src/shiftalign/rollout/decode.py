@@ -58,6 +58,17 @@ def draw(scaled: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.searchsorted(cdf, u, right=True)[:, 0].clamp(max=cdf.shape[-1] - 1)
 
 
+def left_padded(prompt_ids: list[list[int]], pad_id: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask (B * n, L) of the prompts padded on the left, each repeated n times."""
+    L = max(map(len, prompt_ids))
+    ids = torch.full((len(prompt_ids), L), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p_ids in enumerate(prompt_ids):
+        ids[i, L - len(p_ids):] = torch.tensor(p_ids)
+        mask[i, L - len(p_ids):] = 1
+    return ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+
+
 def cache_argument(model) -> str:
     """The forward argument that takes the KV cache: ``cache`` from transformers 5.2x on (where
     ``past_key_values`` is deprecated), ``past_key_values`` before."""
@@ -77,13 +88,7 @@ def decode(model, prompt_ids: list[list[int]], p: SamplingParams, seed: int, pad
     if tempered and p.temperature <= 0:
         raise ValueError("tempered log-probs need a temperature > 0")
     device = next(model.parameters()).device
-    L = max(map(len, prompt_ids))
-    ids = torch.full((len(prompt_ids), L), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, p_ids in enumerate(prompt_ids):
-        ids[i, L - len(p_ids):] = torch.tensor(p_ids)
-        mask[i, L - len(p_ids):] = 1
-    ids, mask = ids.repeat_interleave(p.n, 0).to(device), mask.repeat_interleave(p.n, 0).to(device)
+    ids, mask = (t.to(device) for t in left_padded(prompt_ids, pad_id, p.n))
     B, greedy = ids.shape[0], p.temperature == 0
     generator = torch.Generator(device=device).manual_seed(seed)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)

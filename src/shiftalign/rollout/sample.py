@@ -40,7 +40,7 @@ from ..data.text import encode, render_prompt
 from ..errors import ConfigError
 from ..io import write_text_atomic
 from ..log import log
-from .decode import decode
+from .decode import decode, left_padded
 
 BACKENDS = ("decode", "hf", "vllm")
 
@@ -117,15 +117,10 @@ def generate_hf(model, tokenizer, prompt_ids: list[list[int]], p: SamplingParams
     """For each prompt, n dicts {completion_ids, logp, finished}: one batched, left-padded generate."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
-    L = max(map(len, prompt_ids))
-    ids = torch.full((len(prompt_ids), L), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, p_ids in enumerate(prompt_ids):
-        ids[i, L - len(p_ids):] = torch.tensor(p_ids)
-        mask[i, L - len(p_ids):] = 1
+    ids, mask = left_padded(prompt_ids, pad, p.n)  # n rows per prompt
+    L = ids.shape[1]
     torch.manual_seed(seed)
     greedy = p.temperature == 0
-    ids, mask = ids.repeat_interleave(p.n, 0), mask.repeat_interleave(p.n, 0)  # n rows per prompt
     out = model.generate(
         input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=not greedy,
         temperature=None if greedy else p.temperature, top_p=None if greedy else p.top_p,
