@@ -109,9 +109,10 @@ def decode(model, prompt_ids: list[list[int]], p: SamplingParams, seed: int, pad
         nxt = nxt.masked_fill(done, pad_id)
         live = (~done).float()
         tokens[:, t] = nxt
-        logps[:, t] = logits.log_softmax(-1).gather(-1, nxt[:, None])[:, 0] * live
+        lsm = logits.log_softmax(-1)
+        logps[:, t] = lsm.gather(-1, nxt[:, None])[:, 0] * live
         if tempered:
-            t_lsm = (logits / p.temperature).log_softmax(-1)
+            t_lsm = lsm if p.temperature == 1.0 else (logits / p.temperature).log_softmax(-1)
             t_logps[:, t] = t_lsm.gather(-1, nxt[:, None])[:, 0] * live
             t_entropy[:, t] = -(t_lsm.exp() * t_lsm).sum(-1) * live
         done |= nxt == eos_id
