@@ -35,15 +35,25 @@ class _ChunkedHead(torch.autograd.Function):
         logp = torch.empty(N, dtype=torch.float32, device=h.device)
         lse = torch.empty_like(logp)
         entropy = torch.zeros_like(logp)
+        # One (chunk, V) buffer serves every chunk: a fresh one per step costs page faults comparable to the product.
+        z_buf = torch.empty(min(chunk, N), W.shape[0], dtype=torch.float32, device=h.device)
+        e_buf = torch.empty_like(z_buf) if with_entropy else None
         for s in range(0, N, chunk):
-            z = torch.mm(h[s:s + chunk].float(), W32.T)
+            n = min(chunk, N - s)
+            z = torch.mm(h[s:s + n].float(), W32.T, out=z_buf[:n])
             if temperature != 1.0:
-                z /= temperature
-            lse[s:s + chunk] = torch.logsumexp(z, -1)
-            lp = z - lse[s:s + chunk, None]
-            logp[s:s + chunk] = lp.gather(-1, targets[s:s + chunk, None])[:, 0]
-            if with_entropy:
-                entropy[s:s + chunk] = -(lp.exp() * lp).sum(-1)
+                z.div_(temperature)
+            z_y = z.gather(-1, targets[s:s + n, None])[:, 0]
+            m = z.amax(-1, keepdim=True)
+            z.sub_(m)  # z - max: every exponent <= 0, as in torch.logsumexp
+            if with_entropy:  # H = log S - sum_v e_v (z_v - m) / S, with e = exp(z - m), S = sum_v e_v
+                e = torch.exp(z, out=e_buf[:n])
+                total = e.sum(-1)
+                entropy[s:s + n] = total.log() - (e.mul_(z)).sum(-1) / total
+            else:
+                total = z.exp_().sum(-1)
+            lse[s:s + n] = total.log_().add_(m[:, 0])
+            logp[s:s + n] = z_y - lse[s:s + n]
         ctx.save_for_backward(h, W, targets, lse, entropy)
         ctx.temperature, ctx.chunk, ctx.with_entropy = temperature, chunk, with_entropy
         return logp, entropy
@@ -57,28 +67,37 @@ class _ChunkedHead(torch.autograd.Function):
     def _backward(ctx, g_logp, g_ent):
         h, W, targets, lse, entropy = ctx.saved_tensors
         T, chunk = ctx.temperature, ctx.chunk
+        N = h.shape[0]
         W32 = W.float()
-        grad_h = torch.empty_like(h) if ctx.needs_input_grad[0] else None
-        grad_W = torch.zeros_like(W32) if ctx.needs_input_grad[1] else None
-        # Each (chunk, V) pass over memory costs about as much as a small matrix product here, so the subtraction
-        # rides in the product (addmm), elementwise steps work in place and the gradient of W accumulates in place.
-        for s in range(0, h.shape[0], chunk):
-            hc, g = h[s:s + chunk].float(), g_logp[s:s + chunk, None] / T
-            if T == 1.0:
-                lp = torch.addmm(-lse[s:s + chunk, None], hc, W32.T)
-            else:  # divided, not multiplied by 1/T: the forward's rounding exactly
-                lp = torch.mm(hc, W32.T).div_(T).sub_(lse[s:s + chunk, None])
-            if ctx.with_entropy and g_ent is not None:
+        grad_h = torch.empty(h.shape, dtype=torch.float32, device=h.device) if ctx.needs_input_grad[0] else None
+        grad_W = None
+        with_entropy = ctx.with_entropy and g_ent is not None
+        # As in the forward, one reusable buffer; elementwise steps work in place, and the gradient of W accumulates
+        # in place after the first chunk writes it.
+        buf = torch.empty(min(chunk, N), W.shape[0], dtype=torch.float32, device=h.device)
+        for s in range(0, N, chunk):
+            n = min(chunk, N - s)
+            hc, g = h[s:s + n].float(), g_logp[s:s + n, None] / T
+            lp = torch.mm(hc, W32.T, out=buf[:n])
+            if T != 1.0:  # divided, not multiplied by 1/T: the forward's rounding exactly
+                lp.div_(T)
+            lp.sub_(lse[s:s + n, None])
+            if with_entropy:
                 p = lp.exp()
-                dz = -(g + g_ent[s:s + chunk, None] / T * (lp + entropy[s:s + chunk, None])) * p
+                dz = lp.add_(entropy[s:s + n, None]).mul_(g_ent[s:s + n, None] / T).add_(g).mul_(p).neg_()
             else:
-                dz = lp.exp_().mul_(-g)  # lp is not needed again
-            dz.scatter_add_(-1, targets[s:s + chunk, None], g)
+                dz = lp.exp_().mul_(-g)
+            dz.scatter_add_(-1, targets[s:s + n, None], g)
             if grad_h is not None:
-                grad_h[s:s + chunk] = (dz @ W32).to(h.dtype)
-            if grad_W is not None:
-                grad_W.addmm_(dz.T, hc)
-        return grad_h, (grad_W.to(W.dtype) if grad_W is not None else None), None, None, None, None
+                torch.mm(dz, W32, out=grad_h[s:s + n])
+            if ctx.needs_input_grad[1]:
+                if grad_W is None:
+                    grad_W = torch.mm(dz.T, hc)
+                else:
+                    grad_W.addmm_(dz.T, hc)
+        grad_h = grad_h.to(h.dtype) if grad_h is not None else None
+        grad_W = grad_W.to(W.dtype) if grad_W is not None else None
+        return grad_h, grad_W, None, None, None, None
 
 
 def chunked_token_logps(h: torch.Tensor, W: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
