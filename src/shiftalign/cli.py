@@ -26,6 +26,7 @@ import sys
 
 from .errors import ShiftalignError
 from .rundir import restart_allowed
+from .runtime import reuse_freed_memory
 
 # command -> (module, config class, entry point, help, example override). The module is imported
 # only when its command runs, so `shiftalign --help` stays fast.
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     name = args.command + (f" {args.action}" if getattr(args, "action", None) else "")
+    reuse_freed_memory()
     try:
         with restart_allowed(args.restart):
             _run(name, args)

@@ -20,6 +20,7 @@ from ..losses import LOSSES, LossSpec
 from ..models.load import mixed_precision
 from ..models.packaged import cache_root
 from ..rundir import claim
+from ..runtime import reuse_freed_memory
 from ..train import checkpoint
 from ..train.loop import Task, Trainer
 from ..train.reference import cached_reference_logps, frozen_reference
@@ -48,6 +49,7 @@ def make_accelerator(cfg):
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    reuse_freed_memory()
     trackers = (cfg.train.report_to if hasattr(cfg, "train") else cfg.report_to) or None
     acc = Accelerator(mixed_precision=mixed_precision(cfg.model), cpu=not torch.cuda.is_available(),
                       log_with=trackers, project_dir=cfg.output_dir)
