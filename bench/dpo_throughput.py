@@ -6,7 +6,10 @@ Arms (each in its own process, so peak RSS is that arm's alone):
 - ``shiftalign_lora`` : the same, fp32, training a LoRA adapter (r 16, alpha 32, on every linear layer but
   the LM head: peft's all-linear) instead of every weight;
 - ``trl_default`` : TRL's DPOTrainer as it comes (its defaults: bf16, gradient checkpointing);
-- ``trl_tuned``   : TRL's DPOTrainer tuned for a CPU (fp32, no gradient checkpointing).
+- ``trl_tuned``   : TRL's DPOTrainer tuned for a CPU (fp32, no gradient checkpointing);
+- ``trl_tuned_malloc`` : the same with glibc's allocator set as shiftalign sets it in its own processes
+  (``shiftalign.runtime``: no fresh mmap per large block, freed memory kept for reuse), through glibc's
+  environment tunables, so that the allocator's share of the difference can be read off.
 
 Model: the packaged SmolLM2-135M-Instruct. Data: ``--steps`` x 8 plain-text pairs built below.
 Reported per arm: median wall time per optimiser step with reference log-probs included (TRL
@@ -136,7 +139,7 @@ def child(arm: str, data: str, steps: int) -> None:
         res = run_shiftalign(data, steps, work, "bfloat16" if arm.endswith("bf16") else "auto",
                              LORA if arm.endswith("lora") else None)
     else:
-        res = run_trl(data, steps, work, tuned=arm == "trl_tuned")
+        res = run_trl(data, steps, work, tuned=arm.startswith("trl_tuned"))
     res.update(arm=arm, wall=time.perf_counter() - t0, peak_rss_mb=_rss_mb(), threads=torch.get_num_threads())
     print("RESULT " + json.dumps(res), flush=True)
 
@@ -145,7 +148,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=6, help="optimiser steps for shiftalign and tuned TRL")
     ap.add_argument("--default-steps", type=int, default=4, help="steps for TRL as it comes")
-    ap.add_argument("--arms", default="shiftalign,shiftalign_bf16,shiftalign_lora,trl_tuned,trl_default")
+    ap.add_argument("--arms", default="shiftalign,shiftalign_bf16,shiftalign_lora,trl_tuned,trl_tuned_malloc,trl_default")
     ap.add_argument("--out", default="bench/results/dpo_throughput.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
@@ -161,6 +164,8 @@ def main() -> None:
     for arm in a.arms.split(","):
         steps = a.default_steps if arm == "trl_default" else a.steps
         env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        if arm == "trl_tuned_malloc":  # shiftalign.runtime's mallopt calls, as glibc's environment tunables
+            env.update(MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_=str(2**31 - 1))
         proc = subprocess.run([sys.executable, __file__, "--child", arm, "--data", str(data), "--steps", str(steps)],
                               capture_output=True, text=True, env=env)
         line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
