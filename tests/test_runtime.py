@@ -1,4 +1,4 @@
-"""The allocator setting: large blocks come from the reusable heap, not fresh mmaps; opt-out honoured."""
+"""The allocator setting: large blocks come from the reusable heap, not fresh mmaps, in threads too; opt-out honoured."""
 
 import os
 import platform
@@ -22,6 +22,11 @@ libc.mallinfo2.restype = MallInfo2
 before = libc.mallinfo2().hblkhd
 x = torch.empty(64 * 2**20 // 4)  # a 64 MB block, above glibc's largest mmap threshold
 during = libc.mallinfo2().hblkhd
+in_thread = {}
+import threading  # a thread's arena cannot grow past 64 MB without mmap: glibc must fall back to the main heap
+t = threading.Thread(target=lambda: in_thread.update(total=float(torch.ones(2**26).sum())))
+t.start(); t.join()
+assert in_thread["total"] == 2**26
 print(int(applied), int(during - before >= 64 * 2**20))
 """
 
