@@ -62,7 +62,7 @@ def test_lora_reference_is_base_model_and_cache_is_reused(tiny_dir, tmp_path, pr
     assert "computed for 16 examples" in capsys.readouterr().out
     # Same base weights and data -> the full-model run hits the cache written by the LoRA run.
     assert main(["train", _config(tmp_path, tiny_dir, prefs, output_dir=str(tmp_path / "run2"))]) == 0
-    assert "cache hit" in capsys.readouterr().out
+    assert "all 16 examples read from the cache" in capsys.readouterr().out
 
 
 def test_rerun_after_finish_does_no_more_steps(tiny_dir, tmp_path, prefs):

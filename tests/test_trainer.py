@@ -209,9 +209,9 @@ def test_reference_logps_are_computed_for_the_rows_the_steps_visit_only(tiny_dir
     monkeypatch.setattr(reference, "compute_logps", compute)
     monkeypatch.setattr(loop.Trainer, "train_step", step)
 
-    def run(out, **train):
+    def run(out, cache="refcache", **train):
         cfg = from_dict(RunConfig, {"recipe": "preference", "output_dir": str(tmp_path / out),
-                                    "cache_dir": str(tmp_path / "refcache"), "model": {"path": tiny_dir},
+                                    "cache_dir": str(tmp_path / cache), "model": {"path": tiny_dir},
                                     "data": {"train": data}, "loss": {"name": "dpo"},
                                     "train": {"batch_size": 4, "micro_batch_size": 2, "progress": False, **train}})
         RECIPES.get("preference").main(cfg)
@@ -222,10 +222,14 @@ def test_reference_logps_are_computed_for_the_rows_the_steps_visit_only(tiny_dir
     finite = set(torch.isfinite(part).all(1).nonzero().flatten().tolist())
     assert finite == seen
     seen.clear()
-    full = run("full", epochs=1)  # 4 steps: 16 rows, the tail of 3 is never drawn
+    full = run("full", cache="other", epochs=1)  # 4 steps: 16 rows, the tail of 3 is never drawn
     assert computed[-1] == 16 and len(seen) == 16
     rows = sorted(finite)
     assert torch.allclose(part[rows], full[rows], atol=1e-5)
+    # The cache is per example: a run over a superset of the rows computes only the rows not stored yet.
+    again = run("again", epochs=1)
+    assert computed[-1] == 16 - 12 and len(computed) == 3
+    assert torch.allclose(again, full, atol=1e-5, equal_nan=True)  # NaN: the tail no step draws
 
 
 def test_optimizer_uses_the_fused_adamw_kernel_with_the_for_loop_kernels_steps():

@@ -2,8 +2,11 @@
 
 The reference pi_ref of the DPO family is frozen, so its response log-probs ``(N, k)`` are computed
 once, in inference mode with large batches, before training starts, and stored as safetensors
-(no pickle) under a fingerprint of (reference weights, model config, every example's token ids,
-settings). A later run with the same fingerprint reads them back instead of recomputing.
+(no pickle) in a directory named by a fingerprint of the reference function (weights, model config,
+settings). Each file there holds the rows of one computation, keyed by a hash of each example's token
+ids; a later run reads every row it finds and computes only the examples missing, so runs that draw
+different subsets of one data set (seeds, arms of an experiment) share the work. Files are written
+atomically and never changed.
 With LoRA the reference is the base model with the adapter disabled: no second copy in memory.
 """
 
@@ -16,7 +19,8 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ..data.batching import collate
 from ..data.tokenize import Tokenized
@@ -30,9 +34,9 @@ def reference_context(model):
     return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
 
 
-def fingerprint(model, items: list[Tokenized], settings: dict) -> str:
+def fingerprint(model, settings: dict) -> str:
     """Of the reference function: base weights under their plain names (a LoRA-wrapped model and
-    its base share a fingerprint), model config, token ids of every example, and settings."""
+    its base share a fingerprint), model config, and settings."""
     hf = unwrap_hf(model)
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps(hf.config.to_diff_dict(), sort_keys=True, default=str).encode())
@@ -41,10 +45,24 @@ def fingerprint(model, items: list[Tokenized], settings: dict) -> str:
             continue
         h.update(name.replace(".base_layer", "").encode())
         h.update(t.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
-    for it in items:
-        h.update(json.dumps([it.prompt_ids, it.completion_ids]).encode())
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def example_key(item: Tokenized) -> str:
+    """What the reference's output for one example depends on besides the function: its token ids."""
+    return hashlib.blake2b(json.dumps([item.prompt_ids, item.completion_ids]).encode(), digest_size=12).hexdigest()
+
+
+def _stored_rows(directory: Path, k: int) -> dict[str, torch.Tensor]:
+    rows: dict[str, torch.Tensor] = {}
+    for f in sorted(directory.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as fh:
+            keys = json.loads(fh.metadata()["keys"])
+            logps = fh.get_tensor("logps")
+        if logps.shape[1] == k:
+            rows.update(zip(keys, logps))
+    return rows
 
 
 @torch.inference_mode()
@@ -69,18 +87,28 @@ def compute_logps(model, items: list[Tokenized], pad_id: int, batch_size: int, d
 
 def cached_reference_logps(model, items, pad_id: int, batch_size: int, cache_dir, settings: dict, device,
                            rank: int = 0, world_size: int = 1) -> torch.Tensor:
-    fp = fingerprint(model, items, settings)
-    path = Path(cache_dir) / f"{fp}.safetensors"
-    if path.exists():
-        log(f"reference log-probs: cache hit {path.name} ({len(items)} examples)")
-        return load_file(path)["logps"]
-    t0 = time.perf_counter()
-    logps = compute_logps(model, items, pad_id, batch_size, device, rank, world_size)
-    log(f"reference log-probs: computed for {len(items)} examples in {time.perf_counter() - t0:.1f}s")
-    if rank == 0:
-        with atomic_path(path) as tmp:
-            save_file({"logps": logps.contiguous()}, str(tmp), metadata={"fingerprint": fp, "ids": json.dumps([it.id for it in items])})
-    return logps
+    directory = Path(cache_dir) / fingerprint(model, settings)
+    k = len(items[0].completion_ids)
+    keys = [example_key(it) for it in items]
+    stored = _stored_rows(directory, k) if directory.is_dir() else {}
+    missing = [i for i, key in enumerate(keys) if key not in stored]
+    fresh: dict[str, torch.Tensor] = {}
+    if missing:
+        t0 = time.perf_counter()
+        logps = compute_logps(model, [items[i] for i in missing], pad_id, batch_size, device, rank, world_size)
+        fresh = {keys[i]: row for i, row in zip(missing, logps)}
+        log(f"reference log-probs: computed for {len(missing)} examples in {time.perf_counter() - t0:.1f}s"
+            + (f", {len(items) - len(missing)} read from the cache" if len(missing) < len(items) else ""))
+        if rank == 0:
+            new_keys = sorted(fresh)
+            name = hashlib.blake2b("".join(new_keys).encode(), digest_size=16).hexdigest()
+            directory.mkdir(parents=True, exist_ok=True)
+            with atomic_path(directory / f"{name}.safetensors") as tmp:
+                save_file({"logps": torch.stack([fresh[key] for key in new_keys]).contiguous()}, str(tmp),
+                          metadata={"keys": json.dumps(new_keys)})
+    else:
+        log(f"reference log-probs: all {len(items)} examples read from the cache {directory.name}")
+    return torch.stack([fresh[key] if key in fresh else stored[key] for key in keys])
 
 
 def frozen_reference(model_cfg, reference: str | None, device):
