@@ -55,6 +55,18 @@ def test_sampled_log_probs_equal_a_full_forward_pass(lm):
             assert tok.eos_token_id not in s["completion_ids"][:-1]  # stops at the first EOS
 
 
+def test_prompt_computed_once_gives_the_samples_of_repeated_prompts(lm):
+    """n samples of a prompt share its prefill; the draws and log-probs are those of the prompt repeated n times."""
+    model, tok = lm
+    shared = decode(model, _prompts(tok), SamplingParams(n=3, max_new_tokens=10, temperature=1.0), 7,
+                    tok.pad_token_id, tok.eos_token_id)
+    repeated = decode(model, [q for q in _prompts(tok) for _ in range(3)],
+                      SamplingParams(n=1, max_new_tokens=10, temperature=1.0), 7, tok.pad_token_id, tok.eos_token_id)
+    flat = [s for samples in shared for s in samples]
+    assert [s["completion_ids"] for s in flat] == [r[0]["completion_ids"] for r in repeated]
+    assert [s["logp"] for s in flat] == pytest.approx([r[0]["logp"] for r in repeated], abs=1e-5)
+
+
 def test_same_seed_same_samples_other_seed_other_samples(lm):
     model, tok = lm
     p = SamplingParams(n=4, max_new_tokens=8, temperature=1.0)

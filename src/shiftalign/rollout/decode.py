@@ -8,6 +8,8 @@ Holtzman et al., 2020), stop at EOS — with two differences that matter on a CP
   tempered, truncated next-token probabilities (``searchsorted`` of one uniform in their cumsum), an
   exact draw from the same categorical. ``torch.multinomial``, which ``generate`` calls, draws an
   exponential for each of the 49,152 vocabulary entries of every row at every step.
+- **The prompt once.** The prompt's forward (the prefill) runs once per prompt, not once per sample: its
+  KV cache and first logits are repeated for the ``n`` samples before the first draw.
 - **Log-probs as it goes.** Each sampled token's log-prob under the untempered policy, log pi(y_t | x,
   y_<t) (what density ratios and the ``logp`` of a sample row are), and optionally its log-prob and
   the entropy under the tempered policy pi_T (what online RL's ratio, KL and entropy use) are read off
@@ -88,11 +90,11 @@ def decode(model, prompt_ids: list[list[int]], p: SamplingParams, seed: int, pad
     if tempered and p.temperature <= 0:
         raise ValueError("tempered log-probs need a temperature > 0")
     device = next(model.parameters()).device
-    ids, mask = (t.to(device) for t in left_padded(prompt_ids, pad_id, p.n))
-    B, greedy = ids.shape[0], p.temperature == 0
+    ids, mask = (t.to(device) for t in left_padded(prompt_ids, pad_id, 1))
+    B, greedy = ids.shape[0] * p.n, p.temperature == 0
     generator = torch.Generator(device=device).manual_seed(seed)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = {cache_argument(model): DynamicCache()}  # filled in place by each forward
+    cache, cache_arg = DynamicCache(), cache_argument(model)  # the cache is filled in place by each forward
     tokens = torch.full((B, p.max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros(B, p.max_new_tokens, device=device)
     t_logps, t_entropy = torch.zeros_like(logps), torch.zeros_like(logps)
@@ -100,8 +102,11 @@ def decode(model, prompt_ids: list[list[int]], p: SamplingParams, seed: int, pad
     inputs, steps = ids, 0
     for t in range(p.max_new_tokens):
         out = model(input_ids=inputs, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
-                    **cache)
+                    **{cache_arg: cache})
         logits = out.logits[:, -1].float()
+        if t == 0 and p.n > 1:  # the prompt was computed once: its cache and first logits serve its n samples
+            cache.batch_repeat_interleave(p.n)
+            logits, mask, positions = (x.repeat_interleave(p.n, 0) for x in (logits, mask, positions))
         if greedy:
             nxt = logits.argmax(-1)
         else:
