@@ -1,6 +1,6 @@
 """Plot helpers that can be checked without looking at the picture."""
 
-from shiftalign.report.plots import label_positions
+from shiftalign.report.plots import DEFAULT_OFFSET, gold_vs_kl_figure, label_positions
 
 
 def boxes(points, widths, places, height=220.0):
@@ -44,3 +44,20 @@ def test_a_long_label_reaching_the_next_point_moves_that_label_and_a_short_one_d
     long_first = label_positions(points, [0.5, 0.1, 0.1])
     assert long_first[1] != ("right", 4.0) and not overlapping(boxes(points, [0.5, 0.1, 0.1], long_first))
     assert label_positions(points, [0.2, 0.1, 0.1])[1] == ("right", 4.0)
+
+
+def test_every_arm_of_a_crowded_plot_is_told_apart_and_a_moved_label_is_joined_to_its_point():
+    # the shape of the default profile's plot: 18 arms, most of them in one cluster
+    rows = [{"arm": f"arm_{i}", "kl": 1.0 + 0.05 * i, "gold": 0.69 + 0.002 * i, "kl_ci95": None} for i in range(16)]
+    rows += [{"arm": "far_a", "kl": 22.8, "gold": 0.82}, {"arm": "far_b", "kl": 0.0, "gold": 0.60}]
+    fig = gold_vs_kl_figure(rows, "initial")
+    ax = fig.axes[0]
+    points = [line for line in ax.lines if line.get_marker() in tuple("osD^v")]  # not the interval's caps
+    assert len(points) == len(rows) and len({(str(p.get_color()), p.get_marker()) for p in points}) == len(rows)
+    labels = {t.get_text(): t for t in ax.texts}
+    assert set(labels) == {r["arm"] for r in rows}
+    moved = [t for t in labels.values() if t.xyann[1] != DEFAULT_OFFSET]
+    assert moved  # the cluster cannot hold 16 labels at the default offset
+    assert all(t.arrow_patch is not None for t in moved)
+    assert labels["far_a"].arrow_patch is None and labels["far_b"].arrow_patch is None
+    assert all(t.get_color() == p.get_color() for t, p in zip(ax.texts, points))

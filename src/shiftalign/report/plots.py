@@ -63,6 +63,9 @@ def difference_plot(rows: list[dict], baseline: str) -> str:
     return figure_png(fig)
 
 
+DEFAULT_OFFSET = 4.0  # a label's height above its point, in points, when nothing is in its way
+
+
 def label_positions(points: list[tuple[float, float]], widths: list[float], height: float = 220.0,
                     step: float = 9.0) -> list[tuple[str, float]]:
     """Where each label of ``points`` goes: its side of the point (``right`` or ``left``) and its vertical
@@ -78,13 +81,13 @@ def label_positions(points: list[tuple[float, float]], widths: list[float], heig
     x0, y0 = min(xs), min(ys)
     wx, wy = (max(xs) - x0) or 1.0, (max(ys) - y0) or 1.0
     placed: list[tuple[float, float, float]] = []  # left end, right end, height of each label placed
-    result: list[tuple[str, float]] = [("right", 4.0)] * len(points)
+    result: list[tuple[str, float]] = [("right", DEFAULT_OFFSET)] * len(points)
     for i in sorted(range(len(points)), key=lambda i: points[i]):
         x, base, w = (points[i][0] - x0) / wx, (points[i][1] - y0) / wy * height, widths[i]
         sides = [(side, a, b) for side, a, b in (("right", x, x + w), ("left", x - w, x))
                  if -0.02 <= a and b <= 1.02] or [("right", x, x + w)]
         for k in range(2 * len(points) + 1):  # enough levels for every label to find one
-            dy = 4.0 + (k + 1) // 2 * step if k % 2 == 0 else -12.0 - k // 2 * step
+            dy = DEFAULT_OFFSET + (k + 1) // 2 * step if k % 2 == 0 else -12.0 - k // 2 * step
             free = [(side, a, b) for side, a, b in sides
                     if not any(a < pb and pa < b and abs(base + dy - ph) < step for pa, pb, ph in placed)]
             if free:
@@ -97,6 +100,13 @@ def label_positions(points: list[tuple[float, float]], widths: list[float], heig
 
 def gold_vs_kl(rows: list[dict], initial: str) -> str:
     """rows: dicts with arm, gold, kl, kl_ci95."""
+    return figure_png(gold_vs_kl_figure(rows, initial))
+
+
+def gold_vs_kl_figure(rows: list[dict], initial: str):
+    """The figure of ``gold_vs_kl``. Each arm has its own colour and marker (10 colours, then the next marker),
+    its label the arm's colour; a label moved away from its point to stay clear of the others is joined to it
+    by a thin line."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     margin = 0.12  # room for labels moved up or down
@@ -104,14 +114,18 @@ def gold_vs_kl(rows: list[dict], initial: str) -> str:
     box = ax.get_window_extent()  # the y range of the data is drawn this many points tall, less the margins
     height = box.height * 72.0 / fig.dpi / (1 + 2 * margin)
     places = label_positions([(r["kl"], r["gold"]) for r in rows], [0.015 * len(r["arm"]) for r in rows], height)
-    for r, (side, dy) in zip(rows, places):
+    colours, markers = plt.get_cmap("tab10").colors, "osD^v"
+    for i, (r, (side, dy)) in enumerate(zip(rows, places)):
+        colour, marker = colours[i % len(colours)], markers[i // len(colours) % len(markers)]
         lo, hi = r.get("kl_ci95") or (r["kl"], r["kl"])
-        ax.errorbar(r["kl"], r["gold"], xerr=[[r["kl"] - lo], [hi - r["kl"]]], fmt="o", capsize=3)
+        ax.errorbar(r["kl"], r["gold"], xerr=[[r["kl"] - lo], [hi - r["kl"]]], fmt=marker, capsize=3, color=colour)
+        moved = dy != DEFAULT_OFFSET
         ax.annotate(r["arm"], (r["kl"], r["gold"]), fontsize=8, xytext=(4 if side == "right" else -4, dy),
-                    textcoords="offset points", ha="left" if side == "right" else "right")
+                    textcoords="offset points", ha="left" if side == "right" else "right",
+                    color=colour, arrowprops=dict(arrowstyle="-", color=colour, lw=0.6, shrinkA=1, shrinkB=3) if moved else None)
     ax.set_xlabel(f"KL to {initial} (nats per response, 95 % interval)")
     ax.set_ylabel("gold reward (mean)")
-    return figure_png(fig)
+    return fig
 
 
 def training_curves(runs: dict[str, Path]) -> str | None:
