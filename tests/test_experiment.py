@@ -233,6 +233,12 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
     assert pseudo and all(0 < r["weight"] < 1 for r in pseudo)  # tanh(margin / 2): confidence, not 1
     assert all(r["weight"] == pytest.approx(weights[r["id"]]) for r in rows if "provenance" not in r)
     assert len(rows) - len(pseudo) == 4  # mix_source_pairs of the source pairs, with their weights
+    # the heads' agreement on each round's pseudo-pairs reaches the arm's diagnostics and its row
+    warm_rounds = json.loads((root / "stages" / "arm_warm.json").read_text())["diagnostics"]["rounds"]
+    agreement = [json.loads((root / "warm" / f"round-{r}" / "labels" / "label_summary.json").read_text())
+                 ["head_agreement"] for r in (1, 2)]
+    assert [r["head_agreement"] for r in warm_rounds] == agreement and all(0 <= a <= 1 for a in agreement)
+    assert next(r for r in res["arms"] if r["arm"] == "warm")["head_agreement_by_round"] == agreement
     assert res["arms"][[r["arm"] for r in res["arms"]].index("random_labels")]["label_accuracy"] is not None
     assert "Reward models" in (root / "report.html").read_text() and "shift cost" in (root / "results.md").read_text()
     # seed replicates: one row per arm; replicate k of a warm start starts from replicate k of its source
@@ -464,22 +470,25 @@ def test_only_arms_runs_a_selection_and_a_later_run_adds_the_rest(bench_cfg, tmp
         assert "only_arms: nope not among the arms" in capsys.readouterr().err
 
 
-def test_an_iterated_arm_reports_label_accuracy_by_round_averaged_over_seeds():
+def test_an_iterated_arm_reports_label_accuracy_and_head_agreement_by_round_averaged_over_seeds():
     from shiftalign.experiment.arms import ArmResult
     from shiftalign.experiment.results import arm_rows, diagnosis
 
     k = "gold_diff_vs_src"
     pol = {n: {"gold_mean": 0.5, k: 0.0, f"{k}_ci95": [0.0, 0.0], "win_rate_vs_baseline": 0.5, "kl_to_baseline": 1.0}
            for n in ("src", "it", "it@1")}
-    rounds = [{"round": 1, "label_accuracy": 0.6}, {"round": 2, "label_accuracy": 0.3}]
+    rounds = [{"round": 1, "label_accuracy": 0.6, "head_agreement": 0.9}, {"round": 2, "label_accuracy": 0.3,
+                                                                           "head_agreement": 0.6}]
     arms = {"src": ArmResult("src"),
             "it": ArmResult("it", diagnostics={"label_accuracy": 0.45, "pseudo_pairs": 256, "rounds": rounds}),
             "it@1": ArmResult("it@1", diagnostics={"label_accuracy": 0.55, "pseudo_pairs": 256,
-                                                   "rounds": [{"round": 1, "label_accuracy": 0.8},
-                                                              {"round": 2, "label_accuracy": 0.3}]})}
+                                                   "rounds": [{"round": 1, "label_accuracy": 0.8, "head_agreement": 0.7},
+                                                              {"round": 2, "label_accuracy": 0.3, "head_agreement": 0.4}]})}
     rows = {r["arm"]: r for r in arm_rows("src", None, arms, {"policies": pol}, {},
                                           replicates={"src": ["src"], "it": ["it", "it@1"]})}
     assert rows["it"]["label_accuracy_by_round"] == pytest.approx([0.7, 0.3])
     assert rows["src"]["label_accuracy_by_round"] == []
-    assert "label accuracy 0.5 on 256 pseudo-pairs (0.7 → 0.3 by round)" in diagnosis(rows["it"], "pseudo")
+    assert rows["it"]["head_agreement_by_round"] == pytest.approx([0.8, 0.5])
+    assert "label accuracy 0.5 on 256 pseudo-pairs (0.7 → 0.3 by round); every head agrees on 0.8 → 0.5 of them by " \
+           "round" in diagnosis(rows["it"], "pseudo")
 

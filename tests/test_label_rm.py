@@ -86,6 +86,14 @@ def test_ensemble_mean_and_spread_filter(tmp_path, rms):
 
 
 
+def test_head_agreement_is_the_share_of_pairs_every_model_orders_as_the_ensemble(tmp_path, rms):
+    summary, pairs, _ = _run(tmp_path, rms, pairs="all")
+    unanimous = [all(c > r for c, r in zip(*p["provenance"]["model_scores"])) for p in pairs]
+    assert 0 < sum(unanimous) < len(pairs)  # two random models: some pairs split them
+    assert summary["head_agreement"] == pytest.approx(sum(unanimous) / len(pairs))
+    assert "head_agreement" not in _run(tmp_path, rms[:1], pairs="all")[0]  # one model: nothing to agree on
+
+
 def test_min_agreement_keeps_pairs_whose_margin_exceeds_that_many_spreads(tmp_path, rms):
     _, pairs, _ = _run(tmp_path, rms, pairs="all")
     z = sorted(p["provenance"]["margin"] / p["provenance"]["spread"] for p in pairs if p["provenance"]["spread"] > 0)

@@ -56,9 +56,9 @@ def _mean(values) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def _rounds_mean(diagnostics: list[dict]) -> list[float | None]:
-    """Label accuracy of each round of an iterated arm, averaged over its seed replicates ([] without rounds)."""
-    per_seed = [[r.get("label_accuracy") for r in d.get("rounds") or []] for d in diagnostics]
+def _rounds_mean(diagnostics: list[dict], key: str = "label_accuracy") -> list[float | None]:
+    """``key`` of each round of an iterated arm, averaged over its seed replicates ([] without rounds)."""
+    per_seed = [[r.get(key) for r in d.get("rounds") or []] for d in diagnostics]
     return [_mean(seed[i] for seed in per_seed if i < len(seed)) for i in range(max(map(len, per_seed), default=0))]
 
 
@@ -140,6 +140,7 @@ def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, se
                      "ess_fraction": d.get("ess_fraction"), "domain_auc": list(auc) if auc[0] is not None else None,
                      "label_accuracy": _mean(arms[n].diagnostics.get("label_accuracy") for n in names),
                      "label_accuracy_by_round": _rounds_mean([arms[n].diagnostics for n in names]),
+                     "head_agreement_by_round": _rounds_mean([arms[n].diagnostics for n in names], "head_agreement"),
                      "pseudo_pairs": d.get("pseudo_pairs"),
                      "seconds": sum(seconds.get(f"arm_{n}", 0.0) for n in replicates[arm]) or None})
         if arm in family_ci:
@@ -220,6 +221,10 @@ def diagnosis(r: dict, kind: str) -> str:
         by_round = r.get("label_accuracy_by_round") or []
         rounds = f" ({' → '.join(num(a) for a in by_round)} by round)" if len(by_round) > 1 else ""
         parts.append(f"label accuracy {num(r['label_accuracy'])} on {r.get('pseudo_pairs')} pseudo-pairs{rounds}")
+    agreement = [a for a in r.get("head_agreement_by_round") or [] if a is not None]
+    if agreement:
+        parts.append(f"every head agrees on {' → '.join(num(a) for a in agreement)} of them"
+                     + (" by round" if len(agreement) > 1 else ""))
     if r.get("rm_accuracy") is not None and kind == "rl":
         parts.append(f"reward-model accuracy on its samples {num(r['rm_accuracy'])}")
     if r.get("kl") is not None:

@@ -3,7 +3,8 @@
 - ``best_vs_worst``: the highest- against the lowest-scored sample;
 - ``random``: two distinct samples drawn with a seeded RNG, oriented by score;
 - ``all``: every pair of samples.
-``pairs_from_scores`` builds and orients them from one or several score lists (reward models, a scorer).
+``pairs_from_scores`` builds and orients them from one or several score lists (reward models, a scorer);
+``head_agreement`` is the share of the pairs on which every model of an ensemble agrees.
 Pairs whose score difference is not above ``margin`` are dropped (ties always are: a tie never
 becomes a label by default ordering).
 """
@@ -72,6 +73,16 @@ def pairs_from_scores(groups, per_model: list[list[float]], how: str, margin: fl
                           "provenance": {**provenance, "scores": [mean[c], mean[r]], "model_scores": [sc[c], sc[r]],
                                          "margin": d, "spread": spread, "confidence": 1 / (1 + math.exp(-d))}})
     return pairs, dropped
+
+
+def head_agreement(pairs: list[dict]) -> float | None:
+    """Share of ``pairs`` (rows of ``pairs_from_scores``) whose chosen response every model of the ensemble scores
+    above the rejected one, as the ensemble mean does: a label-free sign of how sure the ensemble is of its labels
+    (it falls as the samples move away from the data the models were trained on, if their errors differ). None
+    unless the pairs were scored by two or more models."""
+    scores = [(p.get("provenance") or {}).get("model_scores") for p in pairs]
+    votes = [[c > r for c, r in zip(*s)] for s in scores if s and len(s[0]) >= 2]
+    return sum(all(v) for v in votes) / len(votes) if votes else None
 
 
 def _response(ex):

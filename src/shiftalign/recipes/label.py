@@ -6,7 +6,8 @@ groups them by prompt, and labels pairs with the configured labeller (registered
 scorer, e.g. the gold reward of a controlled experiment for oracle labels). Writes atomically to ``output_dir``:
 ``pseudo_pairs.jsonl`` (paired rows with provenance: labeller, model, template hash, scores or
 verdicts, margin, confidence) — trainable by the preference recipe as they are —,
-``unlabelled.jsonl`` (every pair that got no label, with its reason) and ``label_summary.json``.
+``unlabelled.jsonl`` (every pair that got no label, with its reason) and ``label_summary.json`` (with an
+ensemble of reward models or heads, ``head_agreement``: the share of pairs every model orders the same way).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..config import dump_config
 from ..io import write_json_atomic, write_text_atomic
 from ..labeling import judge_labeller, reward_model, scorer
 from ..labeling.judge_labeller import JudgeLabelConfig
+from ..labeling.pairs import head_agreement
 from ..labeling.reward_model import RewardLabelConfig
 from ..labeling.samples import grouped_samples
 from ..labeling.scorer import ScorerLabelConfig
@@ -62,11 +64,14 @@ def main(cfg: LabelConfig) -> dict:
     dropped = set_aside + dropped
     summary = {"labeller": cfg.labeller, "pairs": len(pairs), "unlabelled": len(dropped),
                "reasons": dict(Counter(str(d["reason"]) for d in dropped)), **stats}
+    if (agreement := head_agreement(pairs)) is not None:
+        summary["head_agreement"] = agreement
     write_text_atomic(out / "pseudo_pairs.jsonl", _jsonl(pairs))
     write_text_atomic(out / "unlabelled.jsonl", _jsonl(dropped))
     write_json_atomic(out / "label_summary.json", summary)
     write_text_atomic(out / "config.yaml", dump_config(cfg))
-    log(f"{len(pairs)} labelled pairs, {len(dropped)} unlabelled {summary['reasons']} -> {out}")
+    log(f"{len(pairs)} labelled pairs, {len(dropped)} unlabelled {summary['reasons']}"
+        + (f", every model agrees on {agreement:.3f} of them" if agreement is not None else "") + f" -> {out}")
     if stats.get("fatal_error"):
         from ..errors import ShiftalignError
         raise ShiftalignError(f"labelling stopped: {stats['fatal_error']} (finished items are cached; rerun to resume)")

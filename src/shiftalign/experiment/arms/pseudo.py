@@ -19,7 +19,9 @@ Alignment from Online AI Feedback"):
 - ``refit_reward`` (with ``reward_weights`` and reward heads): that importance-weighted reward model is
   re-fitted every round toward the round's own samples (``recipes.iterate``'s ``refit``), so it
   follows the policy as it moves.
-Diagnostics: pseudo-pairs per round and their label accuracy against gold (gold ties left out).
+Diagnostics: pseudo-pairs per round, their label accuracy against gold (gold ties left out) and, with an
+ensemble reward model, its heads' agreement (``labeling.pairs.head_agreement``: needs no gold, so a user of the
+method sees it too, where the label accuracy needs gold).
 """
 
 from __future__ import annotations
@@ -170,6 +172,7 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
     rounds = [{"round": h["round"], "pairs": h["labels"]["pairs"], "unlabelled": h["labels"]["unlabelled"],
                "label_accuracy": pair_label_accuracy(Path(h["samples"]).parent / "labels" / "pseudo_pairs.jsonl",
                                                      cfg.gold),
+               "head_agreement": h["labels"].get("head_agreement"),
                **({"reward_" + k: h["refit"].get(k) for k in ("ess_fraction", "domain_auc_before", "domain_auc_after")}
                   if "refit" in h else {})} for h in history]
     acc = [r["label_accuracy"] for r in rounds if r["label_accuracy"] is not None]
