@@ -62,3 +62,30 @@ def test_rl_iteration_bench_reports_each_part(tmp_path, tiny_dir):
     assert json.loads((tmp_path / "r.json").read_text()) == res
     assert all(res[p] >= 0 for p in bench.PARTS) and res["iterations_measured"] == 1
     assert res["iteration"] == pytest.approx(sum(res[p] for p in bench.PARTS))
+
+
+def test_agreement_by_round_splits_label_accuracy_by_whether_every_head_agrees(tmp_path, capsys):
+    """bench/agreement_by_round.py on hand-made pseudo-pairs labelled by 3 heads, gold VADER."""
+    import importlib.util
+    import json
+
+    good, bad = "I love this, it is wonderful and great.", "This is terrible, awful and sad."
+    def pair(chosen, rejected, heads):  # heads: each head's (chosen, rejected) scores
+        return {"prompt": "Say something.", "chosen": chosen, "rejected": rejected,
+                "provenance": {"model_scores": [[c for c, _ in heads], [r for _, r in heads]]}}
+    rounds = {1: [pair(good, bad, [(1, 0)] * 3), pair(good, bad, [(1, 0)] * 3), pair(bad, good, [(1, 0)] * 3),
+                  pair(good, bad, [(1, 0), (1, 0), (0, 1)])],
+              2: [pair(bad, good, [(1, 0), (0, 1), (1, 0)]), pair(good, bad, [(1, 0)] * 3)]}
+    for r, rows in rounds.items():
+        (tmp_path / "arm" / f"round-{r}" / "labels").mkdir(parents=True)
+        (tmp_path / "arm" / f"round-{r}" / "labels" / "pseudo_pairs.jsonl").write_text(
+            "".join(json.dumps(x) + "\n" for x in rows))
+    spec = importlib.util.spec_from_file_location("agreement_by_round", ROOT / "bench" / "agreement_by_round.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r1, r2 = bench.main([str(tmp_path / "arm"), "--gold", "vader", "--out", str(tmp_path / "a.json")])
+    assert (r1["round"], r1["head_agreement"], r1["accuracy_all"]) == (1, 0.75, 0.75)
+    assert (r1["accuracy_unanimous"], r1["decided_unanimous"], r1["accuracy_split"]) == (pytest.approx(2 / 3), 3, 1.0)
+    assert (r2["head_agreement"], r2["accuracy_unanimous"], r2["accuracy_split"]) == (0.5, 1.0, 0.0)
+    assert "| vader | arm | 2 | 0.500 | 0.500 (2) | 1.000 (1) | 0.000 (1) |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "a.json").read_text()) == [r1, r2]
