@@ -77,9 +77,10 @@ def pairs_from_scores(groups, per_model: list[list[float]], how: str, margin: fl
 
 def head_agreement(pairs: list[dict]) -> float | None:
     """Share of ``pairs`` (rows of ``pairs_from_scores``) whose chosen response every model of the ensemble scores
-    above the rejected one, as the ensemble mean does: a label-free sign of how sure the ensemble is of its labels
-    (it falls as the samples move away from the data the models were trained on, if their errors differ). None
-    unless the pairs were scored by two or more models."""
+    above the rejected one, as the ensemble mean does: a label-free sign of how sure the ensemble is of its labels.
+    A warning, not a measurement: models fitted on the same features share many of their errors, so agreement
+    that holds does not show the labels are right (BENCHMARKS.md, "the heads' agreement by round"). None unless
+    the pairs were scored by two or more models."""
     scores = [(p.get("provenance") or {}).get("model_scores") for p in pairs]
     votes = [[c > r for c, r in zip(*s)] for s in scores if s and len(s[0]) >= 2]
     return sum(all(v) for v in votes) / len(votes) if votes else None
