@@ -15,7 +15,7 @@ from pathlib import Path
 
 from shiftalign.data.text import response_text
 from shiftalign.io import read_jsonl
-from shiftalign.labeling.pairs import head_agreement
+from shiftalign.labeling.pairs import every_model_agrees, head_agreement
 from shiftalign.reweight.pairs import text_of
 from shiftalign.rl.scorers import make_scorer
 
@@ -31,7 +31,7 @@ def round_row(pairs_file: Path, gold) -> dict:
     prompts = [text_of(r["prompt"]) for r in rows]
     chosen = gold(prompts, [response_text(r["chosen"]) for r in rows])
     rejected = gold(prompts, [response_text(r["rejected"]) for r in rows])
-    unanimous = [all(c > r for c, r in zip(*row["provenance"]["model_scores"])) for row in rows]
+    unanimous = [bool(every_model_agrees(row)) for row in rows]
     out = {"pairs": len(rows), "head_agreement": head_agreement(rows)}
     for name, keep in (("all", [True] * len(rows)), ("unanimous", unanimous), ("split", [not u for u in unanimous])):
         out[f"accuracy_{name}"], out[f"decided_{name}"] = accuracy(chosen, rejected, keep)

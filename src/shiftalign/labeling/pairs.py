@@ -81,9 +81,15 @@ def head_agreement(pairs: list[dict]) -> float | None:
     A warning, not a measurement: models fitted on the same features share many of their errors, so agreement
     that holds does not show the labels are right (BENCHMARKS.md, "the heads' agreement by round"). None unless
     the pairs were scored by two or more models."""
-    scores = [(p.get("provenance") or {}).get("model_scores") for p in pairs]
-    votes = [[c > r for c, r in zip(*s)] for s in scores if s and len(s[0]) >= 2]
-    return sum(all(v) for v in votes) / len(votes) if votes else None
+    votes = [v for v in map(every_model_agrees, pairs) if v is not None]
+    return sum(votes) / len(votes) if votes else None
+
+
+def every_model_agrees(pair: dict) -> bool | None:
+    """Whether every model scored ``pair``'s chosen response above its rejected one (provenance
+    ``model_scores``); None unless two or more models scored it."""
+    scores = (pair.get("provenance") or {}).get("model_scores")
+    return all(c > r for c, r in zip(*scores)) if scores and len(scores[0]) >= 2 else None
 
 
 def _response(ex):
