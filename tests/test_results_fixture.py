@@ -1,0 +1,84 @@
+"""The rows and the verdict of an experiment, rebuilt from a stored small experiment
+(tests/fixtures/experiment_small: its per-prompt evaluation.json and its arms' stage records, made by
+tests/fixtures/make_experiment_fixture.py), equal what that experiment wrote, to 1e-12; and, with its
+oracles and one method lifted on every prompt so that the gap-recovery branches are taken, what the same
+code wrote when the fixture was pinned (expected_lifted.json, from ``python tests/test_results_fixture.py``)."""
+
+import copy
+import json
+import math
+import sys
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent / "fixtures" / "experiment_small"
+LIFT = {"oracle": 0.05, "oracle_warm": 0.08, "rm_iterative_warm": 0.06, "rm_iterative_warm@1": 0.05}
+
+
+def inputs():
+    evaluation = json.loads((HERE / "evaluation.json").read_text())
+    stages = {f.stem[len("arm_"):]: json.loads(f.read_text()) for f in sorted((HERE / "stages").glob("arm_*.json"))}
+    return evaluation, stages, yaml.safe_load((HERE / "arms.yaml").read_text())["arms"]
+
+
+def lifted(evaluation: dict) -> dict:
+    ev = copy.deepcopy(evaluation)
+    for name, by in LIFT.items():
+        p = ev["policies"][name]
+        p["gold_per_prompt"] = [g + by for g in p["gold_per_prompt"]]
+        p["gold_mean"] += by
+    return ev
+
+
+def build(evaluation: dict, stages: dict, arms: list) -> dict:
+    from shiftalign.experiment.arms import ArmResult, arm_role
+    from shiftalign.experiment.config import ExperimentConfig, parse_arms
+    from shiftalign.experiment.results import arm_rows, verdict
+    from shiftalign.experiment.seeds import replicate_name
+
+    cfg = ExperimentConfig(arms=arms, baseline_arm="dpo_source", oracle_arm="oracle")
+    parsed = parse_arms(cfg)
+    results = {n: ArmResult(s["model"], s.get("failed"), s.get("diagnostics", {}), s.get("files", {}))
+               for n, s in stages.items()}
+    seconds = {f"arm_{n}": s["seconds"] for n, s in stages.items()}
+    replicates = {a.name: [replicate_name(a.name, k) for k in range(a.seeds)] for a in parsed}
+    roles = {a.name: arm_role(a.options) for a in parsed}
+    rows = arm_rows(cfg.baseline_arm, cfg.oracle_arm, results, evaluation, seconds, replicates, roles,
+                    {a.name: a.oracle for a in parsed if a.oracle},
+                    {a.name: a.matched_baseline for a in parsed if a.matched_baseline})
+    lines = verdict(rows, {a.name: a.kind for a in parsed}, cfg.baseline_arm, cfg.oracle_arm,
+                    evaluation["gold"]["name"], roles)
+    return json.loads(json.dumps({"rows": rows, "verdict": lines}))
+
+
+def assert_close(got, want, where="") -> None:
+    if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
+        assert math.isclose(got, want, rel_tol=0, abs_tol=1e-12), f"{where}: {got!r} != {want!r}"
+    elif isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), f"{where}: keys {sorted(got)} != {sorted(want)}"
+        for k in want:
+            assert_close(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), f"{where}: {got!r} != {want!r}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_close(g, w, f"{where}[{i}]")
+    else:
+        assert got == want, f"{where}: {got!r} != {want!r}"
+
+
+def test_rows_and_verdict_equal_what_the_experiment_wrote():
+    assert_close(build(*inputs()), json.loads((HERE / "expected.json").read_text()))
+
+
+def test_rows_and_verdict_of_the_lifted_fixture_are_pinned():
+    evaluation, stages, arms = inputs()
+    got = build(lifted(evaluation), stages, arms)
+    assert any(r.get("gap_recovery") not in (None, 0.0) for r in got["rows"])  # the branches it is here for
+    assert_close(got, json.loads((HERE / "expected_lifted.json").read_text()))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parents[2] / "src"))
+    evaluation, stages, arms = inputs()
+    (HERE / "expected_lifted.json").write_text(json.dumps(build(lifted(evaluation), stages, arms), indent=1) + "\n")
