@@ -13,10 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from shiftalign.data.text import response_text
+from shiftalign.data.text import text_of
 from shiftalign.io import read_jsonl
 from shiftalign.labeling.pairs import every_model_agrees, head_agreement
-from shiftalign.reweight.pairs import text_of
 from shiftalign.rl.scorers import make_scorer
 
 
@@ -29,8 +28,8 @@ def accuracy(chosen: list[float], rejected: list[float], keep: list[bool]) -> tu
 def round_row(pairs_file: Path, gold) -> dict:
     rows = read_jsonl(pairs_file)
     prompts = [text_of(r["prompt"]) for r in rows]
-    chosen = gold(prompts, [response_text(r["chosen"]) for r in rows])
-    rejected = gold(prompts, [response_text(r["rejected"]) for r in rows])
+    chosen = gold(prompts, [text_of(r["chosen"]) for r in rows])
+    rejected = gold(prompts, [text_of(r["rejected"]) for r in rows])
     unanimous = [bool(every_model_agrees(row)) for row in rows]
     out = {"pairs": len(rows), "head_agreement": head_agreement(rows)}
     for name, keep in (("all", [True] * len(rows)), ("unanimous", unanimous), ("split", [not u for u in unanimous])):

@@ -24,16 +24,16 @@ PARTS = ("time_sample", "time_score", "time_reference", "time_update")
 
 def run(model: str, iterations: int, workdir: Path) -> dict:
     from shiftalign.config import from_dict
-    from shiftalign.recipes.rl import RLConfig
     from shiftalign.recipes.rl import main as rl_main
+    from shiftalign.train.rl_config import RLConfig
 
     root = Path(__file__).resolve().parents[1]
     cfg = from_dict(RLConfig, {
         "output_dir": str(workdir / "rl"), "model": {"path": model}, "prompts": str(root / "data/quickstart/eval.jsonl"),
         "wrap_text_as_chat": True, "algorithm": {"name": "rloo"}, "scorer": {"name": "vader"},
         "sampling": {"n": 4, "max_new_tokens": 48, "temperature": 1.0}, "prompts_per_iteration": 4,
-        "iterations": iterations, "epochs": 2, "minibatch_size": 8, "lr": 2e-6, "kl": {"coef": 0.05},
-        "save_every": 0, "progress": False})
+        "iterations": iterations, "epochs_per_rollout": 2, "minibatch_size": 8, "kl": {"coef": 0.05},
+        "train": {"lr": 2e-6, "save_every": 0, "progress": False}})
     rl_main(cfg)
     recs = [json.loads(line) for line in (workdir / "rl" / "metrics.jsonl").read_text().splitlines()]
     later = recs[1:] or recs

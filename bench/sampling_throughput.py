@@ -26,7 +26,8 @@ from shiftalign.data.load import load_examples
 from shiftalign.data.text import encode, render_prompt
 from shiftalign.models.load import load_policy
 from shiftalign.rollout.decode import decode
-from shiftalign.rollout.sample import SamplingParams, generate_hf
+from shiftalign.rollout.generate import generate_hf
+from shiftalign.rollout.params import SamplingParams
 
 
 def run(model, tok, prompts: list[list[int]], sequences: int, p: SamplingParams, backend: str) -> tuple[float, int]:

@@ -41,3 +41,19 @@ def grads_after_step(trainer, step_indices):
     record = trainer.train_step(step_indices)
     trainer.optimizer.step = orig
     return record, captured
+
+
+def rows_of(baseline, oracle, results, evaluation, seconds, replicates=None, roles=None, oracles=None, matched=None):
+    """The rows ``experiment.results.arm_rows`` builds for a run made of these parts: ``results`` (replicate
+    name -> ArmResult), ``replicates`` (arm -> its replicate names; default one per result), ``roles``,
+    ``oracles`` and ``matched`` (arm -> its own oracle / matched baseline), ``seconds`` (stage -> seconds)."""
+    from shiftalign.experiment.config import Arm, ExperimentConfig
+    from shiftalign.experiment.results import arm_rows
+    from shiftalign.experiment.run import ExperimentRun
+
+    replicates = replicates or {n: [n] for n in results}
+    arms = [Arm(a, "dpo", None, len(names), (oracles or {}).get(a), (matched or {}).get(a), role=(roles or {}).get(a))
+            for a, names in replicates.items()]
+    run = ExperimentRun(ExperimentConfig(baseline_arm=baseline, oracle_arm=oracle), arms, results, evaluation,
+                        stages=[{"stage": k, "seconds": v} for k, v in seconds.items()])
+    return arm_rows(run)

@@ -162,7 +162,7 @@ def test_a_faulty_scorer_function_is_named(tmp_path, tiny_dir, capsys, function,
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"q{i}", "prompt": f"what is {i}"} for i in range(2)])
     cfg = {"recipe": "rl", "output_dir": str(tmp_path / "run"), "model": {"path": tiny_dir}, "prompts": prompts,
            "scorer": {"name": "python", "function": f"{tmp_path / 'score.py'}:{function}"},
-           "sampling": {"n": 2, "max_new_tokens": 4}, "prompts_per_iteration": 2, "iterations": 1, "progress": False}
+           "sampling": {"n": 2, "max_new_tokens": 4}, "prompts_per_iteration": 2, "iterations": 1, "train": {"progress": False}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "c.yaml")]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("shiftalign: error")]

@@ -170,3 +170,13 @@ def test_policy_samples_may_be_empty_but_sft_rows_may_not():
         validate_row({"prompt": "hi", "completion": ""}, "sft", "s.jsonl", 1)
     with pytest.raises(DataError, match="completion"):
         validate_row({"prompt": "hi"}, "sample", "s.jsonl", 1)
+
+
+def test_text_of_one_text_for_prompts_and_responses():
+    from shiftalign.data.text import text_of
+
+    assert text_of("plain") == "plain"
+    # a conversational response reads as what the assistant wrote (the sampled completion's text; what is tokenised)
+    assert text_of([{"role": "assistant", "content": "Hi"}, {"role": "assistant", "content": " there"}]) == "Hi there"
+    # a prompt keeps who said what
+    assert text_of([{"role": "system", "content": "be kind"}, {"role": "user", "content": "q"}]) == "system: be kind\nuser: q"

@@ -7,7 +7,8 @@ import torch
 
 from shiftalign.models.tiny import tiny_causal_lm
 from shiftalign.rollout.decode import decode, draw, truncate
-from shiftalign.rollout.sample import SamplingParams, generate_hf
+from shiftalign.rollout.generate import generate_hf
+from shiftalign.rollout.params import SamplingParams
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +104,8 @@ def test_rl_rollout_old_log_probs_from_sampling_equal_a_forward_pass(tmp_path, t
     from accelerate import Accelerator
 
     from shiftalign.config import from_dict
-    from shiftalign.recipes.rl import RLConfig
     from shiftalign.train.online import RLTrainer
+    from shiftalign.train.rl_config import RLConfig
 
     from conftest import write_jsonl
 
@@ -112,7 +113,7 @@ def test_rl_rollout_old_log_probs_from_sampling_equal_a_forward_pass(tmp_path, t
     cfg = from_dict(RLConfig, {"output_dir": str(tmp_path / "rl"), "model": {"path": tiny_dir}, "prompts": prompts,
                                "algorithm": {"name": "rloo"}, "scorer": {"name": "random"},
                                "sampling": {"n": 2, "max_new_tokens": 8, "temperature": 0.8},
-                               "prompts_per_iteration": 4, "progress": False})
+                               "prompts_per_iteration": 4, "train": {"progress": False}})
     trainer = RLTrainer(cfg, Accelerator(cpu=True))
     assert trainer.rollout_logps_exact
     from_sampling, items, _ = trainer.rollout(0)

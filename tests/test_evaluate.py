@@ -12,8 +12,9 @@ import yaml
 
 import shiftalign.recipes.evaluate as ev_mod
 from shiftalign.cli import main
+from shiftalign.metrics import chosen_accuracy, pair_accuracy
 from shiftalign.ops.kl import tempered_token_kl
-from shiftalign.recipes.evaluate import pair_accuracy, paired_bootstrap
+from shiftalign.recipes.evaluate import paired_bootstrap
 
 from conftest import write_jsonl
 
@@ -59,6 +60,11 @@ def test_pair_accuracy_hand_values():
     acc, n = pair_accuracy(np.array([0.0, 1.0, 0.5, 3.0, 3.0]), np.array([0.1, 0.2, 0.3, 1.0, 0.0]),
                            ["a", "a", "a", "b", "b"], "best_vs_worst")
     assert n == 2 and acc == pytest.approx((1 + 0.5) / 2)
+
+
+def test_chosen_accuracy_hand_values():
+    # right, wrong, tie (1/2), right
+    assert chosen_accuracy(np.array([2.0, 0.0, 1.0, 5.0]), np.array([1.0, 1.0, 1.0, -5.0])) == pytest.approx(2.5 / 4)
 
 
 def _next_token_kl(p_path, base_path, prompts, t):
@@ -198,6 +204,25 @@ def test_evaluate_policies(tmp_path):
         assert sorted(calls) == [p1, p1]
         rows = [json.loads(line) for line in (tmp_path / "ev" / "samples" / "initial.jsonl").read_text().splitlines()]
         assert {r["sampling"]["temperature"] for r in rows} == {0.5}
+
+        # Another gold, same config and same file path, other content: the cached reward-model accuracy was
+        # measured against the old gold, so it is recomputed against the new one (the samples are kept).
+        (tmp_path / "gold.py").write_text("def g(prompts, responses):\n"
+                                          "    return [float(len(set(r))) for r in responses]\n")
+        rm_calls = []
+        real_rm = ev_mod.rm_accuracy
+        ev_mod.rm_accuracy = lambda c, rows, g: rm_calls.append(len(rows)) or real_rm(c, rows, g)
+        try:
+            before = (tmp_path / "ev" / "samples" / "other.jsonl").read_text()
+            regold = _run(tmp_path, cfg)["policies"]["other"]
+        finally:
+            ev_mod.rm_accuracy = real_rm
+        assert len(rm_calls) == 3 and (tmp_path / "ev" / "samples" / "other.jsonl").read_text() == before
+        rows = [json.loads(line) for line in before.splitlines()]
+        g = make_scorer(gold)([r["prompt"] for r in rows], [r["completion"] for r in rows])
+        s = reward_model_scorer(rm)([r["prompt"] for r in rows], [r["completion"] for r in rows])
+        assert (regold["reward_model_accuracy"], regold["reward_model_pairs"]) == \
+            pytest.approx(pair_accuracy(np.array(s), np.array(g), [r["prompt_id"] for r in rows]))
     finally:
         ev_mod.sequence_kls = real
 

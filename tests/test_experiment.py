@@ -14,6 +14,7 @@ from shiftalign.cli import main
 
 from conftest import write_jsonl
 from fake_llm_server import FakeLLM
+from helpers import rows_of
 
 TRAIN = {"batch_size": 2, "micro_batch_size": 2, "lr": 1e-3, "epochs": 1, "save_every": 2}
 
@@ -276,7 +277,6 @@ def test_a_bad_arm_is_refused_before_anything_is_written(bench_cfg, tmp_path, ca
 @pytest.mark.parametrize("oracle_ci, reported", [([0.05, 0.2], True), ([-0.1, 0.2], False), ([-0.3, -0.1], False)])
 def test_gap_recovery_only_when_the_oracle_is_significantly_better(oracle_ci, reported):
     from shiftalign.experiment.arms import ArmResult
-    from shiftalign.experiment.results import arm_rows
 
     k = "gold_diff_vs_src"
     pol = {"src": {"gold_mean": 0.5, k: 0.0, f"{k}_ci95": [0.0, 0.0]},
@@ -284,7 +284,7 @@ def test_gap_recovery_only_when_the_oracle_is_significantly_better(oracle_ci, re
            "method": {"gold_mean": 0.55, k: 0.05, f"{k}_ci95": [-0.01, 0.11]}}
     for e in pol.values():
         e.update(win_rate_vs_baseline=0.5, kl_to_baseline=0.1)
-    rows = {r["arm"]: r for r in arm_rows("src", "oracle", {n: ArmResult(n) for n in pol}, {"policies": pol}, {})}
+    rows = {r["arm"]: r for r in rows_of("src", "oracle", {n: ArmResult(n) for n in pol}, {"policies": pol}, {})}
     if reported:
         assert rows["method"]["gap_recovery"] == pytest.approx(0.05 / 0.125)
     else:
@@ -322,27 +322,37 @@ def test_the_verdict_states_the_result_from_the_numbers():
     assert "recovers" not in lines[0]
 
 
-def test_the_default_profile_uses_the_same_method_settings_on_both_golds():
-    """bench/shift/default_plain_language.yaml and default_readability.yaml differ from default.yaml only in
-    the gold, its data files, the output directory and the judge's stated criterion; all parse as experiment
-    configs."""
+def test_the_default_profile_uses_the_same_method_settings_on_every_gold():
+    """bench/shift/default_plain_language.yaml and default_readability.yaml extend default.yaml: resolved, each
+    differs from it in exactly the gold, its two pairs files, the output directory and the judge's stated
+    criterion, with the same arms in the same order; all parse as experiment configs."""
     from pathlib import Path
 
-    from shiftalign.config import load_config
+    from shiftalign.config import load_config, to_dict
     from shiftalign.experiment.config import ExperimentConfig, parse_arms
 
+    def flat(tree, prefix=""):  # dotted key -> value; the arms keyed by name
+        if isinstance(tree, dict):
+            return {k: v for key, value in tree.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+        if prefix == "arms.":
+            return {k: v for arm in tree for k, v in flat(arm, f"arms.{arm['name']}.").items()}
+        return {prefix[:-1]: tree}
+
     root = Path(__file__).resolve().parents[1] / "bench" / "shift"
-    golds = ("default.yaml", "default_plain_language.yaml", "default_readability.yaml")
-    a, b, c = (yaml.safe_load((root / f).read_text()) for f in golds)
-    for cfg in (a, b, c):
-        for key in ("output_dir", "gold"):
-            cfg.pop(key)
-        for key in ("source_pairs", "heldout_pairs"):
-            cfg["data"].pop(key)
-        judge = next(arm for arm in cfg["arms"] if arm["name"] == "judge_pseudo")
-        judge["judge"]["judge"].pop("system")
-    assert a == b == c
-    for f in (*golds, "small.yaml", "small_data.yaml"):
+    default = to_dict(load_config(str(root / "default.yaml"), [], ExperimentConfig))
+    for variant in ("default_plain_language.yaml", "default_readability.yaml"):
+        assert yaml.safe_load((root / variant).read_text())["extends"] == "default.yaml"
+        cfg = to_dict(load_config(str(root / variant), [], ExperimentConfig))
+        assert [a["name"] for a in cfg["arms"]] == [a["name"] for a in default["arms"]]
+        a, b = flat(default), flat(cfg)
+        assert a.keys() == b.keys()
+        assert {k for k in a if a[k] != b[k]} == {"output_dir", "gold.name", "data.source_pairs", "data.heldout_pairs",
+                                                  "arms.judge_pseudo.judge.judge.system"}, variant
+        gold = cfg["gold"]["name"]
+        assert (cfg["data"]["source_pairs"], cfg["data"]["heldout_pairs"]) == (
+            f"data/shift/default/source_pairs_{gold}.jsonl", f"data/shift/default/heldout_pairs_{gold}.jsonl")
+    for f in ("default.yaml", "default_plain_language.yaml", "default_readability.yaml", "small.yaml",
+              "small_data.yaml"):
         parse_arms(load_config(str(root / f), [], ExperimentConfig))
 
 
@@ -351,7 +361,7 @@ def test_rows_and_verdict_read_the_best_arm_family_wise_and_against_the_control(
     method arms get a family-wise interval, wider than their own; the control is no method, and the
     verdict gives the best arm's family-wise interval and its difference to the control."""
     from shiftalign.experiment.arms import ArmResult
-    from shiftalign.experiment.results import arm_rows, verdict
+    from shiftalign.experiment.results import verdict
 
     rng = np.random.default_rng(0)
     prompts = rng.normal(size=48)
@@ -361,7 +371,7 @@ def test_rows_and_verdict_read_the_best_arm_family_wise_and_against_the_control(
     for e in pol.values():
         e["gold_mean"] = float(np.mean(e["gold_per_prompt"]))
     roles = {"initial": "reference", "random": "control", **{n: "method" for n in ("src", "m1", "m2", "m3", "oracle")}}
-    rows = {r["arm"]: r for r in arm_rows("src", "oracle", {n: ArmResult(n) for n in pol}, {"policies": pol}, {},
+    rows = {r["arm"]: r for r in rows_of("src", "oracle", {n: ArmResult(n) for n in pol}, {"policies": pol}, {},
                                           None, roles)}
     assert set(n for n, r in rows.items() if "ci95_family" in r) == {"m1", "m2", "m3"}
     for n in ("m1", "m2", "m3"):
@@ -380,7 +390,7 @@ def test_rows_and_verdict_read_the_best_arm_family_wise_and_against_the_control(
     assert "`m2` against it:" in lines[0]
     assert any(line.startswith("`random`:") for line in lines[1:])
     roles["src"] = "control"  # source-only DPO is a control by its options: as the baseline it is none of them
-    rows = {r["arm"]: r for r in arm_rows("src", "oracle", {n: ArmResult(n) for n in pol}, {"policies": pol}, {},
+    rows = {r["arm"]: r for r in rows_of("src", "oracle", {n: ArmResult(n) for n in pol}, {"policies": pol}, {},
                                           None, roles)}
     assert set(rows["m2"]["vs_control"]) == {"random"}
     assert "The control `src`" not in verdict(list(rows.values()), kinds, "src", "oracle", "vader", roles)[0]
@@ -408,7 +418,7 @@ def test_an_arm_is_read_against_its_own_oracle():
     experiment's oracle; oracles are not method arms, and the verdict says which oracle the best arm is
     read against."""
     from shiftalign.experiment.arms import ArmResult
-    from shiftalign.experiment.results import arm_rows, verdict
+    from shiftalign.experiment.results import verdict
 
     k = "gold_diff_vs_src"
     gains = {"src": (0.0, [0.0, 0.0]), "oracle": (0.1, [0.05, 0.15]), "oracle_warm": (0.4, [0.3, 0.5]),
@@ -416,7 +426,7 @@ def test_an_arm_is_read_against_its_own_oracle():
     pol = {n: {"gold_mean": 0.5 + d, k: d, f"{k}_ci95": ci, "win_rate_vs_baseline": 0.5, "kl_to_baseline": 1.0}
            for n, (d, ci) in gains.items()}
     roles = {"src": "control", "oracle": "oracle", "oracle_warm": "oracle", "warm": "method", "single": "method"}
-    rows = arm_rows("src", "oracle", {n: ArmResult(n) for n in pol}, {"policies": pol}, {}, roles=roles,
+    rows = rows_of("src", "oracle", {n: ArmResult(n) for n in pol}, {"policies": pol}, {}, roles=roles,
                     oracles={"warm": "oracle_warm"})
     by = {r["arm"]: r for r in rows}
     assert by["warm"]["gap_recovery"] == pytest.approx(0.2 / 0.4) and by["warm"]["oracle"] == "oracle_warm"
@@ -472,7 +482,7 @@ def test_only_arms_runs_a_selection_and_a_later_run_adds_the_rest(bench_cfg, tmp
 
 def test_an_iterated_arm_reports_label_accuracy_and_head_agreement_by_round_averaged_over_seeds():
     from shiftalign.experiment.arms import ArmResult
-    from shiftalign.experiment.results import arm_rows, diagnosis
+    from shiftalign.experiment.results import diagnosis
 
     k = "gold_diff_vs_src"
     pol = {n: {"gold_mean": 0.5, k: 0.0, f"{k}_ci95": [0.0, 0.0], "win_rate_vs_baseline": 0.5, "kl_to_baseline": 1.0}
@@ -484,7 +494,7 @@ def test_an_iterated_arm_reports_label_accuracy_and_head_agreement_by_round_aver
             "it@1": ArmResult("it@1", diagnostics={"label_accuracy": 0.55, "pseudo_pairs": 256,
                                                    "rounds": [{"round": 1, "label_accuracy": 0.8, "head_agreement": 0.7},
                                                               {"round": 2, "label_accuracy": 0.3, "head_agreement": 0.4}]})}
-    rows = {r["arm"]: r for r in arm_rows("src", None, arms, {"policies": pol}, {},
+    rows = {r["arm"]: r for r in rows_of("src", None, arms, {"policies": pol}, {},
                                           replicates={"src": ["src"], "it": ["it", "it@1"]})}
     assert rows["it"]["label_accuracy_by_round"] == pytest.approx([0.7, 0.3])
     assert rows["src"]["label_accuracy_by_round"] == []

@@ -96,8 +96,9 @@ def test_bradley_terry():
 def test_every_loss_is_per_example_and_finite(name):
     spec = LOSSES.get(name)
     B = 6
-    out = {"logps": -torch.rand(B, spec.n_branches) * 20, "lengths": torch.randint(1, 9, (B, spec.n_branches)).float(),
-           "ref_logps": -torch.rand(B, spec.n_branches) * 20, "rewards": torch.randn(B, 2),
+    k = 1 if spec.kind == "sft" else 2  # responses per row, fixed by the kind of rows the loss trains on
+    out = {"logps": -torch.rand(B, k) * 20, "lengths": torch.randint(1, 9, (B, k)).float(),
+           "ref_logps": -torch.rand(B, k) * 20, "rewards": torch.randn(B, 2),
            "labels": torch.tensor([True, False] * 3)}
     if spec.step_statistic is not None:
         out["step_mean"] = spec.step_statistic(out).mean()

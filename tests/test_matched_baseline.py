@@ -6,7 +6,9 @@ import pytest
 from shiftalign.config import ConfigError
 from shiftalign.experiment.arms import ArmResult
 from shiftalign.experiment.config import ExperimentConfig, parse_arms, selected_arms
-from shiftalign.experiment.results import arm_rows, markdown_table, verdict
+from shiftalign.experiment.results import markdown_table, verdict
+
+from helpers import rows_of
 
 P = 40
 
@@ -21,7 +23,7 @@ def _rows(oracle_mean: float) -> dict:
     pol = {"initial": _policy(0.3, seed=1), "src": _policy(0.5, seed=2), "long": _policy(0.6, seed=3),
            "warm": _policy(0.7, seed=4), "owarm": _policy(oracle_mean, seed=5)}
     roles = {"initial": "reference", "src": "control", "long": "control", "warm": "method", "owarm": "oracle"}
-    rows = arm_rows("src", "owarm", {n: ArmResult(n) for n in pol}, {"policies": pol}, {}, None, roles,
+    rows = rows_of("src", "owarm", {n: ArmResult(n) for n in pol}, {"policies": pol}, {}, None, roles,
                     {"warm": "owarm"}, {"warm": "long"})
     return {r["arm"]: r for r in rows}, pol
 

@@ -32,23 +32,17 @@ def lifted(evaluation: dict) -> dict:
 
 
 def build(evaluation: dict, stages: dict, arms: list) -> dict:
-    from shiftalign.experiment.arms import ArmResult, arm_role
+    from shiftalign.experiment.arms import ArmResult
     from shiftalign.experiment.config import ExperimentConfig, parse_arms
     from shiftalign.experiment.results import arm_rows, verdict
-    from shiftalign.experiment.seeds import replicate_name
+    from shiftalign.experiment.run import ExperimentRun
 
     cfg = ExperimentConfig(arms=arms, baseline_arm="dpo_source", oracle_arm="oracle")
-    parsed = parse_arms(cfg)
-    results = {n: ArmResult(s["model"], s.get("failed"), s.get("diagnostics", {}), s.get("files", {}))
-               for n, s in stages.items()}
-    seconds = {f"arm_{n}": s["seconds"] for n, s in stages.items()}
-    replicates = {a.name: [replicate_name(a.name, k) for k in range(a.seeds)] for a in parsed}
-    roles = {a.name: arm_role(a.options) for a in parsed}
-    rows = arm_rows(cfg.baseline_arm, cfg.oracle_arm, results, evaluation, seconds, replicates, roles,
-                    {a.name: a.oracle for a in parsed if a.oracle},
-                    {a.name: a.matched_baseline for a in parsed if a.matched_baseline})
-    lines = verdict(rows, {a.name: a.kind for a in parsed}, cfg.baseline_arm, cfg.oracle_arm,
-                    evaluation["gold"]["name"], roles)
+    run = ExperimentRun(cfg, parse_arms(cfg), {n: ArmResult.from_record(s) for n, s in stages.items()}, evaluation,
+                        stages=[{"stage": f"arm_{n}", "seconds": s["seconds"]} for n, s in stages.items()])
+    rows = arm_rows(run)
+    lines = verdict(rows, {a.name: a.kind for a in run.arms}, cfg.baseline_arm, cfg.oracle_arm, run.gold_name,
+                    {a.name: a.role for a in run.arms})
     return json.loads(json.dumps({"rows": rows, "verdict": lines}))
 
 

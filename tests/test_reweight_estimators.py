@@ -57,6 +57,14 @@ def test_kmm_refuses_above_its_cap():
         spec.fit(np.zeros((spec.max_n, 2)), np.zeros((2, 2)), spec.params())
 
 
+@pytest.mark.parametrize("name", [n for n in ESTIMATORS.names() if ESTIMATORS.get(n).max_n is not None])
+def test_the_declared_cap_is_the_one_enforced(name):
+    """``EstimatorSpec.max_n`` is the one source of the cap: one row past it is refused, naming it."""
+    spec = ESTIMATORS.get(name)
+    with pytest.raises(ConfigError, match=f"exceed its cap of {spec.max_n} "):
+        spec.fit(np.zeros((spec.max_n - 1, 2)), np.zeros((2, 2)), spec.params())
+
+
 def test_classifier_cross_fitting_keeps_weights_out_of_sample():
     """A sample's own label must not leak into its weight: on identical distributions the
     cross-fitted weights stay near 1 even with a flexible model."""

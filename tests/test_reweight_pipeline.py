@@ -155,7 +155,7 @@ def test_policy_ratio_in_training(tmp_path, tiny_dir, prefs):
 
 @pytest.mark.parametrize("kind,width", [("hidden", 32), ("logprob", 4)])
 def test_lm_feature_kinds_and_cache(tmp_path, tiny_dir, kind, width):
-    from shiftalign.reweight.features import FeatureConfig, extract
+    from shiftalign.models.features import FeatureConfig, extract
 
     pairs = [("what is 1?", "a good answer"), ("what is 2?", "a rude reply"), ("hello", "the quick fox")]
     cfg = FeatureConfig(kind=kind, model=tiny_dir)
@@ -171,7 +171,7 @@ def test_lm_feature_kinds_and_cache(tmp_path, tiny_dir, kind, width):
 
 def test_hidden_features_pick_a_layer(tmp_path, tiny_dir):
     from shiftalign.errors import ConfigError
-    from shiftalign.reweight.features import FeatureConfig, extract
+    from shiftalign.models.features import FeatureConfig, extract
 
     pairs = [("what is 1?", "a good answer"), ("hello", "the quick fox")]
     last = extract(pairs, FeatureConfig(kind="hidden", model=tiny_dir), tmp_path / "cache")
@@ -187,7 +187,7 @@ def test_hidden_state_stops_at_its_layer_and_equals_the_full_forward(tiny_dir):
     ``output_hidden_states``; a middle one runs none of the layers above it."""
     from transformers import AutoModelForCausalLM
 
-    from shiftalign.reweight.features import hidden_state
+    from shiftalign.models.features import hidden_state
 
     model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
     ids = torch.tensor([[5, 9, 11, 3, 7], [4, 8, 2, 6, 1]])
@@ -208,8 +208,8 @@ def test_hidden_state_stops_at_its_layer_and_equals_the_full_forward(tiny_dir):
 def test_feature_cache_follows_the_model_content(tmp_path, tiny_dir):
     import shutil
 
+    from shiftalign.models.features import FeatureConfig, extract
     from shiftalign.models.tiny import save_tiny
-    from shiftalign.reweight.features import FeatureConfig, extract
 
     model = tmp_path / "m"
     shutil.copytree(tiny_dir, model)
@@ -236,3 +236,12 @@ def test_mlp_classifier_with_calibration():
     spec = ESTIMATORS.get("classifier")
     w, info = spec.fit(Xs, Xt, spec.params(model="mlp", calibration="sigmoid", folds=3))
     assert info["model"] == "mlp" and spearmanr(w, true).statistic > 0.85
+
+
+def test_feature_kinds_are_registry_entries():
+    from shiftalign.errors import ConfigError
+    from shiftalign.models.features import FEATURE_KINDS, FeatureConfig, extract
+
+    assert FEATURE_KINDS.names() == ["embedding", "hidden", "logprob"]
+    with pytest.raises(ConfigError, match="unknown feature kind 'tfidf'; known: embedding, hidden, logprob"):
+        extract([("p", "r")], FeatureConfig(kind="tfidf"), None)

@@ -16,14 +16,14 @@ def target_fraction(prompts, responses):
 '''
 
 
-def _run(tmp_path, tiny_dir, algo, iterations=12, kl=0.0, name="run", lr=3e-2, **extra):
+def _run(tmp_path, tiny_dir, algo, iterations=12, kl=0.0, name="run", lr=3e-2, train=None, **extra):
     (tmp_path / "score.py").write_text(SCORER)
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"q{i}", "prompt": f"what is {i}"} for i in range(8)])
     cfg = {"recipe": "rl", "output_dir": str(tmp_path / name), "model": {"path": tiny_dir}, "prompts": prompts,
            "algorithm": {"name": algo}, "scorer": {"name": "python", "function": f"{tmp_path / 'score.py'}:target_fraction"},
            "sampling": {"n": 4, "max_new_tokens": 8, "temperature": 1.0}, "prompts_per_iteration": 4,
-           "iterations": iterations, "epochs": 2, "minibatch_size": 8, "lr": lr, "kl": {"coef": kl},
-           "progress": False, **extra}
+           "iterations": iterations, "epochs_per_rollout": 2, "minibatch_size": 8, "kl": {"coef": kl},
+           "train": {"lr": lr, "progress": False, **(train or {})}, **extra}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", str(path)]) == 0
@@ -68,9 +68,9 @@ def _stopped_after(monkeypatch, iterations_done: int):
 def test_resume_continues(tmp_path, tiny_dir, monkeypatch):
     restore = _stopped_after(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, tiny_dir, "grpo", iterations=6, name="r", save_every=2)
+        _run(tmp_path, tiny_dir, "grpo", iterations=6, name="r", train={"save_every": 2})
     restore()
-    recs = _run(tmp_path, tiny_dir, "grpo", iterations=6, name="r", save_every=2)
+    recs = _run(tmp_path, tiny_dir, "grpo", iterations=6, name="r", train={"save_every": 2})
     assert [r["step"] for r in recs] == [1, 2, 3, 4, 5, 6]
 
 
@@ -79,12 +79,12 @@ def test_resume_is_exact(tmp_path, tiny_dir, monkeypatch):
     import torch
     from safetensors.torch import load_file
 
-    _run(tmp_path, tiny_dir, "ppo", iterations=4, name="straight", save_every=2, keep_optimizer_state=True)
+    _run(tmp_path, tiny_dir, "ppo", iterations=4, name="straight", train={"save_every": 2, "keep_optimizer_state": True})
     restore = _stopped_after(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, tiny_dir, "ppo", iterations=4, name="split", save_every=2, keep_optimizer_state=True)
+        _run(tmp_path, tiny_dir, "ppo", iterations=4, name="split", train={"save_every": 2, "keep_optimizer_state": True})
     restore()
-    _run(tmp_path, tiny_dir, "ppo", iterations=4, name="split", save_every=2, keep_optimizer_state=True)
+    _run(tmp_path, tiny_dir, "ppo", iterations=4, name="split", train={"save_every": 2, "keep_optimizer_state": True})
     a = load_file(str(tmp_path / "straight" / "checkpoints" / "step-00000004" / "trainable.safetensors"))
     b = load_file(str(tmp_path / "split" / "checkpoints" / "step-00000004" / "trainable.safetensors"))
     assert set(a) == set(b) and any("value_head" in k for k in a)
@@ -176,7 +176,7 @@ def test_rl_refuses_truncated_or_greedy_sampling(tmp_path, tiny_dir, sampling, c
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "what is 1"}, {"prompt": "what is 2"}])
     cfg = {"recipe": "rl", "output_dir": str(tmp_path / "run"), "model": {"path": tiny_dir}, "prompts": prompts,
            "scorer": {"name": "python", "function": f"{tmp_path / 'score.py'}:target_fraction"},
-           "sampling": {"n": 2, "max_new_tokens": 4, "temperature": 1.0, **sampling}, "progress": False}
+           "sampling": {"n": 2, "max_new_tokens": 4, "temperature": 1.0, **sampling}, "train": {"progress": False}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "c.yaml")]) == 2
     assert "tempered policy" in capsys.readouterr().err
@@ -206,3 +206,65 @@ def test_rl_tree_rows_equal_one_row_per_sample():
     for key in ("logps", "entropy", "values"):
         assert tree[key].shape == single[key].shape == (sum(len(c) for s in samples for c in s),)
         assert torch.allclose(tree[key], single[key], atol=1e-5), key
+
+
+def test_the_train_section_schedule_and_warm_up_drive_the_learning_rate(tmp_path, tiny_dir, monkeypatch):
+    """train.lr, schedule and warm-up as offline, over optimiser steps: 2 iterations x 2 passes of one
+    minibatch (4 prompts x 2 samples = 8 = minibatch_size) is 4 steps; linear with 1 warm-up step gives
+    lr x [0, 1, 2/3, 1/3] (transformers' linear schedule: s / w, then (S - s) / (S - w))."""
+    from shiftalign.train import online
+
+    used = []
+    real = online.optimizer_step
+
+    def recording(*args, **kwargs):
+        grad_norm, lr = real(*args, **kwargs)
+        used.append(lr)
+        return grad_norm, lr
+
+    monkeypatch.setattr(online, "optimizer_step", recording)
+    recs = _run(tmp_path, tiny_dir, "rloo", iterations=2, name="sched", lr=0.03, sampling={"n": 2, "max_new_tokens": 4},
+                train={"schedule": "linear", "warmup_steps": 1})
+    assert used == pytest.approx([0.0, 0.03, 0.02, 0.01])
+    assert [r["lr"] for r in recs] == pytest.approx([0.015, 0.015])  # the mean of each iteration's steps
+    recs = _run(tmp_path, tiny_dir, "rloo", iterations=2, name="const", lr=0.03, sampling={"n": 2, "max_new_tokens": 4})
+    assert used[4:] == pytest.approx([0.03] * 4)  # the rl default: constant, no warm-up
+
+
+def test_resume_false_starts_over(tmp_path, tiny_dir, monkeypatch, capsys):
+    """Interrupted after two iterations (a checkpoint at 2), rerun with train.resume false: every iteration
+    runs again from the start, and the weights equal those of an uninterrupted run."""
+    from safetensors.torch import load_file
+
+    from shiftalign.train.online import RLTrainer
+
+    keep = {"save_every": 2, "keep_optimizer_state": True}
+    _run(tmp_path, tiny_dir, "ppo", iterations=4, name="straight", train=keep)
+    restore = _stopped_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, tiny_dir, "ppo", iterations=4, name="again", train=keep)
+    restore()
+    assert (tmp_path / "again" / "checkpoints" / "step-00000002").is_dir()
+    started = []
+    real = RLTrainer.rollout
+    monkeypatch.setattr(RLTrainer, "rollout", lambda self, it: started.append(it) or real(self, it))
+    recs = _run(tmp_path, tiny_dir, "ppo", iterations=4, name="again", train={**keep, "resume": False})
+    assert started == [0, 1, 2, 3] and [r["step"] for r in recs] == [1, 2, 3, 4]
+    assert "starting over" in capsys.readouterr().out
+    a = load_file(str(tmp_path / "straight" / "checkpoints" / "step-00000004" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "again" / "checkpoints" / "step-00000004" / "trainable.safetensors"))
+    assert all(torch_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("train", {"epochs": 3}, "train.epochs is not used by the rl recipe (epochs_per_rollout sets the passes"),
+    ("train", {"batch_size": 32}, "train.batch_size is not used by the rl recipe"),
+    ("train", {"max_steps": 5}, "train.max_steps is not used by the rl recipe (iterations sets the length"),
+    ("epochs", 2, "epochs is now epochs_per_rollout"),
+    ("lr", 1e-5, "lr is now train.lr"),
+])
+def test_offline_only_and_moved_keys_are_refused_by_name(tmp_path, key, value, expected, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"recipe": "rl", "prompts": "p.jsonl", key: value}))
+    assert main(["config", str(cfg)]) == 2
+    assert expected in capsys.readouterr().err

@@ -120,8 +120,8 @@ def test_adaptive_kl_controller_hand_values():
 
 
 def test_score_shaping_hand_values():
-    from shiftalign.recipes.rl import RLConfig
     from shiftalign.train.online import shape_scores
+    from shiftalign.train.rl_config import RLConfig
 
     raw, eos, lengths = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 0.0, 1.0]), torch.tensor([10.0, 4.0, 2.0])
     cfg = RLConfig(missing_eos_penalty=1.5, length_penalty=0.1)

@@ -111,3 +111,13 @@ def test_vllm_backend_when_installed(tmp_path, tiny_dir):
     pytest.importorskip("vllm")
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "hello"}])
     assert main(["sample", _cfg(tmp_path, tiny_dir, prompts, backend="vllm")]) == 0
+
+
+def test_backends_are_registry_entries(tmp_path, tiny_dir, capsys):
+    from shiftalign.rollout.backends import SAMPLERS
+
+    assert SAMPLERS.names() == ["decode", "hf", "vllm"]
+    assert [SAMPLERS.get(n).loads_model for n in SAMPLERS.names()] == [True, True, False]
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": "p0", "prompt": "hi"}])
+    assert main(["sample", _cfg(tmp_path, tiny_dir, prompts, backend="beam")]) != 0
+    assert "unknown sampling backend 'beam'; known: decode, hf, vllm" in capsys.readouterr().err

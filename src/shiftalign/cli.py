@@ -33,8 +33,8 @@ from .runtime import reuse_freed_memory
 COMMANDS = {
     "train": (None, None, None, "train with the recipe named in the config (sft, reward, preference, rl)",
               "train.lr=1e-6 loss.beta=0.2"),
-    "config": (None, None, None, "print the resolved config (defaults + file + overrides) "
-               "and exit", "model.path=PATH"),
+    "config": (None, None, None, "print the resolved config of any command (defaults + the file and the "
+               "files it extends + overrides) and exit", "model.path=PATH"),
     "sample": ("shiftalign.rollout.sample", "SampleConfig", "main", "sample n responses per prompt from a policy "
                "(configs/sample.yaml)", "sampling.n=8 policy.path=PATH"),
     "weights fit": ("shiftalign.recipes.weights", "WeightsConfig", "main", "fit density-ratio weights of source "
@@ -100,8 +100,10 @@ def load_for_command(name: str, config: str, overrides: list[str]):
     that runs it."""
     from .config import load_config
 
+    if name == "config":
+        name = config_command(config, overrides)
     module, config_cls, entry, _, _ = COMMANDS[name]
-    if name in ("train", "config"):  # the recipe named in the file picks the config class
+    if name == "train":  # the recipe named in the file picks the config class
         from .recipes import RECIPES, check_method_sections, recipe_name
 
         recipe = RECIPES.get(recipe_name(config, overrides))
@@ -109,7 +111,38 @@ def load_for_command(name: str, config: str, overrides: list[str]):
         check_method_sections(cfg)
         return cfg, recipe.main
     mod = importlib.import_module(module)
-    return load_config(config, overrides, getattr(mod, config_cls)), getattr(mod, entry)
+    cfg = load_config(config, overrides, getattr(mod, config_cls))
+    if name == "experiment":  # the arms' own options, checked as the run checks them
+        from .errors import ConfigError
+        from .experiment.config import parse_arms
+
+        try:
+            parse_arms(cfg)
+        except ConfigError as e:
+            raise ConfigError(f"{config}: {e}") from None
+    return cfg, getattr(mod, entry)
+
+
+def config_command(config: str, overrides: list[str]) -> str:
+    """The command a config file is written for, which `shiftalign config` resolves it as: ``train`` (the file's
+    recipe picks the class) when that class knows every top-level key of the file (after ``extends``) and the
+    overrides, else the first other command whose class does, else ``train`` (whose error names the keys)."""
+    import dataclasses
+
+    from .config import read_tree
+    from .recipes import RECIPES, recipe_name
+
+    keys = set(read_tree(config)) | {ov.split("=", 1)[0].split(".")[0].strip() for ov in overrides}
+
+    def knows(cls) -> bool:
+        return keys <= {f.name for f in dataclasses.fields(cls)}
+
+    if knows(RECIPES.get(recipe_name(config, overrides)).config):
+        return "train"
+    for name, (module, config_cls, *_) in COMMANDS.items():
+        if module and knows(getattr(importlib.import_module(module), config_cls)):
+            return name
+    return "train"
 
 
 def _run(name: str, args) -> None:

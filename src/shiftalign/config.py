@@ -1,5 +1,6 @@
 """Typed run configuration: dataclasses with defaults and comments, read from YAML, with dotted
-``key=value`` overrides from the command line. Unknown keys are errors.
+``key=value`` overrides from the command line. Unknown keys are errors. A file may start from another with
+``extends: base.yaml`` and write only what differs (:func:`read_tree`).
 
 A method's own knobs live with the method: ``loss:`` holds ``name`` plus the parameters of that
 loss's own dataclass (see ``losses/``).
@@ -9,6 +10,7 @@ loss's own dataclass (see ``losses/``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +19,6 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
-from .reweight.policy_ratio import PolicyRatioConfig
 
 
 @dataclass
@@ -78,6 +79,14 @@ class TrainConfig:
 
 
 @dataclass
+class PolicyRatioConfig:
+    # A section of the run config read by the training loop; the weights are computed by reweight.policy_ratio,
+    # which imports this class (config sits below every method module, never the other way round).
+    form: str = "wpo"  # wpo | relative
+    alpha: float = 0.5  # relative form: mixing weight a in (0, 1]
+
+
+@dataclass
 class RunConfig:
     recipe: str = "preference"  # sft | reward | preference
     output_dir: str = "runs/default"
@@ -89,7 +98,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: dict = field(default_factory=lambda: {"name": "dpo"})  # name + that loss's parameters
     # Per-step weights from the policy-likelihood ratio (see reweight.policy_ratio); null: off.
-    policy_ratio: "PolicyRatioConfig | None" = None
+    policy_ratio: PolicyRatioConfig | None = None
     # A directory of finished runs keyed on their content (recipes.reuse): a run with the same settings, data and
     # models as one recorded there links that run's model instead of training; null: always train.
     reuse: str | None = None
@@ -150,6 +159,11 @@ def _coerce(value, tp, key: str):
     return value
 
 
+def coerce(value, tp, key: str):
+    """``value`` read as type ``tp`` (as a config field of that type reads it); ConfigError naming ``key``."""
+    return _coerce(value, tp, key)
+
+
 def from_dict(cls, data: dict, prefix: str = ""):
     """Build dataclass ``cls`` from a mapping; unknown keys and wrong types raise ConfigError."""
     hints = _hints(cls)
@@ -157,7 +171,10 @@ def from_dict(cls, data: dict, prefix: str = ""):
     unknown = sorted(set(data) - set(names))
     if unknown:
         where = f" in '{prefix}'" if prefix else ""
-        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}{where}; known: {', '.join(names)}")
+        moved = getattr(cls, "MOVED", {})  # a class may name where its former keys went
+        hint = "; ".join(f"{k} is now {moved[k]}" for k in unknown if k in moved)
+        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}{where}; "
+                          + (f"{hint}; " if hint else "") + f"known: {', '.join(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -178,25 +195,113 @@ def _set_dotted(tree: dict, dotted: str, value) -> None:
     node[parts[-1]] = value
 
 
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return tree
+
+
+def read_tree(path: str | Path) -> dict:
+    """The mapping a YAML config file holds, with the file it ``extends`` (and that file's own base, and so on)
+    merged under it; ``extends`` itself is removed.
+
+    ``extends: base.yaml`` names a file relative to the one that says it. The file's keys override the base's:
+    mappings merge key by key, at every depth; any other value, a list included, replaces the base's whole.
+    One exception: the top-level ``arms`` list merges by ``name`` — an arm named like one of the base's merges
+    into it (its mapping deep-merged) and keeps the base's position, a new name is appended, and
+    ``{name: x, drop: true}`` removes the base's arm ``x``. Nothing is checked against a dataclass here:
+    :func:`load_config` parses the merged mapping, so an unknown key is an error wherever it was written.
+    """
+    return _resolve(Path(path), ())
+
+
+def _resolve(path: Path, chain: tuple[Path, ...]) -> dict:
+    seen = [p.resolve() for p in chain]
+    if path.resolve() in seen:
+        cycle = " -> ".join(str(p) for p in (*chain[seen.index(path.resolve()):], path))
+        raise ConfigError(f"config files extend each other in a cycle: {cycle}")
+    tree = _read_yaml(path)
+    base = tree.pop("extends", None)
+    if base is None:
+        for arm in tree.get("arms") or []:
+            if isinstance(arm, dict) and "drop" in arm:
+                raise ConfigError(f"{path}: arms.{arm.get('name')}.drop: only a config that extends another can "
+                                  "drop one of its arms")
+        return tree
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: extends: expected the name of a YAML file, got {base!r}")
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: extends {base}: {base_path} not found")
+    return _merge(_resolve(base_path, (*chain, path)), tree, path, base_path, top=True)
+
+
+def _merge(base: dict, over: dict, path: Path, base_path: Path, top: bool = False) -> dict:
+    """``over`` (read from ``path``) merged onto ``base`` (``base_path`` resolved): see :func:`read_tree`."""
+    merged = dict(base)
+    for key, value in over.items():
+        if top and key == "arms" and isinstance(value, list):
+            merged[key] = _merge_arms(base[key] if isinstance(base.get(key), list) else [], value, path, base_path)
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = _merge(base[key], value, path, base_path)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _merge_arms(base: list, over: list, path: Path, base_path: Path) -> list:
+    """The base's arms with ``over``'s merged in by name (see :func:`read_tree`)."""
+    arms = list(base)
+    index = {arm.get("name"): i for i, arm in enumerate(arms) if isinstance(arm, dict)}
+    seen = set()
+    for i, arm in enumerate(over):
+        if not isinstance(arm, dict) or not arm.get("name"):
+            raise ConfigError(f"{path}: arms[{i}]: expected a mapping with a name, got {arm!r}")
+        name = arm["name"]
+        if name in seen:
+            raise ConfigError(f"{path}: arms: {name} is listed twice")
+        seen.add(name)
+        if "drop" in arm:
+            if arm["drop"] is not True or set(arm) != {"name", "drop"}:
+                raise ConfigError(f"{path}: arms.{name}: an arm is dropped with {{name: {name}, drop: true}} "
+                                  f"and nothing else, got {arm!r}")
+            if name not in index:
+                raise ConfigError(f"{path}: arms.{name}: drop: {base_path} has no arm named {name}")
+            arms[index[name]] = None
+        elif name in index:
+            arms[index[name]] = _merge(arms[index[name]], arm, path, base_path)
+        else:
+            index[name] = len(arms)
+            arms.append(arm)
+    return [arm for arm in arms if arm is not None]
+
+
 def load_config(path: str | None, overrides: list[str] = (), cls=RunConfig):
-    """YAML file (optional) + ``a.b=value`` overrides (values parsed as YAML) -> typed config."""
-    tree: dict = {}
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {path} not found")
-        try:
-            tree = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+    """YAML file (optional, with the files it ``extends`` merged under it: :func:`read_tree`) + ``a.b=value``
+    overrides (values parsed as YAML) -> typed config. An error in the file's keys or values names the file."""
+    file_tree = read_tree(path) if path else {}
+    tree = copy.deepcopy(file_tree)
     for ov in overrides:
         if "=" not in ov:
             raise ConfigError(f"override '{ov}' is not of the form key=value")
         key, raw = ov.split("=", 1)
         _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
-    return from_dict(cls, tree)
+    try:
+        return from_dict(cls, tree)
+    except ConfigError as e:
+        if not path:
+            raise
+        try:  # the file alone parses: the overrides brought the error
+            from_dict(cls, file_tree)
+        except ConfigError:
+            raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"override: {e}") from None
 
 
 def dump_config(cfg) -> str:

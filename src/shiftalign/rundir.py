@@ -1,4 +1,4 @@
-"""An output directory belongs to one configuration (house rule 12).
+"""An output directory belongs to one configuration (CONTRIBUTING.md, rule 12).
 
 :func:`claim` is called by every command that writes a directory, after its config and its data
 have been validated and before it writes anything there. It records ``run.json`` — a fingerprint of

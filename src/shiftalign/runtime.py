@@ -7,8 +7,8 @@ blocks every step: the (vocabulary x hidden) gradients of the tied embedding (11
 by the kernel on first touch, which on a 2-core machine costs about as much as the matrix product
 that writes it. With ``M_MMAP_MAX = 0`` every request comes from the heap, and with a trim threshold
 above any heap size freed blocks stay mapped for reuse, which is what jemalloc and tcmalloc (the
-allocators PyTorch's CPU tuning guide recommends preloading) do by default. Measured on one RLOO
-update of bench/rl_iteration.py (BENCHMARKS.md): 8.6 s -> 7.6 s, peak RSS +3 %.
+allocators PyTorch's CPU tuning guide recommends preloading) do by default. Its effect on one RLOO update of
+bench/rl_iteration.py, time and peak memory: BENCHMARKS.md.
 
 ``SHIFTALIGN_MALLOC=system`` leaves the allocator as it is (as does any platform other than glibc).
 """

@@ -1,5 +1,5 @@
 """Text helpers shared by every package: a prompt rendered for the model (chat template or plain
-text), its token ids, and a response's text.
+text), its token ids, and the plain text of a prompt or a response (:func:`text_of`).
 
 Conversational prompts go through the tokenizer's own chat template with the generation prompt; a
 tokenizer without one uses :data:`FALLBACK_TEMPLATE`. Plain-text prompts are used as they are (TRL's
@@ -32,6 +32,16 @@ def prompt_ids(tokenizer, prompt, wrap_text_as_chat: bool) -> list[int]:
     return encode(tokenizer, render_prompt(tokenizer, prompt, wrap_text_as_chat))
 
 
-def response_text(completion) -> str:
-    """A response as plain text (a list of messages: their contents joined)."""
-    return completion if isinstance(completion, str) else "".join(m["content"] for m in completion)
+def text_of(value) -> str:
+    """A prompt or a response as plain text: what scorers, judges, feature extractors and the tokeniser
+    of responses read. A string is itself. A response in conversational form (assistant messages only)
+    is what the assistant wrote, the contents joined: the same text as a sampled completion, and the
+    text that is tokenised for training. Any other list of messages (a prompt, a conversation) is one
+    line per message, ``role: content``, so that who said what is kept."""
+    if isinstance(value, str):
+        return value
+    if all(m["role"] == "assistant" for m in value):
+        return "".join(m["content"] for m in value)
+    return "\n".join(f"{m['role']}: {m['content']}" for m in value)
+
+

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .schema import Example
-from .text import encode, render_prompt, response_text
+from .text import encode, render_prompt, text_of
 
 
 @dataclass
@@ -65,7 +65,7 @@ def tokenize_examples(examples: list[Example], tokenizer, max_length: int, max_p
     report, out = TruncationReport(), []
     for i, ex in enumerate(examples):
         prompt_ids = encode(tokenizer, render_prompt(tokenizer, ex.prompt, wrap_text_as_chat))
-        completions = [encode(tokenizer, response_text(c)) + [eos] for c in ex.completions]
+        completions = [encode(tokenizer, text_of(c)) + [eos] for c in ex.completions]
         too_long = len(prompt_ids) > max_prompt_length or any(len(prompt_ids) + len(c) > max_length for c in completions)
         if too_long and truncation == "skip":
             report.skipped += 1

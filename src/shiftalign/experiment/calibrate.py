@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -64,7 +64,7 @@ def calibrate_lr(ctx, spec: LRCalibration, out: Path) -> dict:
     source-only DPO to reuse. Returns the chosen lr and every try."""
     cfg = ctx.cfg
     prompts = out / "prompts.jsonl"
-    write_jsonl_atomic(prompts, read_jsonl(ctx.shared.target_prompts)[:spec.prompts])
+    write_jsonl_atomic(prompts, read_jsonl(ctx.data.target_prompts)[:spec.prompts])
     tried = []
     for lr in sorted(spec.candidates, reverse=True):
         run = out / f"lr_{lr:g}"
@@ -72,8 +72,8 @@ def calibrate_lr(ctx, spec: LRCalibration, out: Path) -> dict:
         if measured.exists():
             kl = json.loads(measured.read_text())["kl"]
         else:
-            train = ctx.train_settings({"lr": lr}, "lr_calibration")
-            res = ctx.train(ctx.run_config("preference", run / "train", ctx.shared.source_pairs, train, cfg.dpo_loss))
+            train = replace(cfg.dpo_train, lr=lr)
+            res = ctx.train(ctx.run_config("preference", run / "train", ctx.data.source_pairs, train, cfg.dpo_loss))
             kl = policy_kl(ctx, res.model, prompts, run / "samples.jsonl")
             write_json_atomic(measured, {"lr": lr, "kl": kl})
             shutil.rmtree(run / "train" / "checkpoints", ignore_errors=True)

@@ -6,15 +6,17 @@ are read into that kind's own options dataclass, so a wrong key names the arm an
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field, replace
 
-from ..config import ModelConfig, TrainConfig, from_dict, to_dict
+from ..config import ModelConfig, TrainConfig, coerce, from_dict, to_dict
 from ..errors import ConfigError
+from ..models.features import FeatureConfig
 from ..recipes.evaluate import EvaluateConfig
-from ..reweight.features import FeatureConfig
 from ..reweight.stabilize import StabiliserConfig
 from ..rollout.behaviour import BehaviourConfig
-from ..rollout.sample import SamplingParams
+from ..rollout.params import SamplingParams
 from .calibrate import LRCalibration
 from .rewards import RewardSpec
 
@@ -70,45 +72,94 @@ class ExperimentConfig:
 class Arm:
     name: str
     kind: str
-    options: object  # the kind's options dataclass
+    options: object  # the kind's options dataclass, typed and merged with the experiment's shared settings
     seeds: int = 1  # replicates trained with seed offsets 0..seeds-1 (experiment.seeds)
     oracle: str | None = None  # the arm of this arm's recipe with gold labels: its gap-recovery ratio is read
     # against that arm instead of the experiment's oracle_arm (e.g. a warm-started, iterated oracle)
     matched_baseline: str | None = None  # an arm trained as long as this one without information about the target
     # (e.g. dpo_source_long for an arm of 120 steps): its difference and gap recovery are also read against that arm,
     # so that a gain is not more training alone
+    written: dict = field(default_factory=dict)  # the kind's options as the config writes them (the stage key)
+    role: str = "method"  # method | control | oracle | reference (experiment.arms.arm_role)
 
 
 REFS = ("oracle", "matched_baseline")  # an arm's own readings against other arms (not options of its kind)
 
 
-def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
-    from .arms import ARMS, arm_refs
+def resolve_options(cls: type, written: dict, cfg: ExperimentConfig, where: str):
+    """An arm kind's typed options from its keys as written, each field named in the kind's ``INHERITS``
+    (option path -> experiment field) starting from the experiment's value: a sub-config's fields are
+    overridden by the arm's mapping, a plain value is replaced when the arm sets it."""
+    import copy
 
-    arms = []
+    spec = copy.deepcopy(written)
+    for path, shared_field in getattr(cls, "INHERITS", {}).items():
+        *parents, leaf = path.split(".")
+        node = spec
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue  # the sub-config that would hold it is not used by this arm
+        shared = getattr(cfg, shared_field)
+        if dataclasses.is_dataclass(shared):
+            own = node.get(leaf) or {}
+            if not isinstance(own, dict):
+                raise ConfigError(f"{where}.{path}: expected a mapping of overrides of {shared_field}, got {own!r}")
+            node[leaf] = {**to_dict(shared), **own}
+        elif node.get(leaf) is None:
+            node[leaf] = shared
+    return from_dict(cls, spec, where)
+
+
+def written_form(cls: type, written: dict) -> dict:
+    """Every option field of a kind, as written or else its default in written form (a sub-config that is
+    not written: {}): what an arm's stage key fingerprints, so filling in defaults never changes a key."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in written:
+            value = written[f.name]
+            out[f.name] = value if isinstance(value, dict) else coerce(value, hints[f.name], f.name)
+        elif f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        else:
+            value = f.default_factory()
+            out[f.name] = {} if dataclasses.is_dataclass(value) else value
+    return cls.key_form(out) if hasattr(cls, "key_form") else out
+
+
+def _arm(spec, i: int, cfg: ExperimentConfig, earlier: list[str]) -> Arm:
+    from .arms import ARMS, arm_refs, arm_role
+
+    if not isinstance(spec, dict) or not spec.get("name"):
+        raise ConfigError(f"arms[{i}]: expected a mapping with a name and a kind, got {spec!r}")
+    kind = spec.get("kind", "")
+    if kind not in ARMS.names():
+        raise ConfigError(f"arms[{i}].kind: expected one of {', '.join(ARMS.names())}, got {kind!r}")
+    where = f"arms.{spec['name']}"
+    written = {k: v for k, v in spec.items() if k not in ("name", "kind", "seeds", *REFS)}
+    seeds = spec.get("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"{where}.seeds: expected a whole number >= 1, got {seeds!r}")
+    if "@" in spec["name"]:
+        raise ConfigError(f"{where}: '@' is kept for seed replicates (name@k); choose another name")
+    try:
+        options = resolve_options(ARMS.get(kind).options, written, cfg, where)
+    except ConfigError as e:
+        raise ConfigError(str(e) if where in str(e) else f"{where}.{e}") from None
+    for ref in arm_refs(options):  # options naming other arms name earlier ones
+        if ref not in earlier:
+            raise ConfigError(f"{where}: '{ref}' is not an arm listed before it")
+    return Arm(spec["name"], kind, options, seeds, *(spec.get(r) for r in REFS), written=written,
+               role=arm_role(options))
+
+
+def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
+    """The config's arms, typed: each kind's options parsed once, merged with the experiment's shared
+    settings (``resolve_options``), with its role; references between arms checked."""
+    arms: list[Arm] = []
     for i, spec in enumerate(cfg.arms):
-        if not isinstance(spec, dict) or not spec.get("name"):
-            raise ConfigError(f"arms[{i}]: expected a mapping with a name and a kind, got {spec!r}")
-        kind = spec.get("kind", "")
-        if kind not in ARMS.names():
-            raise ConfigError(f"arms[{i}].kind: expected one of {', '.join(ARMS.names())}, got {kind!r}")
-        where = f"arms.{spec['name']}"
-        rest = {k: v for k, v in spec.items() if k not in ("name", "kind", "seeds", *REFS)}
-        seeds = spec.get("seeds", 1)
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise ConfigError(f"{where}.seeds: expected a whole number >= 1, got {seeds!r}")
-        if "@" in spec["name"]:
-            raise ConfigError(f"{where}: '@' is kept for seed replicates (name@k); choose another name")
-        try:
-            options = from_dict(ARMS.get(kind).options, rest, where)
-            if isinstance(getattr(options, "train", None), dict):  # checked now, not when the arm's turn comes
-                from_dict(TrainConfig, {**to_dict(cfg.dpo_train), **options.train}, f"{where}.train")
-        except ConfigError as e:
-            raise ConfigError(str(e) if where in str(e) else f"{where}.{e}") from None
-        for ref in arm_refs(options):  # options naming other arms name earlier ones
-            if ref not in [a.name for a in arms]:
-                raise ConfigError(f"{where}: '{ref}' is not an arm listed before it")
-        arms.append(Arm(spec["name"], kind, options, seeds, *(spec.get(r) for r in REFS)))
+        arms.append(_arm(spec, i, cfg, [a.name for a in arms]))
     names = [a.name for a in arms]
     for a in arms:
         for ref in REFS:
@@ -130,6 +181,15 @@ def parse_arms(cfg: ExperimentConfig) -> list[Arm]:
         if value is not None and value not in names:
             raise ConfigError(f"{key}: '{value}' is not one of the arms ({', '.join(names)})")
     return arms
+
+
+def rebase(arms: list[Arm], cfg: ExperimentConfig) -> list[Arm]:
+    """The same arms resolved against changed shared settings (e.g. the calibrated ``dpo_train.lr``): an
+    arm's own setting still wins."""
+    from .arms import ARMS
+
+    return [replace(a, options=resolve_options(ARMS.get(a.kind).options, a.written, cfg, f"arms.{a.name}"))
+            for a in arms]
 
 
 def selected_arms(arms: list[Arm], cfg: ExperimentConfig) -> list[Arm]:

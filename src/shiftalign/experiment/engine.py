@@ -28,20 +28,22 @@ then ``results.json``, ``results.md`` and ``report.html`` (``experiment.results`
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..data.load import load_examples
-from ..io import read_jsonl, write_jsonl_atomic
+from ..io import read_jsonl, read_text, write_jsonl_atomic
 from ..recipes.evaluate import main as evaluate_main
 from ..train import checkpoint
 from .arms import ARMS, ArmResult, arm_refs
 from .calibrate import calibrate_lr
-from .config import Arm, ExperimentConfig, parse_arms, selected_arms
-from .context import Context, Shared
+from .config import Arm, ExperimentConfig, parse_arms, rebase, selected_arms
+from .context import Context, DataFiles, Setup
 from .report import write_outputs
 from .rewards import shift_cost, train_reward
+from .run import ExperimentRun
 from .seeds import replicate_name
 from .stages import Stages, stage_key
 
@@ -108,7 +110,7 @@ def arm_keys(arms: list[Arm]) -> dict[str, str]:
     """Replicate name -> the key of its stage: the arm's kind and options (defaults filled in), its seed
     replicate, and the keys of the arms it builds on (``arm_refs``: a warm start, weights, a reward model),
     replicate for replicate as ``Context.arm`` resolves them."""
-    from ..config import to_dict
+    from .config import written_form
 
     by_name, keys = {a.name: a for a in arms}, {}
     for arm in arms:
@@ -116,13 +118,13 @@ def arm_keys(arms: list[Arm]) -> dict[str, str]:
             refs = {}
             for ref in arm_refs(arm.options):
                 refs[ref] = keys[replicate_name(ref, k) if k < by_name[ref].seeds else ref]
-            keys[replicate_name(arm.name, k)] = stage_key({"kind": arm.kind, "options": to_dict(arm.options),
+            keys[replicate_name(arm.name, k)] = stage_key({"kind": arm.kind, "options": written_form(ARMS.get(arm.kind).options, arm.written),
                                                            "replicate": k, "builds_on": refs})
     return keys
 
 
 def drop_checkpoints(run_dir: Path) -> None:
-    """Checkpoints of a finished arm serve resumption only (~1.6 GB each for a 135M model with its
+    """Checkpoints of a finished arm serve resumption only (gigabytes each for a 135M model with its
     optimiser state); the final model stays."""
     for d in sorted(run_dir.rglob("checkpoints")) if run_dir.exists() else []:
         checkpoint.remove_all(d)
@@ -135,25 +137,23 @@ def main(cfg: ExperimentConfig) -> dict:
                    config=shared_settings(cfg))
     keys = arm_keys(arms)
     data = stage("data", lambda: build_data(cfg, root))
-    ctx = Context(cfg, root, Shared(source_pairs=data["source_pairs"], target_prompts=data["target_prompts"],
-                                    eval_prompts=data["eval_prompts"], reward_model="", samples="",
-                                    heldout_pairs=data.get("heldout_pairs")))
+    files = DataFiles(data["source_pairs"], data["target_prompts"], data["eval_prompts"], data.get("heldout_pairs"))
     calibration = None
     if cfg.lr_calibration is not None:
-        calibration = stage("lr_calibration", lambda: calibrate_lr(ctx, cfg.lr_calibration, root / "lr_calibration"))
+        setup = Setup(cfg, root, files)
+        calibration = stage("lr_calibration", lambda: calibrate_lr(setup, cfg.lr_calibration, root / "lr_calibration"))
         cfg = replace(cfg, dpo_train=replace(cfg.dpo_train, lr=calibration["lr"]))
-        ctx.cfg = cfg
-    ctx.shared.reward_model = stage("reward", lambda: {"model": train_reward(ctx, root / "reward")})["model"]
-
-    ctx.shared.samples = stage("policy_samples", lambda: {"samples": ctx.target_samples(
+        arms = rebase(arms, cfg)
+    setup = Setup(cfg, root, files)
+    reward_model = stage("reward", lambda: {"model": train_reward(setup, root / "reward")})["model"]
+    samples = stage("policy_samples", lambda: {"samples": setup.target_samples(
         cfg.model.path, root / "policy_samples" / "samples.jsonl")})["samples"]
-    reward_models = {"reward (shared)": {"kind": cfg.reward_model.kind,
-                                         **stage("reward_shift", lambda: shift_cost(ctx, ctx.shared.reward_model))}}
-    replicates: dict[str, list[str]] = {}
+    reward_models = {"reward (shared)": {"kind": cfg.reward_model.kind, **stage(
+        "reward_shift", lambda: shift_cost(setup, reward_model, samples))}}
+    ctx = Context(cfg, root, files, reward_model=reward_model, samples=samples)
     for arm in arms:
         for k in range(arm.seeds):
             name = replicate_name(arm.name, k)
-            replicates.setdefault(arm.name, []).append(name)
 
             def run_arm(arm=arm, k=k, name=name):
                 result = ARMS.get(arm.kind).run(ctx.for_replicate(k), name, arm.options)
@@ -163,20 +163,20 @@ def main(cfg: ExperimentConfig) -> dict:
 
             info = stage(f"arm_{name}", run_arm, key=keys[name],
                          clear=(root / name, root / "weights" / name, root / "rewards" / name))
-            ctx.arms[name] = ArmResult(info["model"], info.get("failed"), info.get("diagnostics", {}),
-                                       info.get("files", {}))
+            ctx.arms[name] = ArmResult.from_record(info)
             if "reward_model" in ctx.arms[name].diagnostics:
                 reward_models[name] = ctx.arms[name].diagnostics["reward_model"]
     initial = next(a.name for a in arms if a.kind == "initial")
 
     def evaluate():
-        ec = replace(cfg.evaluate, prompts=data["eval_prompts"], output_dir=str(root / "evaluate"),
+        ec = replace(cfg.evaluate, prompts=files.eval_prompts, output_dir=str(root / "evaluate"),
                      progress=cfg.progress, policies={n: r.model for n, r in ctx.arms.items() if r.model},
-                     baseline=initial, compare_to=cfg.baseline_arm, reward_model=ctx.shared.reward_model,
+                     baseline=initial, compare_to=cfg.baseline_arm, reward_model=reward_model,
                      gold=dict(cfg.gold), wrap_text_as_chat=cfg.wrap_text_as_chat)
         evaluate_main(ec)
         return {"file": str(root / "evaluate" / "evaluation.json")}
 
     ev = stage("evaluate", evaluate, key=stage_key({n: keys[n] for n, r in ctx.arms.items() if r.model}))
-    return write_outputs(root, cfg, initial, stage.records, data, ctx.arms, ev["file"], reward_models, replicates,
-                         calibration)
+    run = ExperimentRun(cfg=cfg, arms=arms, results=ctx.arms, evaluation=json.loads(read_text(ev["file"])),
+                        stages=stage.records, data=data, reward_models=reward_models, calibration=calibration)
+    return write_outputs(root, run)

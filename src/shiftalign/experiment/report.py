@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import read_text, write_json_atomic, write_text_atomic
+from ..io import write_json_atomic, write_text_atomic
 from ..log import log
 from ..report.html import write_report
 from ..report.plots import difference_plot, gold_vs_kl, png_file, save_png, training_curves
 from .calibrate import describe
 from .results import arm_rows, cells, headers, markdown_table, minutes, num, verdict
+from .run import ExperimentRun
 
 
 def _curves(root: Path, arms: dict) -> dict[str, Path]:
@@ -31,26 +32,16 @@ def reward_model_rows(reward_models: dict) -> list[list[str]]:
              num(r.get("shift_cost"), signed=True)] for name, r in reward_models.items()]
 
 
-def write_outputs(root: Path, cfg, initial: str, records: list[dict], data: dict, arms: dict, evaluation_file: str,
-                  reward_models: dict | None = None, replicates: dict | None = None,
-                  calibration: dict | None = None) -> dict:
-    import json
-
-    evaluation = json.loads(read_text(evaluation_file))
+def write_outputs(root: Path, run: ExperimentRun) -> dict:
+    cfg, initial, records, data, arms = run.cfg, run.initial, run.stages, run.data, run.results
+    calibration, evaluation = run.calibration, run.evaluation
     seconds = {r["stage"]: r["seconds"] for r in records}
-    from .arms import arm_role
-    from .config import parse_arms
-
-    parsed = parse_arms(cfg)
-    roles = {a.name: arm_role(a.options) for a in parsed}
-    rows = arm_rows(cfg.baseline_arm, cfg.oracle_arm, arms, evaluation, seconds, replicates, roles,
-                    {a.name: a.oracle for a in parsed if a.oracle},
-                    {a.name: a.matched_baseline for a in parsed if a.matched_baseline})
-    kinds = {a["name"]: a.get("kind") for a in cfg.arms}
-    gold = evaluation["gold"].get("name", "gold") if isinstance(evaluation["gold"], dict) else str(evaluation["gold"])
-    lines = verdict(rows, kinds, cfg.baseline_arm, cfg.oracle_arm, gold, roles)
+    rows = arm_rows(run)
+    gold = run.gold_name
+    lines = verdict(rows, {a.name: a.kind for a in run.arms}, cfg.baseline_arm, cfg.oracle_arm, gold,
+                    {a.name: a.role for a in run.arms})
     total = sum(seconds.values())
-    reward_models = reward_models or {}
+    reward_models = run.reward_models
     result = {"arms": rows, "reward_models": reward_models, "verdict": lines, "data": {k: v for k, v in data.items() if not isinstance(v, dict)},
               "evaluation": {k: v for k, v in evaluation.items() if k != "policies"}, "stage_seconds": records,
               "total_seconds": total, **({"lr_calibration": calibration} if calibration else {})}

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .run import ExperimentRun
 from .seeds import seed_spread, simultaneous_intervals, two_level_bootstrap
 
 COLUMNS = ["arm", "seeds", "gold", "diff", "ci95", "ci95_family", "gap_recovery", "matched", "seed_sd", "win_rate", "kl", "kl_ci95",
@@ -62,95 +63,115 @@ def _rounds_mean(diagnostics: list[dict], key: str = "label_accuracy") -> list[f
     return [_mean(seed[i] for seed in per_seed if i < len(seed)) for i in range(max(map(len, per_seed), default=0))]
 
 
-def arm_rows(baseline: str, oracle: str | None, arms: dict, evaluation: dict, seconds: dict,
-             replicates: dict[str, list[str]] | None = None, roles: dict[str, str] | None = None,
-             oracles: dict[str, str] | None = None, matched: dict[str, str] | None = None) -> list[dict]:
-    """``arms``: policy name -> ArmResult; ``evaluation``: evaluation.json; ``seconds``: stage -> seconds;
-    ``replicates``: arm -> its replicates' policy names (default: each policy is an arm of one seed);
-    ``roles``: arm -> method | control | oracle | reference (default: none known, so no family-wise
-    intervals); ``oracles``: arm -> the oracle its gap recovery divides by, where not ``oracle``;
-    ``matched``: arm -> its matched baseline (needs per-prompt numbers). Differences and their intervals resample prompts and seeds (``experiment.seeds``)."""
-    pol = evaluation["policies"]
-    replicates = replicates or {n: [n] for n in arms}
-    evaluated = {a: [n for n in names if n in pol] for a, names in replicates.items()}
-    key = f"gold_diff_vs_{baseline}"
-    per_seed = all("gold_per_prompt" in pol[n] for names in evaluated.values() for n in names)
-    base = [pol[n] for n in evaluated.get(baseline, [])]
+class Readings:
+    """What every row reads from a run: each arm's evaluated replicates, its per-prompt gold, differences
+    against the baseline or another arm (over prompts and seeds), the oracles' gaps and the family-wise
+    intervals of the method arms."""
 
-    def diff(arm: str) -> tuple[float, list[float]]:
-        entries = [pol[n] for n in evaluated[arm]]
-        if not per_seed or not base:  # summary numbers only: the evaluation's own paired interval
+    def __init__(self, run: ExperimentRun):
+        self.run, self.baseline = run, run.baseline
+        self.pol = run.evaluation["policies"]
+        self.by_name = {a.name: a for a in run.arms}
+        self.evaluated = {a.name: run.evaluated(a) for a in run.arms}
+        self.per_seed = all("gold_per_prompt" in self.pol[n] for names in self.evaluated.values() for n in names)
+        self.base = self.entries(self.baseline) if self.baseline in self.evaluated else []
+        live = [a for a in run.arms if self.evaluated[a.name]]
+        self.family = [a.name for a in live if a.role == "method" and a.name not in (self.baseline, run.cfg.oracle_arm)]
+        self.controls = [a.name for a in live if a.role == "control" and a.name != self.baseline]
+        self.family_ci = (simultaneous_intervals({a: self.gold(a) for a in self.family}, self.gold(self.baseline),
+                                                 BOOTSTRAP, 0)
+                          if self.per_seed and self.base and len(self.family) > 1 else {})
+        self.gaps = {o: self.gap(o) for o in {run.oracle_of(a) for a in run.arms}}
+        self.base_kl = _mean(e["kl_to_baseline"] for e in self.base) if self.base else None
+
+    def entries(self, arm: str) -> list[dict]:
+        return [self.pol[n] for n in self.evaluated[arm]]
+
+    def gold(self, arm: str) -> np.ndarray:
+        return _per_prompt(self.entries(arm), "gold_per_prompt", "gold_mean")
+
+    def diff(self, arm: str) -> tuple[float, list[float]]:
+        """The arm's difference to the baseline and its 95 % interval."""
+        entries, key = self.entries(arm), f"gold_diff_vs_{self.baseline}"
+        if not self.per_seed or not self.base:  # summary numbers only: the evaluation's own paired interval
             return entries[0][key], entries[0][f"{key}_ci95"]
-        d, lo, hi = two_level_bootstrap(_per_prompt(entries, "gold_per_prompt", "gold_mean"),
-                                        _per_prompt(base, "gold_per_prompt", "gold_mean"), BOOTSTRAP, 0)
+        d, lo, hi = two_level_bootstrap(self.gold(arm), self.gold(self.baseline), BOOTSTRAP, 0)
         return d, [lo, hi]
 
-    def gold_of(arm: str) -> np.ndarray:
-        return _per_prompt([pol[n] for n in evaluated[arm]], "gold_per_prompt", "gold_mean")
+    def versus(self, arm: str, other: str) -> list[float]:
+        """[difference, 2.5 %, 97.5 %] of ``arm`` against ``other``, over prompts and seeds."""
+        return list(two_level_bootstrap(self.gold(arm), self.gold(other), BOOTSTRAP, 0))
 
-    def versus(arm: str, other: str) -> list[float]:  # [difference, 2.5 %, 97.5 %] over prompts and seeds
-        return list(two_level_bootstrap(gold_of(arm), gold_of(other), BOOTSTRAP, 0))
-
-    def matched_row(arm: str, m: str) -> dict | None:
-        if not per_seed or not evaluated.get(m) or arm == m:
+    def gap(self, oracle: str | None) -> float | None:
+        """The oracle's gain, when its interval lies above zero."""
+        if not self.evaluated.get(oracle):
             return None
-        d, lo, hi = versus(arm, m)
-        o = oracles[arm]
-        od = versus(o, m) if evaluated.get(o) else None
+        d, ci = self.diff(oracle)
+        return d if ci[0] > 0 else None
+
+    def matched(self, arm: str, m: str | None) -> dict | None:
+        """The arm against its matched baseline, and the gap recovery at equal training."""
+        if m is None or not self.per_seed or not self.evaluated.get(m) or arm == m:
+            return None
+        d, lo, hi = self.versus(arm, m)
+        o = self.run.oracle_of(self.by_name[arm])
+        od = self.versus(o, m) if self.evaluated.get(o) else None
         return {"arm": m, "diff": d, "ci95": [lo, hi], "oracle": o, "oracle_diff": od[0] if od else None,
                 "oracle_ci95": od[1:] if od else None, "gap_recovery": d / od[0] if od and od[1] > 0 else None}
 
-    roles = roles or {}
-    family = [a for a, names in evaluated.items() if names and roles.get(a) == "method" and a not in (baseline, oracle)]
-    oracles = {a: (oracles or {}).get(a, oracle) for a in evaluated}
-    controls = [a for a, names in evaluated.items() if names and roles.get(a) == "control" and a != baseline]
-    family_ci = (simultaneous_intervals({a: gold_of(a) for a in family}, gold_of(baseline), BOOTSTRAP, 0)
-                 if per_seed and base and len(family) > 1 else {})
 
-    def gap_of(o: str | None) -> float | None:  # the oracle's gain, when its interval lies above zero
-        if o not in evaluated or not evaluated[o]:
-            return None
-        d, ci = diff(o)
-        return d if ci[0] > 0 else None
+def _kl(entries: list[dict]) -> tuple[np.ndarray, list | None]:
+    kl = _per_prompt(entries, "kl_per_prompt", "kl_to_baseline")
+    ci = (list(two_level_bootstrap(kl, np.zeros((1, kl.shape[1])), BOOTSTRAP, 0)[1:]) if kl.shape[1] > 1
+          else entries[0].get("kl_to_baseline_ci95"))
+    return kl, ci
 
-    gaps = {o: gap_of(o) for o in set(oracles.values())}
-    base_kl = _mean(e["kl_to_baseline"] for e in base) if base else None
-    rows = []
-    for arm, names in evaluated.items():
-        res = arms[replicates[arm][0]]
-        if not names:
-            rows.append({"arm": arm, "failed": res.failed or "no policy", "seconds": seconds.get(f"arm_{arm}")})
-            continue
-        entries, d = [pol[n] for n in names], res.diagnostics
-        delta, ci = diff(arm)
-        gap = gaps[oracles[arm]]
-        gold = _per_prompt(entries, "gold_per_prompt", "gold_mean")
-        kl = _per_prompt(entries, "kl_per_prompt", "kl_to_baseline")
-        kl_ci = (list(two_level_bootstrap(kl, np.zeros((1, kl.shape[1])), BOOTSTRAP, 0)[1:]) if kl.shape[1] > 1
-                 else entries[0].get("kl_to_baseline_ci95"))
-        extra_kl = float(kl.mean()) - base_kl if base_kl is not None else None
-        auc = (d.get("domain_auc_before"), d.get("domain_auc_after"))
-        rows.append({"arm": arm, "seeds": len(names), "gold": float(gold.mean()), "diff": delta, "ci95": ci,
-                     "gap_recovery": 0.0 if arm == baseline else (delta / gap if gap else None),
-                     "oracle": oracles[arm],
-                     "seed_sd": seed_spread(gold), "win_rate": _mean(e["win_rate_vs_baseline"] for e in entries),
-                     "kl": float(kl.mean()), "kl_ci95": kl_ci,
-                     "gain_per_nat": delta / extra_kl if arm != baseline and extra_kl and extra_kl > 0 else None,
-                     "rm_accuracy": _mean(e.get("reward_model_accuracy") for e in entries),
-                     "ess_fraction": d.get("ess_fraction"), "domain_auc": list(auc) if auc[0] is not None else None,
-                     "label_accuracy": _mean(arms[n].diagnostics.get("label_accuracy") for n in names),
-                     "label_accuracy_by_round": _rounds_mean([arms[n].diagnostics for n in names]),
-                     "head_agreement_by_round": _rounds_mean([arms[n].diagnostics for n in names], "head_agreement"),
-                     "pseudo_pairs": d.get("pseudo_pairs"),
-                     "seconds": sum(seconds.get(f"arm_{n}", 0.0) for n in replicates[arm]) or None})
-        if arm in family_ci:
-            rows[-1]["ci95_family"] = list(family_ci[arm])
-        if arm in family and per_seed:
-            rows[-1]["vs_control"] = {c: versus(arm, c) for c in controls}
-        m = matched_row(arm, (matched or {}).get(arm))
-        if m:
-            rows[-1]["matched"] = m
-    return rows
+
+def _diagnostics(results: list, first: dict) -> dict:
+    """The arm's own diagnostics (weights, labels), over its replicates where they are per replicate."""
+    auc = (first.get("domain_auc_before"), first.get("domain_auc_after"))
+    return {"ess_fraction": first.get("ess_fraction"), "domain_auc": list(auc) if auc[0] is not None else None,
+            "label_accuracy": _mean(r.diagnostics.get("label_accuracy") for r in results),
+            "label_accuracy_by_round": _rounds_mean([r.diagnostics for r in results]),
+            "head_agreement_by_round": _rounds_mean([r.diagnostics for r in results], "head_agreement"),
+            "pseudo_pairs": first.get("pseudo_pairs")}
+
+
+def arm_row(arm, r: Readings) -> dict:
+    """One arm's row (see the module docstring)."""
+    run, names = r.run, r.evaluated[arm.name]
+    seconds = sum(run.seconds(f"arm_{n}") or 0.0 for n in run.replicates(arm)) or None
+    first = run.results[run.replicates(arm)[0]]
+    if not names:
+        return {"arm": arm.name, "failed": first.failed or "no policy", "seconds": seconds}
+    entries, is_base = r.entries(arm.name), arm.name == r.baseline
+    delta, ci = r.diff(arm.name)
+    gap = r.gaps[run.oracle_of(arm)]
+    gold = r.gold(arm.name)
+    kl, kl_ci = _kl(entries)
+    extra_kl = float(kl.mean()) - r.base_kl if r.base_kl is not None else None
+    row = {"arm": arm.name, "seeds": len(names), "gold": float(gold.mean()), "diff": delta, "ci95": ci,
+           "gap_recovery": 0.0 if is_base else (delta / gap if gap else None), "oracle": run.oracle_of(arm),
+           "seed_sd": seed_spread(gold), "win_rate": _mean(e["win_rate_vs_baseline"] for e in entries),
+           "kl": float(kl.mean()), "kl_ci95": kl_ci,
+           "gain_per_nat": delta / extra_kl if not is_base and extra_kl and extra_kl > 0 else None,
+           "rm_accuracy": _mean(e.get("reward_model_accuracy") for e in entries),
+           **_diagnostics([run.results[n] for n in names], first.diagnostics), "seconds": seconds}
+    if arm.name in r.family_ci:
+        row["ci95_family"] = list(r.family_ci[arm.name])
+    if arm.name in r.family and r.per_seed:
+        row["vs_control"] = {c: r.versus(arm.name, c) for c in r.controls}
+    m = r.matched(arm.name, arm.matched_baseline)
+    if m:
+        row["matched"] = m
+    return row
+
+
+def arm_rows(run: ExperimentRun) -> list[dict]:
+    """One row per arm of the run, in config order. Differences and their intervals resample prompts and
+    seeds (``experiment.seeds``)."""
+    readings = Readings(run)
+    return [arm_row(a, readings) for a in run.arms]
 
 
 def num(v, signed: bool = False) -> str:

@@ -18,46 +18,66 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from ..data.text import text_of
 from ..errors import ConfigError
 from ..io import read_jsonl
-from ..reweight.features import FeatureConfig
-from ..reweight.pairs import text_of
+from ..models.features import FeatureConfig
+from ..registry import Registry
 
-KINDS = ("finetune", "heads")
 PAIRS = ("all", "best_vs_worst")
+
+
+@dataclass(frozen=True)
+class RewardKind:
+    name: str
+    train: Callable  # (setup, out: Path, weights: str | None) -> the reward model's path
+    refits_per_round: bool  # whether ``recipes.iterate`` can re-fit it toward each round's samples (``refit``)
+
+
+REWARD_KINDS: Registry[RewardKind] = Registry("reward-model kind")
+
+
+def _heads(ctx, out: Path, weights: str | None) -> str:
+    from ..recipes.reward_heads import RewardHeadsConfig
+    from ..recipes.reward_heads import main as heads_main
+
+    spec = ctx.cfg.reward_model
+    heads_main(RewardHeadsConfig(pairs=ctx.data.source_pairs, output_dir=str(out), features=spec.features,
+                                 heads=spec.heads, l2=spec.l2, weights=weights, seed=ctx.cfg.seed))
+    return str(out)
+
+
+def _finetune(ctx, out: Path, weights: str | None) -> str:
+    extra = {"weights": weights} if weights else {}
+    rc = ctx.run_config("reward", out, ctx.data.source_pairs, ctx.cfg.reward_train, {"name": "bradley_terry"}, **extra)
+    return ctx.train(rc).model
+
+
+REWARD_KINDS.register("finetune", RewardKind("finetune", _finetune, refits_per_round=False))
+REWARD_KINDS.register("heads", RewardKind("heads", _heads, refits_per_round=True))
 
 
 @dataclass
 class RewardSpec:
-    kind: str = "finetune"  # finetune | heads
+    kind: str = "finetune"  # a REWARD_KINDS entry: finetune | heads
     heads: int = 8  # heads: ensemble size (bootstrap resamples)
     l2: float | None = None  # heads: scikit-learn's C; None: 5-fold cross-validation
     features: FeatureConfig = field(default_factory=FeatureConfig)  # heads: frozen features
     on_policy_pairs: str = "all"  # all | best_vs_worst: how the shift cost's on-policy pairs are built
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ConfigError(f"kind: expected one of {', '.join(KINDS)}, got {self.kind!r}")
+        REWARD_KINDS.get(self.kind)
         if self.on_policy_pairs not in PAIRS:
             raise ConfigError(f"on_policy_pairs: expected one of {', '.join(PAIRS)}, got {self.on_policy_pairs!r}")
 
 
 def train_reward(ctx, out: Path, weights: str | None = None) -> str:
     """Train the experiment's kind of reward model on the source pairs into ``out``; its path."""
-    cfg, spec = ctx.cfg, ctx.cfg.reward_model
-    if spec.kind == "heads":
-        from ..recipes.reward_heads import RewardHeadsConfig
-        from ..recipes.reward_heads import main as heads_main
-
-        heads_main(RewardHeadsConfig(pairs=ctx.shared.source_pairs, output_dir=str(out), features=spec.features,
-                                     heads=spec.heads, l2=spec.l2, weights=weights, seed=cfg.seed))
-        return str(out)
-    extra = {"weights": weights} if weights else {}
-    rc = ctx.run_config("reward", out, ctx.shared.source_pairs, cfg.reward_train, {"name": "bradley_terry"}, **extra)
-    return ctx.train(rc).model
+    return REWARD_KINDS.get(ctx.cfg.reward_model.kind).train(ctx, out, weights)
 
 
 def _scores(rm_path: str, prompts: list, responses: list[str], wrap: bool) -> np.ndarray:
@@ -66,14 +86,15 @@ def _scores(rm_path: str, prompts: list, responses: list[str], wrap: bool) -> np
     return np.array(reward_model_scorer(rm_path, wrap_text_as_chat=wrap)(prompts, responses), np.float64)
 
 
-def shift_cost(ctx, rm_path: str) -> dict:
-    """In-domain (held-out source pairs) and on-policy accuracy against gold, and their difference."""
-    from ..recipes.evaluate import pair_accuracy
+def shift_cost(ctx, rm_path: str, samples: str) -> dict:
+    """In-domain (held-out source pairs) and on-policy accuracy (pairs of ``samples``, the initial policy's
+    target samples) against gold, and their difference."""
+    from ..metrics import pair_accuracy
     from ..rl.scorers import make_scorer
 
     cfg, spec, out = ctx.cfg, ctx.cfg.reward_model, {}
-    if ctx.shared.heldout_pairs:
-        rows = read_jsonl(ctx.shared.heldout_pairs)
+    if ctx.data.heldout_pairs:
+        rows = read_jsonl(ctx.data.heldout_pairs)
         if rows and "gold_chosen" not in rows[0]:
             gold_fn = make_scorer(dict(cfg.gold))
             prompts = [text_of(r["prompt"]) for r in rows]
@@ -86,7 +107,7 @@ def shift_cost(ctx, rm_path: str) -> dict:
         groups = [str(i) for i in range(len(rows)) for _ in (0, 1)]
         out["in_domain_accuracy"], out["in_domain_pairs"] = pair_accuracy(
             _scores(rm_path, prompts, responses, cfg.wrap_text_as_chat), np.array(gold, np.float64), groups)
-    samples = read_jsonl(ctx.shared.samples)
+    samples = read_jsonl(samples)
     prompts = [s["prompt"] for s in samples]
     responses = [s["completion"] for s in samples]
     gold = np.array(make_scorer(dict(cfg.gold))([text_of(p) for p in prompts], responses), np.float64)

@@ -6,7 +6,8 @@ dict) is written atomically to ``<root>/stages/<name>.json`` with the seconds it
 A stage interrupted before its marker is written runs again; each stage's own work (sampling,
 training) resumes inside it.
 
-Two levels of configuration (house rule 12, caches keyed on content):
+Two levels of configuration (CONTRIBUTING.md, rules 11 and 12: caches key on content, a directory belongs to
+one configuration):
 - the job's directory is claimed for its *shared* settings (``rundir.claim``): a rerun under other
   shared settings stops with an error (or, with ``--restart``, starts over) rather than mixing results;
 - a stage's ``key`` fingerprints what that stage alone depends on (an experiment arm: its options, its

@@ -91,8 +91,8 @@ class OpenAIBackend:
         kw = {"logprobs": True, "top_logprobs": 5} if self.cfg.logprobs else {}
         try:
             # The SDK's generic POST (same auth, base URL, timeouts and typed errors) with a plain
-            # body and a plain dict back: the typed request transform and response models cost ~2 ms of
-            # CPU per request, which at 32 requests in flight delays each wave of replies by ~70 ms.
+            # body and a plain dict back, skipping the typed request transform and response models: client
+            # CPU per request is what limits many requests in flight (BENCHMARKS.md, "Pseudo-labelling").
             body = {"model": self.cfg.model, "messages": messages, "max_tokens": max_tokens,
                     "temperature": temperature, **kw}
             r = await self.client.post("/chat/completions", cast_to=dict, body=body)

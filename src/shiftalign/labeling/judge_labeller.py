@@ -15,8 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..data.text import response_text
-from ..reweight.pairs import text_of
+from ..data.text import text_of
 from .cache import ResponseCache
 from .clients import BackendConfig, make_backend
 from .judge import JudgeConfig, PairJudge, check_config, template_hash
@@ -54,7 +53,7 @@ async def _label_async(groups, cfg: JudgeLabelConfig, seed: int, cache: Response
         elif limiter.budget.exhausted:
             res = {"label": None, "reason": "budget", "verdicts": []}
         else:
-            res = await judge.judge_pair(text_of(a.prompt), response_text(response(a)), response_text(response(b)),
+            res = await judge.judge_pair(text_of(a.prompt), text_of(response(a)), text_of(response(b)),
                                          cfg.limits.deadline)
         bar.update(1)
         return base, a, b, res

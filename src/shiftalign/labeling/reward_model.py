@@ -64,8 +64,8 @@ def score_lists(path: str, examples, cfg: RewardLabelConfig) -> list[list[float]
 
     if not is_heads_dir(path):
         return [score(path, examples, cfg)]
+    from ..data.text import text_of
     from ..models.packaged import cache_root
-    from ..reweight.pairs import text_of
 
     texts = [(text_of(ex.prompt), text_of(ex.completions[0])) for ex in examples]
     return RewardHeads.load(path).score_texts(texts, cache_root() / "features").tolist()

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..data.text import response_text
+from ..data.text import text_of
 from ..log import log
-from ..reweight.pairs import text_of
 from .pairs import pairs_from_scores
 from .samples import response
 
@@ -29,7 +28,7 @@ def label(groups, cfg: ScorerLabelConfig, seed: int = 0):
 
     fn = make_scorer(cfg.scorer)
     flat = [ex for g in groups for ex in g]
-    scores = fn([text_of(ex.prompt) for ex in flat], [response_text(response(ex)) for ex in flat])
+    scores = fn([text_of(ex.prompt) for ex in flat], [text_of(response(ex)) for ex in flat])
     log(f"scored {len(flat)} samples with scorer {cfg.scorer.get('name')}")
     return pairs_from_scores(groups, [scores], cfg.pairs, cfg.margin, None, seed,
                              {"labeller": "scorer", "scorer": cfg.scorer})

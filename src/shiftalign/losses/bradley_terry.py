@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from . import LossSpec, pairwise_metrics, register
+from .spec import LossSpec, pairwise_metrics, register
 
 
 @dataclass
@@ -29,4 +29,4 @@ def compute(out: dict, p: BradleyTerryParams):
     return bradley_terry_loss(r[:, 0], r[:, 1], p.margin)
 
 
-register(LossSpec("bradley_terry", compute, BradleyTerryParams, kind="reward", needs_reference=False, n_branches=2))
+register(LossSpec("bradley_terry", compute, BradleyTerryParams, kind="reward", needs_reference=False))

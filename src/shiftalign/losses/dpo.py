@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import LossSpec, pairwise_metrics, register
+from .spec import LossSpec, pairwise_metrics, register
 
 
 @dataclass
@@ -39,4 +39,4 @@ def compute(out: dict, p: DPOParams):
     return dpo_loss(lp[:, 0], lp[:, 1], ref[:, 0], ref[:, 1], p.beta, p.label_smoothing)
 
 
-register(LossSpec("dpo", compute, DPOParams, kind="paired", needs_reference=True, n_branches=2))
+register(LossSpec("dpo", compute, DPOParams, kind="paired", needs_reference=True))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import LossSpec, pairwise_metrics, register
+from .spec import LossSpec, pairwise_metrics, register
 
 
 @dataclass
@@ -35,4 +35,4 @@ def compute(out: dict, p: IPOParams):
     return ipo_loss(lp[:, 0], lp[:, 1], ref[:, 0], ref[:, 1], p.tau)
 
 
-register(LossSpec("ipo", compute, IPOParams, kind="paired", needs_reference=True, n_branches=2))
+register(LossSpec("ipo", compute, IPOParams, kind="paired", needs_reference=True))

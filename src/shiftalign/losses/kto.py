@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import LossSpec, register
+from .spec import LossSpec, register
 
 
 @dataclass
@@ -54,5 +54,5 @@ def compute(out: dict, p: KTOParams):
                     p.undesirable_weight)
 
 
-register(LossSpec("kto", compute, KTOParams, kind="unpaired", needs_reference=True, n_branches=2,
+register(LossSpec("kto", compute, KTOParams, kind="unpaired", needs_reference=True,
                   step_statistic=mismatched_log_ratio))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from . import LossSpec, pairwise_metrics, register
+from .spec import LossSpec, pairwise_metrics, register
 
 
 @dataclass
@@ -39,4 +39,4 @@ def compute(out: dict, p: RobustDPOParams):
     return robust_dpo_loss(lp[:, 0], lp[:, 1], ref[:, 0], ref[:, 1], p.beta, p.label_smoothing)
 
 
-register(LossSpec("robust_dpo", compute, RobustDPOParams, kind="paired", needs_reference=True, n_branches=2))
+register(LossSpec("robust_dpo", compute, RobustDPOParams, kind="paired", needs_reference=True))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import LossSpec, register
+from .spec import LossSpec, register
 
 
 @dataclass
@@ -27,4 +27,4 @@ def compute(out: dict, p: SFTParams):
     return sft_loss(out["logps"][:, 0], out["lengths"][:, 0])
 
 
-register(LossSpec("sft", compute, SFTParams, kind="sft", needs_reference=False, n_branches=1))
+register(LossSpec("sft", compute, SFTParams, kind="sft", needs_reference=False))

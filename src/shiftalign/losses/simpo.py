@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from . import LossSpec, pairwise_metrics, register
+from .spec import LossSpec, pairwise_metrics, register
 
 
 @dataclass
@@ -32,4 +32,4 @@ def compute(out: dict, p: SimPOParams):
     return simpo_loss(lp[:, 0], lp[:, 1], n[:, 0], n[:, 1], p.beta, p.gamma)
 
 
-register(LossSpec("simpo", compute, SimPOParams, kind="paired", needs_reference=False, n_branches=2))
+register(LossSpec("simpo", compute, SimPOParams, kind="paired", needs_reference=False))

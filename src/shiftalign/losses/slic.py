@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import LossSpec, pairwise_metrics, register
+from .spec import LossSpec, pairwise_metrics, register
 
 
 @dataclass
@@ -36,4 +36,4 @@ def compute(out: dict, p: SLiCParams):
     return slic_loss(lp[:, 0], lp[:, 1], n[:, 0], p.delta, p.lambda_reg)
 
 
-register(LossSpec("slic", compute, SLiCParams, kind="paired", needs_reference=False, n_branches=2))
+register(LossSpec("slic", compute, SLiCParams, kind="paired", needs_reference=False))

@@ -1,4 +1,4 @@
-"""Content fingerprints of models, for cache keys (house rule 11: caches key on content, not names).
+"""Content fingerprints of models, for cache keys (CONTRIBUTING.md, rule 11: caches key on content, not names).
 
 - :func:`files_fingerprint`: of a model directory on disk, from the bytes of every file in it
   (weights, config, tokenizer), so a model retrained into the same path gets a new fingerprint;

@@ -3,7 +3,7 @@
 - any HF causal LM by local path or hub name (``trust_remote_code`` only when asked);
 - ``path: default`` is the packaged SmolLM2-135M-Instruct (see ``models.packaged``);
 - ``dtype: auto`` keeps fp32 weights and picks the compute precision: fp32 on a CPU (bf16 autocast
-  on a CPU without fast bf16 matmul is ~100x slower), bf16 autocast on a GPU that supports it;
+  on a CPU without fast bf16 matmul is far slower), bf16 autocast on a GPU that supports it;
 - LoRA through ``peft``: the reference model is then the base with the adapter disabled;
 - reward models are saved so ``AutoModelForSequenceClassification.from_pretrained`` loads them;
 - ``attn_implementation`` must be a kernel that takes the 4-D boolean "tree" attention mask of

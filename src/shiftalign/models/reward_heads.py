@@ -1,7 +1,7 @@
 """Bradley-Terry reward heads on frozen features: an ensemble for the price of one backbone forward.
 
 A reward r_k(x) = theta_k . phi(x) / s is linear in frozen features phi(x) of (prompt, response)
-(``reweight.features``: sentence embeddings, or mean-pooled hidden states of a causal LM), s the
+(``models.features``: sentence embeddings, or mean-pooled hidden states of a causal LM), s the
 per-feature scale of the training responses. The Bradley-Terry likelihood of a pair,
 P(chosen > rejected) = sigmoid(r(chosen) - r(rejected)) (Bradley & Terry, 1952; Ouyang et al., 2022,
 Eq. 1), is then a logistic regression without intercept on the feature difference
@@ -33,7 +33,7 @@ import numpy as np
 from ..config import from_dict
 from ..errors import ConfigError
 from ..io import atomic_path, read_text, write_json_atomic
-from ..reweight.features import FeatureConfig, extract
+from .features import FeatureConfig, extract
 
 META = "reward_heads.json"
 
@@ -123,9 +123,3 @@ def fit_heads(chosen: np.ndarray, rejected: np.ndarray, weights: np.ndarray | No
         sw = counts * w
         theta.append(_logistic(C).fit(X, y, sample_weight=np.r_[sw, sw]).coef_[0])
     return np.stack(theta), scale, C
-
-
-def pair_accuracy(heads: RewardHeads, chosen: np.ndarray, rejected: np.ndarray) -> float:
-    """Fraction of pairs whose chosen response the ensemble mean scores higher (ties count half)."""
-    d = heads.scores(chosen).mean(0) - heads.scores(rejected).mean(0)
-    return float(np.mean((d > 0) + 0.5 * (d == 0)))

@@ -3,39 +3,18 @@ together with the config class it reads (``recipe:`` in the YAML picks the entry
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
-from ..registry import Registry
-
-
-@dataclass(frozen=True)
-class Recipe:
-    main: Callable
-    config: type
-
-
-RECIPES: Registry[Recipe] = Registry("recipe")
+from .spec import RECIPES, Recipe  # noqa: F401  (the package's names)
 
 
 def recipe_name(config_path: str | None, overrides: list[str]) -> str:
-    """The ``recipe`` named by the overrides or the YAML file (default: preference)."""
-    import yaml
-
-    from ..errors import ConfigError
+    """The ``recipe`` named by the overrides or the YAML file, or a file it extends (default: preference)."""
+    from ..config import read_tree
 
     for ov in reversed(overrides):
         if ov.startswith("recipe="):
             return ov.split("=", 1)[1].strip()
     if config_path:
-        try:
-            with open(config_path) as f:
-                tree = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError):
-            return "preference"  # load_config reports the problem with the file
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{config_path}: expected a mapping at the top level")
-        return str(tree.get("recipe", "preference"))
+        return str(read_tree(config_path).get("recipe", "preference"))
     return "preference"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def make_accelerator(cfg):
     from accelerate.utils import set_seed
 
     reuse_freed_memory()
-    trackers = (cfg.train.report_to if hasattr(cfg, "train") else cfg.report_to) or None
+    trackers = cfg.train.report_to or None
     acc = Accelerator(mixed_precision=mixed_precision(cfg.model), cpu=not torch.cuda.is_available(),
                       log_with=trackers, project_dir=cfg.output_dir)
     set_seed(cfg.seed)
@@ -190,10 +189,6 @@ def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, e
     log(f"model: {path}; metrics: {Path(cfg.output_dir) / 'metrics.jsonl'}; "
         f"config: {Path(cfg.output_dir) / 'config.yaml'}")
     return result
-
-
-def env_summary() -> str:
-    return json.dumps({"threads": torch.get_num_threads(), "cpus": os.cpu_count()})
 
 
 def run_simple(cfg: RunConfig, kinds: tuple[str, ...], load, wrap) -> TrainResult:

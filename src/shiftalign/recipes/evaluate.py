@@ -35,12 +35,14 @@ from ..data.tokenize import Tokenized
 from ..errors import ConfigError
 from ..io import read_jsonl, write_json_atomic
 from ..log import log
+from ..metrics import pair_accuracy
 from ..models.fingerprint import files_fingerprint
 from ..models.load import load_policy
 from ..ops.kl import tempered_token_kl
 from ..ops.logprobs import backbone_hidden, response_logits, sum_by_branch
 from ..rl.scorers import make_scorer
-from ..rollout.sample import SampleConfig, SamplingParams
+from ..rollout.params import SamplingParams
+from ..rollout.sample import SampleConfig
 from ..rollout.sample import main as sample_main
 
 
@@ -158,12 +160,16 @@ def model_metrics(cfg: EvaluateConfig, name: str, rows: list[dict], gold: np.nda
     """Per-sample KL to the baseline and reward-model accuracy of one policy's samples: the costly part
     (model passes), cached in ``<output_dir>/metrics/<name>.json`` under a key of the samples (whose
     ``sample_key`` fingerprints the policy's files and the sampling settings), the baseline's and the
-    reward model's files, so that adding a policy to an evaluation recomputes only that policy."""
+    reward model's files, so that adding a policy to an evaluation recomputes only that policy. With a
+    reward model the key also holds the samples' gold scores, which its accuracy is measured against: a
+    gold scorer changed in any way (name, knobs, the content of its function's file, a library version)
+    that changes a score invalidates the entry, and one that changes none does not."""
     import hashlib
 
     key = hashlib.sha256(json.dumps([rows, files_fingerprint(cfg.policies[cfg.baseline]),
                                      cfg.reward_model and files_fingerprint(cfg.reward_model), cfg.wrap_text_as_chat,
-                                     kl_temperature(cfg.sampling), cfg.seed], sort_keys=True).encode()).hexdigest()[:16]
+                                     kl_temperature(cfg.sampling), cfg.seed, cfg.reward_model and gold.tolist()],
+                                    sort_keys=True).encode()).hexdigest()[:16]
     cache = out / "metrics" / f"{name}.json"
     if cache.exists():
         stored = json.loads(cache.read_text())
@@ -187,27 +193,3 @@ def rm_accuracy(cfg: EvaluateConfig, rows: list[dict], gold: np.ndarray) -> tupl
     rm = reward_model_scorer(cfg.reward_model, wrap_text_as_chat=cfg.wrap_text_as_chat)
     r = np.array(rm([x["prompt"] for x in rows], [x["completion"] for x in rows]))
     return pair_accuracy(r, gold, [x["prompt_id"] for x in rows])
-
-
-def pair_accuracy(scores: np.ndarray, gold: np.ndarray, groups: list[str],
-                  pairs: str = "all") -> tuple[float | None, int]:
-    """Share of within-group pairs with different gold that ``scores`` order like gold (ties 1/2).
-    ``pairs``: ``all`` pairs of a group, or ``best_vs_worst``: only its highest- against its
-    lowest-gold member (how best-vs-worst preference data is built)."""
-    if pairs not in ("all", "best_vs_worst"):
-        raise ValueError(f"pairs: expected all or best_vs_worst, got {pairs!r}")
-    by: dict[str, list[int]] = {}
-    for i, g in enumerate(groups):
-        by.setdefault(g, []).append(i)
-    hits, n = 0.0, 0
-    for idx in by.values():
-        if pairs == "best_vs_worst":
-            idx = [max(idx, key=lambda i: gold[i]), min(idx, key=lambda i: gold[i])]
-        for a in range(len(idx)):
-            for b in range(a + 1, len(idx)):
-                i, j = idx[a], idx[b]
-                if gold[i] == gold[j]:
-                    continue
-                n += 1
-                hits += 0.5 if scores[i] == scores[j] else float((scores[i] > scores[j]) == (gold[i] > gold[j]))
-    return (hits / n if n else None), n

@@ -15,8 +15,8 @@ from ..config import RunConfig
 from ..models.load import load_policy
 from ..ops.logprobs import CompletionLogProbs, backbone_hidden, response_logits
 from ..train.reference import frozen_reference, reference_context
-from . import RECIPES, Recipe
 from .common import make_accelerator, resolve_loss, run
+from .spec import RECIPES, Recipe
 
 
 def token_kl_extra(reference):

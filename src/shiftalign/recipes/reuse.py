@@ -1,4 +1,4 @@
-"""Reuse of a finished training run whose inputs are the same (house rule 11: caches key on content).
+"""Reuse of a finished training run whose inputs are the same (CONTRIBUTING.md, rule 11: caches key on content).
 
 A run with ``reuse: <dir>`` looks up its key in that directory before it trains, and records itself there
 once it has finished. The key is the run's fingerprint (``rundir.fingerprint``: every setting that can
@@ -16,7 +16,6 @@ from round 2 on (the reference of later rounds) is the same run.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -70,8 +69,6 @@ def _link_tree(src: Path, dst: Path) -> None:
 def lookup(cfg, key: str) -> bool:
     """Link the recorded run of this key into ``cfg.output_dir`` (its model, metrics and summary); False when
     there is none to reuse."""
-    from .common import TrainResult
-
     entry = Path(cfg.reuse) / f"{key}.json"
     if not entry.is_file():
         return False
@@ -87,10 +84,10 @@ def lookup(cfg, key: str) -> bool:
     if (src / "metrics.jsonl").is_file():
         with atomic_path(out / "metrics.jsonl") as tmp:
             shutil.copyfile(src / "metrics.jsonl", tmp)
-    result = TrainResult.read(src)
-    result = dataclasses.replace(result, model=str(out / "model"))
+    # The summary (a TrainResult's fields) as recorded, pointing at this directory's model.
+    summary = {**json.loads((src / "summary.json").read_text()), "model": str(out / "model")}
     write_json_atomic(out / "reused.json", {"from": str(src), "key": key})
-    write_json_atomic(out / "summary.json", dataclasses.asdict(result))
+    write_json_atomic(out / "summary.json", summary)
     log(f"{out}: the same run as {src} (same settings, data and models): its model is reused, nothing trained")
     return True
 

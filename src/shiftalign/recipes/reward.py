@@ -9,8 +9,8 @@ from __future__ import annotations
 from ..config import RunConfig
 from ..models.load import load_reward_model
 from ..ops.logprobs import BranchRewards
-from . import RECIPES, Recipe
 from .common import run_simple
+from .spec import RECIPES, Recipe
 
 
 def main(cfg):

@@ -19,9 +19,10 @@ from ..config import dump_config
 from ..data.load import attach_weights, load_examples, load_weights
 from ..io import write_text_atomic
 from ..log import log
+from ..metrics import chosen_accuracy
+from ..models.features import FeatureConfig, extract
 from ..models.packaged import cache_root
-from ..models.reward_heads import RewardHeads, fit_heads, pair_accuracy
-from ..reweight.features import FeatureConfig, extract
+from ..models.reward_heads import RewardHeads, fit_heads
 from ..reweight.pairs import source_texts
 from ..rundir import claim
 
@@ -60,13 +61,18 @@ def main(cfg: RewardHeadsConfig) -> dict:
     heads = RewardHeads(theta, scale, cfg.features, C, {})
     info = {"pairs": len(train), "weighted": bool(cfg.weights),
             "weight_ess_fraction": float(w.sum() ** 2 / (len(w) * (w * w).sum())),
-            "train_accuracy": pair_accuracy(heads, Xc, Xr)}
+            "train_accuracy": _ensemble_accuracy(heads, Xc, Xr)}
     if held is not None:
         Hc, Hr = pair_features(held, cfg)
-        info.update(held_out_pairs=len(held), held_out_accuracy=pair_accuracy(heads, Hc, Hr))
+        info.update(held_out_pairs=len(held), held_out_accuracy=_ensemble_accuracy(heads, Hc, Hr))
     heads.info = info
     heads.save(out)
     write_text_atomic(out / "config.yaml", dump_config(cfg))
     log(f"reward heads: {cfg.heads} heads on {cfg.features.kind} features of {len(train)} pairs (C={C:.3g}); "
         + ", ".join(f"{k} {v:.3f}" for k, v in info.items() if k.endswith("accuracy")) + f" -> {out}")
     return info
+
+
+def _ensemble_accuracy(heads: RewardHeads, chosen: np.ndarray, rejected: np.ndarray) -> float:
+    """Share of pairs whose chosen response the ensemble's mean score puts higher (ties count half)."""
+    return chosen_accuracy(heads.scores(chosen).mean(0), heads.scores(rejected).mean(0))

@@ -8,8 +8,8 @@ from __future__ import annotations
 from ..config import RunConfig
 from ..models.load import load_policy
 from ..ops.logprobs import CompletionLogProbs
-from . import RECIPES, Recipe
 from .common import run_simple
+from .spec import RECIPES, Recipe
 
 
 def main(cfg):

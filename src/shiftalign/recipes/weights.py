@@ -19,10 +19,10 @@ from ..config import dump_config, from_dict
 from ..data.load import load_examples
 from ..io import write_json_atomic, write_text_atomic
 from ..log import log, warn
+from ..models.features import FeatureConfig, extract, reduce_dim
 from ..models.packaged import cache_root
 from ..reweight import ESTIMATORS
 from ..reweight.diagnostics import summarize
-from ..reweight.features import FeatureConfig, extract, reduce_dim
 from ..reweight.pairs import combine, source_texts, target_texts
 from ..reweight.plot import weight_histogram
 from ..reweight.stabilize import StabiliserConfig, stabilise_with_exponent

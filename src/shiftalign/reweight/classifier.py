@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
-from . import EstimatorSpec, register
 from .kernels import check_sizes
+from .spec import EstimatorSpec, register
 
 
 @dataclass
@@ -72,7 +72,7 @@ def out_of_fold_proba(X: np.ndarray, y: np.ndarray, p: ClassifierParams) -> np.n
 
 
 def fit(Xs: np.ndarray, Xt: np.ndarray, p: ClassifierParams):
-    check_sizes("classifier", Xs, Xt, None)
+    check_sizes(SPEC, Xs, Xt)
     X = np.concatenate([Xs, Xt]).astype(np.float32, copy=False)
     y = np.r_[np.zeros(len(Xs)), np.ones(len(Xt))]
     proba = np.clip(out_of_fold_proba(X, y, p), p.eps, 1 - p.eps)[: len(Xs)]
@@ -80,4 +80,4 @@ def fit(Xs: np.ndarray, Xt: np.ndarray, p: ClassifierParams):
     return w, {"model": p.model, "folds": p.folds, "calibration": p.calibration, "prior_correction": len(Xs) / len(Xt)}
 
 
-register(EstimatorSpec("classifier", fit, ClassifierParams))
+SPEC = register(EstimatorSpec("classifier", fit, ClassifierParams))

@@ -28,9 +28,12 @@ def centers(Xt: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
     return Xt[rng.choice(len(Xt), size=min(b, len(Xt)), replace=False)]
 
 
-def check_sizes(name: str, Xs: np.ndarray, Xt: np.ndarray, max_n: int | None) -> None:
+def check_sizes(spec, Xs: np.ndarray, Xt: np.ndarray) -> None:
+    """Refuse features an estimator cannot fit: not 2-D of one width, under 2 rows a side, or more rows in all than
+    its spec's ``max_n``."""
     from ..errors import ConfigError
 
+    name, max_n = spec.name, spec.max_n
     if Xs.ndim != 2 or Xt.ndim != 2 or Xs.shape[1] != Xt.shape[1]:
         raise ConfigError(f"{name}: source and target features must be 2-D with the same width "
                           f"(got {Xs.shape} and {Xt.shape})")

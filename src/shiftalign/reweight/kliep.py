@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import EstimatorSpec, register
 from .kernels import centers, check_sizes, gaussian, median_distance, sq_dists
+from .spec import EstimatorSpec, register
 
 
 @dataclass
@@ -62,7 +62,7 @@ def kliep_theta(A: np.ndarray, bvec: np.ndarray, p: KLIEPParams) -> np.ndarray:
 
 
 def fit(Xs: np.ndarray, Xt: np.ndarray, p: KLIEPParams):
-    check_sizes("kliep", Xs, Xt, MAX_N)
+    check_sizes(SPEC, Xs, Xt)
     rng = np.random.default_rng(p.seed)
     Xs, Xt = np.asarray(Xs, np.float64), np.asarray(Xt, np.float64)
     C = centers(Xt, p.n_centers, rng)
@@ -87,5 +87,4 @@ def fit(Xs: np.ndarray, Xt: np.ndarray, p: KLIEPParams):
     return Ks @ theta, info
 
 
-MAX_N = 200_000
-register(EstimatorSpec("kliep", fit, KLIEPParams, max_n=MAX_N))
+SPEC = register(EstimatorSpec("kliep", fit, KLIEPParams, max_n=200_000))

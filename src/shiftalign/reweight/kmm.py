@@ -21,10 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import EstimatorSpec, register
 from .kernels import check_sizes, gaussian, median_distance, sq_dists
-
-MAX_N = 8000  # n_s + n_t; K alone is then at most ~0.5 GB in float64
+from .spec import EstimatorSpec, register
 
 
 @dataclass
@@ -56,7 +54,7 @@ def project(v: np.ndarray, B: float, lo: float, hi: float) -> np.ndarray:
 
 
 def fit(Xs: np.ndarray, Xt: np.ndarray, p: KMMParams):
-    check_sizes("kmm", Xs, Xt, MAX_N)
+    check_sizes(SPEC, Xs, Xt)
     rng = np.random.default_rng(p.seed)
     Xs, Xt = np.asarray(Xs, np.float64), np.asarray(Xt, np.float64)
     ns, nt = len(Xs), len(Xt)
@@ -85,4 +83,5 @@ def fit(Xs: np.ndarray, Xt: np.ndarray, p: KMMParams):
     return beta, {"sigma": sigma, "ridge": p.ridge, "B": p.B, "eps": eps, "iterations": it, "objective": float(obj(beta))}
 
 
-register(EstimatorSpec("kmm", fit, KMMParams, max_n=MAX_N))
+# max_n caps n_s + n_t: K alone is then at most ~0.5 GB in float64
+SPEC = register(EstimatorSpec("kmm", fit, KMMParams, max_n=8000))

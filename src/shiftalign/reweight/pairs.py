@@ -16,15 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.schema import Example
+from ..data.text import text_of
 from ..errors import ConfigError
 
 MODES = ("prompt", "chosen", "rejected", "both")
-
-
-def text_of(value) -> str:
-    if isinstance(value, str):
-        return value
-    return "\n".join(f"{m['role']}: {m['content']}" for m in value)
 
 
 def source_texts(examples: list[Example], mode: str) -> list[list[tuple[str, str]]]:

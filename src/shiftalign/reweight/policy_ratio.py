@@ -20,17 +20,10 @@ normalisation does not depend on the micro-batch size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from ..config import PolicyRatioConfig  # the run config's `policy_ratio:` section (form, alpha)
 from ..errors import ConfigError
-
-
-@dataclass
-class PolicyRatioConfig:
-    form: str = "wpo"  # wpo | relative
-    alpha: float = 0.5  # relative form: mixing weight a in (0, 1]
 
 
 def policy_ratio_weights(out: dict, cfg: PolicyRatioConfig) -> torch.Tensor:

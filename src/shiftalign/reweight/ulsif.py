@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import EstimatorSpec, register
 from .kernels import centers, check_sizes, gaussian, median_distance, sq_dists
+from .spec import EstimatorSpec, register
 
 
 @dataclass
@@ -74,7 +74,7 @@ def fit_theta(Phi_s, Phi_t, alpha: float, lam: float) -> np.ndarray:
 
 
 def fit(Xs: np.ndarray, Xt: np.ndarray, p: ULSIFParams):
-    check_sizes("ulsif", Xs, Xt, SPEC_MAX_N)
+    check_sizes(SPEC, Xs, Xt)  # rulsif shares uLSIF's fit, and its cap
     if not 0 <= p.alpha < 1:
         from ..errors import ConfigError
         raise ConfigError(f"ulsif: alpha must be in [0, 1), got {p.alpha}")
@@ -103,8 +103,7 @@ def fit(Xs: np.ndarray, Xt: np.ndarray, p: ULSIFParams):
     return w, info
 
 
-SPEC_MAX_N = 200_000
-register(EstimatorSpec("ulsif", fit, ULSIFParams, max_n=SPEC_MAX_N))
+SPEC = register(EstimatorSpec("ulsif", fit, ULSIFParams, max_n=200_000))
 
 
 @dataclass
@@ -112,4 +111,4 @@ class RuLSIFParams(ULSIFParams):
     alpha: float = 0.1
 
 
-register(EstimatorSpec("rulsif", fit, RuLSIFParams, max_n=SPEC_MAX_N))
+register(EstimatorSpec("rulsif", fit, RuLSIFParams, max_n=SPEC.max_n))

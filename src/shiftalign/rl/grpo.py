@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ops.rl import grpo_advantages, kl_k3, masked_mean
-from . import RLAlgoSpec, by_group, clipped_policy_loss, register
+from .spec import RLAlgoSpec, by_group, clipped_policy_loss, register
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..ops.rl import gae, masked_mean, whiten
-from . import RLAlgoSpec, clipped_policy_loss, register
+from .spec import RLAlgoSpec, clipped_policy_loss, register
 
 
 @dataclass

@@ -89,7 +89,7 @@ def reward_model_scorer(path: str, batch_size: int = 16, max_length: int = 1024,
     from ..models.reward_heads import RewardHeads, is_heads_dir
 
     if is_heads_dir(path):  # features of fresh samples are not cached: each call scores new texts
-        from ..reweight.pairs import text_of
+        from ..data.text import text_of
 
         heads = RewardHeads.load(path)
         return lambda prompts, responses: heads.score_texts(

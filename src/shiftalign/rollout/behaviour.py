@@ -15,7 +15,8 @@ import random
 from dataclasses import dataclass
 
 from ..log import log
-from .sample import SamplingParams, generate_hf
+from .generate import generate_hf
+from .params import SamplingParams
 
 
 @dataclass

@@ -16,8 +16,8 @@ Holtzman et al., 2020), stop at EOS — with two differences that matter on a CP
   the step's logits. ``generate`` would have to keep every step's full-vocabulary logits
   (``output_logits``) for that.
 
-On the packaged 135M model the two made sampling 1.4x faster at 32 sequences per call and 2.0x at
-128 (bench/sampling_throughput.py, BENCHMARKS.md). Greedy decoding (temperature 0) takes the argmax;
+On the packaged 135M model the two make sampling faster than ``generate``, more so at larger batches
+(bench/sampling_throughput.py; the ratios are in BENCHMARKS.md). Greedy decoding (temperature 0) takes the argmax;
 its tokens and log-probs equal ``generate``'s (tests/test_decode.py).
 
     results = decode(model, [prompt_ids, ...], SamplingParams(n=4, temperature=0.8), seed=0,
@@ -26,13 +26,10 @@ its tokens and log-probs equal ``generate``'s (tests/test_decode.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from transformers import DynamicCache
 
-if TYPE_CHECKING:
-    from .sample import SamplingParams
+from .params import SamplingParams, left_padded
 
 
 def truncate(scaled: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -58,17 +55,6 @@ def draw(scaled: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     cdf = scaled.softmax(-1).cumsum(-1)
     u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True)[:, 0].clamp(max=cdf.shape[-1] - 1)
-
-
-def left_padded(prompt_ids: list[list[int]], pad_id: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and attention mask (B * n, L) of the prompts padded on the left, each repeated n times."""
-    L = max(map(len, prompt_ids))
-    ids = torch.full((len(prompt_ids), L), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, p_ids in enumerate(prompt_ids):
-        ids[i, L - len(p_ids):] = torch.tensor(p_ids)
-        mask[i, L - len(p_ids):] = 1
-    return ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
 
 
 def cache_argument(model) -> str:

@@ -4,9 +4,9 @@ Batched sampling with the KV cache and left padding; prompts sorted by length so
 little; temperature / top-p / top-k / max new tokens / seed; stops at EOS. Each row records the
 sampling parameters, the response's token ids and its log-prob under the policy itself
 (temperature 1, no truncation: log pi(y|x), what density ratios and online RL need), taken from
-the logits of the same generation pass. Backends: ``decode`` (the default; ``rollout.decode``, a
-plain decode loop on the HF model, 1.4-2x faster than ``generate`` on a CPU), ``hf`` (transformers'
-``generate``, what the committed shift data was sampled with), ``vllm``.
+the logits of the same generation pass. Backends (registered in ``rollout.backends``): ``decode``
+(the default; ``rollout.decode``, a plain decode loop on the HF model, faster than ``generate`` on a CPU:
+BENCHMARKS.md), ``hf`` (transformers' ``generate``, what the committed shift data was sampled with), ``vllm``.
 
 Rows are appended prompt by prompt (all n samples of a prompt together, flushed and fsynced); a
 rerun skips prompts whose n samples are already in the file and drops a half-written last line.
@@ -40,19 +40,8 @@ from ..data.text import encode, render_prompt
 from ..errors import ConfigError
 from ..io import write_text_atomic
 from ..log import log
-from .decode import decode, left_padded
-
-BACKENDS = ("decode", "hf", "vllm")
-
-
-@dataclass
-class SamplingParams:
-    n: int = 4  # responses per prompt
-    max_new_tokens: int = 128
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0  # 0: off
-    seed: int = 0
+from .backends import SAMPLERS
+from .params import SamplingParams
 
 
 @dataclass
@@ -64,7 +53,7 @@ class SampleConfig:
     batch_size: int = 128  # sequences decoded together (prompts x n); larger batches use the matrix units better
     max_prompt_length: int = 512
     wrap_text_as_chat: bool = False  # plain-text prompts become a user turn of the chat template
-    backend: str = "decode"  # decode (rollout.decode) | hf (transformers' generate) | vllm
+    backend: str = "decode"  # a registered sampling backend (rollout.backends): decode | hf | vllm
     split: str = "train"
     replace_stale: bool = False  # rows made under another sample_key: false = refuse, true = sample again
     progress: bool = True
@@ -112,51 +101,8 @@ def _append(path: Path, rows: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
-@torch.inference_mode()
-def generate_hf(model, tokenizer, prompt_ids: list[list[int]], p: SamplingParams, seed: int) -> list[list[dict]]:
-    """For each prompt, n dicts {completion_ids, logp, finished}: one batched, left-padded generate."""
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
-    ids, mask = left_padded(prompt_ids, pad, p.n)  # n rows per prompt
-    L = ids.shape[1]
-    torch.manual_seed(seed)
-    greedy = p.temperature == 0
-    out = model.generate(
-        input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=not greedy,
-        temperature=None if greedy else p.temperature, top_p=None if greedy else p.top_p,
-        top_k=(p.top_k or None) if not greedy else None, max_new_tokens=p.max_new_tokens,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
-        return_dict_in_generate=True, output_logits=True, use_cache=True)
-    seqs = out.sequences[:, L:].cpu()
-    logits = torch.stack(out.logits, 1).float().cpu()  # (B*n, new, V): raw, before temperature / top-p
-    token_logps = torch.log_softmax(logits, -1).gather(-1, seqs[..., None])[..., 0]
-    results: list[list[dict]] = [[] for _ in prompt_ids]
-    for j in range(seqs.shape[0]):
-        toks = seqs[j].tolist()
-        finished = tokenizer.eos_token_id in toks
-        k = toks.index(tokenizer.eos_token_id) + 1 if finished else len(toks)
-        results[j // p.n].append({"completion_ids": toks[:k], "logp": float(token_logps[j, :k].sum()),
-                                  "finished": finished})
-    return results
-
-
-def generate_vllm(model_path: str, prompt_ids: list[list[int]], p: SamplingParams, seed: int) -> list[list[dict]]:
-    try:
-        from vllm import LLM
-        from vllm import SamplingParams as VSP
-    except ImportError:
-        raise ConfigError("backend vllm needs vLLM installed: pip install 'shiftalign[vllm]'") from None
-    llm = LLM(model=model_path, seed=seed)
-    sp = VSP(n=p.n, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k or -1, max_tokens=p.max_new_tokens,
-             seed=seed, logprobs=0)
-    outs = llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], sp)
-    return [[{"completion_ids": list(c.token_ids), "logp": float(c.cumulative_logprob or 0.0),
-              "finished": c.finish_reason == "stop"} for c in o.outputs] for o in outs]
-
-
 def main(cfg: SampleConfig) -> Path:
     from ..models.load import load_policy
-    from ..models.packaged import resolve_model_path
 
     if cfg.sampling.n < 1:
         raise ConfigError("sampling.n must be >= 1")
@@ -172,9 +118,8 @@ def main(cfg: SampleConfig) -> Path:
     done = finished_prompts(shard, cfg.sampling.n, key, cfg.replace_stale)
     todo = [e for e in examples if e.id not in done]
     log(f"sample: {len(examples)} prompts ({len(done)} already done) x {cfg.sampling.n} -> {out}")
-    if cfg.backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
-    model, tok = load_policy(cfg.policy) if cfg.backend != "vllm" else (None, None)
+    sampler = SAMPLERS.get(cfg.backend)
+    model, tok = load_policy(cfg.policy) if sampler.loads_model else (None, None)
     if model is not None:
         model.eval().to(state.device)
     if tok is None:
@@ -190,12 +135,7 @@ def main(cfg: SampleConfig) -> Path:
         chunk = encoded[s:s + per_batch]
         seed = random.Random(f"{cfg.sampling.seed}:{chunk[0][0].id}").randrange(2**31)
         ids = [c[1] for c in chunk]
-        if cfg.backend == "decode":
-            results = decode(model, ids, cfg.sampling, seed, tok.pad_token_id, tok.eos_token_id)
-        elif cfg.backend == "hf":
-            results = generate_hf(model, tok, ids, cfg.sampling, seed)
-        else:
-            results = generate_vllm(resolve_model_path(cfg.policy.path), ids, cfg.sampling, seed)
+        results = sampler.generate(model, tok, cfg.policy.path, ids, cfg.sampling, seed)
         rows = []
         for (ex, _), samples in zip(chunk, results):
             for k, smp in enumerate(samples):

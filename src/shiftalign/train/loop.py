@@ -1,6 +1,6 @@
 """The one training loop, for every recipe, on ``accelerate``.
 
-Weighted reduction (house rule 2): with per-example losses l_i, static weights w_i (a weights file,
+Weighted reduction (CONTRIBUTING.md, rule 2): with per-example losses l_i, static weights w_i (a weights file,
 a ``weight`` column) and in-loop factors f_i (policy-ratio weights, recomputed from the current
 policy; 1 when absent), one optimiser step minimises
 
@@ -217,8 +217,8 @@ class Trainer:
     def fit(self) -> dict:
         t = self.cfg.train
         ckpt_dir = self.out / "checkpoints"
-        state = (resume_latest(ckpt_dir, self.acc.unwrap_model(self.model), self.optimizer, self.scheduler, self.acc)
-                 if t.resume else None)
+        state = resume_latest(ckpt_dir, self.acc.unwrap_model(self.model), self.optimizer, self.scheduler, self.acc,
+                              t.resume)
         if state is not None:
             self.step = state["step"]
         metrics = MetricsLog(self.out / "metrics.jsonl", self.acc, resume_step=self.step)

@@ -6,9 +6,10 @@ which also returns the tempered policy's log-prob and entropy of every token it 
 pi_old, with no second forward pass, unless PPO needs values or the update runs under autocast),
 score them (``rl.scorers``), add penalties (missing EOS,
 length), compute the KL to the reference per token (k1 or k3; fixed or adaptive coefficient),
-compute advantages with the configured algorithm (``rl/``), and update the policy over several
-epochs of minibatches. Optional per-prompt importance weights weight each sample's loss and the
-whitening statistics. The configuration is ``recipes.rl.RLConfig``.
+compute advantages with the configured algorithm (``rl/``), and update the policy over
+``epochs_per_rollout`` passes of minibatches. Optional per-prompt importance weights weight each sample's loss and the
+whitening statistics. The configuration is ``train.rl_config.RLConfig``: its ``train:`` section is the
+offline loop's (learning rate, schedule and warm-up over optimiser steps, clipping, resume, checkpoints).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -38,9 +38,7 @@ from . import checkpoint
 from .logger import MetricsLog
 from .optim import make_optimizer, optimizer_step, resume_latest
 from .reference import frozen_reference, reference_context
-
-if TYPE_CHECKING:
-    from ..recipes.rl import RLConfig
+from .rl_config import RLConfig
 
 
 class PolicyWithValue(nn.Module):
@@ -117,7 +115,10 @@ class RLTrainer:
         self.reference = frozen_reference(cfg.model, cfg.reference, acc.device)  # None: LoRA base, adapter off
         self.scorer = make_scorer(cfg.scorer)
         policy = PolicyWithValue(model, self.algo.needs_value, cfg.sampling.temperature)
-        self.optimizer, self.scheduler = make_optimizer(policy, cfg.lr, cfg.weight_decay)
+        t = cfg.train
+        self.total_steps = cfg.iterations * cfg.updates_per_iteration()  # what the schedule spans
+        self.optimizer, self.scheduler = make_optimizer(policy, t.lr, t.weight_decay, t.adam_betas, t.schedule,
+                                                        t.warmup_steps, self.total_steps)
         self.policy = acc.prepare(policy)
         self.kl_coef = cfg.kl.coef
         self.iteration = 0
@@ -214,7 +215,7 @@ class RLTrainer:
         rows_per_mb = max(1, cfg.minibatch_size // k)
         rng = random.Random(f"{cfg.seed}:update:{self.iteration}")
         agg: dict[str, list[float]] = {}
-        for _ in range(cfg.epochs):
+        for _ in range(cfg.epochs_per_rollout):
             order = list(range(len(items)))
             rng.shuffle(order)
             for s in range(0, len(items), rows_per_mb):
@@ -227,8 +228,10 @@ class RLTrainer:
                 w = sub["weights"]
                 loss = (w * loss_vec).sum() / w.sum().clamp(min=1e-12)
                 self.acc.backward(loss)
-                optimizer_step(self.acc, self.policy, self.optimizer, self.scheduler, cfg.max_grad_norm)
-                for key, v in {"loss": loss.item(), **metrics}.items():
+                grad_norm, lr = optimizer_step(self.acc, self.policy, self.optimizer, self.scheduler,
+                                               cfg.train.max_grad_norm)
+                step = {"loss": loss.item(), "lr": lr, **({} if grad_norm is None else {"grad_norm": grad_norm})}
+                for key, v in {**step, **metrics}.items():
                     agg.setdefault(key, []).append(v)
         return {k: sum(v) / len(v) for k, v in agg.items()}
 
@@ -238,15 +241,16 @@ class RLTrainer:
             self.kl_coef = adapt_kl_coef(self.kl_coef, kl, n, t.target, t.horizon)
 
     def fit(self) -> dict:
-        cfg = self.cfg
+        cfg, t = self.cfg, self.cfg.train
         out = Path(cfg.output_dir)
         ckpt = out / "checkpoints"
-        state = resume_latest(ckpt, self.acc.unwrap_model(self.policy), self.optimizer, self.scheduler, self.acc)
+        state = resume_latest(ckpt, self.acc.unwrap_model(self.policy), self.optimizer, self.scheduler, self.acc,
+                              t.resume)
         if state is not None:
             self.iteration, self.kl_coef = state["step"], state["kl_coef"]
         metrics = MetricsLog(out / "metrics.jsonl", self.acc, resume_step=self.iteration)
         bar = tqdm(total=cfg.iterations, initial=self.iteration, desc=f"rl/{self.algo.name}", unit="it",
-                   disable=not (cfg.progress and self.acc.is_main_process))
+                   disable=not (t.progress and self.acc.is_main_process))
         record: dict = {}
         while self.iteration < cfg.iterations:
             roll, items, stats = self.rollout(self.iteration)
@@ -259,8 +263,8 @@ class RLTrainer:
             metrics.log(record)
             bar.update(1)
             bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
-            if (cfg.save_every and self.iteration % cfg.save_every == 0) or self.iteration == cfg.iterations:
+            if (t.save_every and self.iteration % t.save_every == 0) or self.iteration == cfg.iterations:
                 checkpoint.save(ckpt, self.iteration, self.acc.unwrap_model(self.policy), self.optimizer,
-                                self.scheduler, {"kl_coef": self.kl_coef}, self.acc, cfg.keep_checkpoints)
+                                self.scheduler, {"kl_coef": self.kl_coef}, self.acc, t.keep_checkpoints)
         bar.close()
         return record

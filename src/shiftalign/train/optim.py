@@ -24,8 +24,9 @@ def make_optimizer(module: torch.nn.Module, lr: float, weight_decay: float = 0.0
     if schedule not in SCHEDULES:
         raise ConfigError(f"{where}: expected one of {', '.join(SCHEDULES)}, got {schedule!r}")
     params = [p for p in module.parameters() if p.requires_grad]
-    # The fused kernel updates all parameters in one pass (0.08 s against 0.36 s per step for the 135M model
-    # on 2 CPU cores); it is also what transformers' Trainer, and so TRL, uses by default.
+    # The fused kernel updates all parameters in one pass, several times faster than the per-tensor loop on a CPU
+    # (BENCHMARKS.md, "An RL iteration: the decode loop, ..."); it is also what transformers' Trainer, and so TRL,
+    # uses by default.
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     optimizer = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=fused or None)
     scheduler = get_scheduler(SCHEDULES[schedule], optimizer, num_warmup_steps=warmup_steps,
@@ -46,9 +47,18 @@ def optimizer_step(acc, model, optimizer, scheduler, max_grad_norm: float) -> tu
     return grad_norm, lr
 
 
-def resume_latest(checkpoint_dir: Path, module, optimizer, scheduler, acc) -> dict | None:
+def resume_latest(checkpoint_dir: Path, module, optimizer, scheduler, acc, resume: bool = True) -> dict | None:
     """Load the latest complete checkpoint under ``checkpoint_dir`` into the module, optimiser and
-    schedule; its trainer state (``step`` and what the loop stored), or None when there is none."""
+    schedule; its trainer state (``step`` and what the loop stored), or None when there is none.
+    ``resume`` false (``train.resume``) starts over: earlier checkpoints are removed, so that neither the
+    count of checkpoints kept nor a later resume mixes them with the new run's."""
+    if not resume:
+        if acc.is_main_process and checkpoint.latest(checkpoint_dir) is not None:
+            log(f"train.resume is false: starting over; the checkpoints in {checkpoint_dir} are removed")
+        if acc.is_main_process:
+            checkpoint.remove_all(checkpoint_dir)
+        acc.wait_for_everyone()
+        return None
     last = checkpoint.latest(checkpoint_dir)
     if last is None:
         return None

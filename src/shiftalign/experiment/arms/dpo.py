@@ -14,26 +14,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
-from ...config import from_dict, to_dict
+from ...config import PolicyRatioConfig, TrainConfig, from_dict
 from ...errors import ConfigError
 from ...io import read_jsonl
 from ...recipes.weights import FittedWeights, WeightsConfig
 from ...recipes.weights import main as weights_main
 from ...reweight import ESTIMATORS
 from ...reweight.pairs import MODES
-from ...reweight.policy_ratio import PolicyRatioConfig
 from ...reweight.stabilize import StabiliserConfig
-from . import ArmKind, ArmResult, register
+from .spec import ArmKind, ArmResult, register
 
 
 @dataclass
 class DPOOptions:
     estimator: dict | None = None  # density-ratio weights from this estimator: {name, <its parameters>}
-    stabilise: dict = field(default_factory=dict)  # overrides of the experiment's stabilise for this arm
-    pair_mode: str | None = None  # override of the experiment's pair_mode: prompt-level or pair-level weights
-    policy_ratio: dict | None = None  # in-loop policy-likelihood-ratio weights (reweight.policy_ratio)
-    train: dict = field(default_factory=dict)  # overrides of the experiment's dpo_train
+    stabilise: StabiliserConfig = field(default_factory=StabiliserConfig)  # the experiment's, with this arm's overrides
+    pair_mode: str | None = None  # prompt- or pair-level weights; the experiment's pair_mode unless set
+    policy_ratio: PolicyRatioConfig | None = None  # in-loop policy-likelihood-ratio weights (reweight.policy_ratio)
+    train: TrainConfig = field(default_factory=TrainConfig)  # the experiment's dpo_train, with this arm's overrides
+
+    INHERITS: ClassVar[dict] = {"stabilise": "stabilise", "pair_mode": "pair_mode", "train": "dpo_train"}
 
     def role(self) -> str:
         """Unweighted source-only DPO uses nothing of the target: beside the baseline (e.g. trained longer)
@@ -42,25 +44,25 @@ class DPOOptions:
 
     def __post_init__(self):
         if self.estimator is not None:
-            knobs = dict(self.estimator)
-            if "name" not in knobs:
-                raise ConfigError("estimator: expected a mapping with a name, e.g. {name: classifier}")
-            from_dict(ESTIMATORS.get(knobs.pop("name")).params, knobs, "estimator")
-        if self.policy_ratio is not None:
-            from_dict(PolicyRatioConfig, self.policy_ratio, "policy_ratio")
-        from_dict(StabiliserConfig, self.stabilise, "stabilise")
+            check_estimator(self.estimator, "estimator")
         if self.pair_mode is not None and self.pair_mode not in MODES:
             raise ConfigError(f"pair_mode: expected one of {', '.join(MODES)}, got {self.pair_mode!r}")
 
 
-def fit_weights(ctx, name: str, opts: DPOOptions) -> FittedWeights:
+def check_estimator(estimator: dict, where: str) -> None:
+    """An estimator mapping names a registered estimator and only its parameters (``recipes.weights``
+    reads it into that estimator's parameters when it fits)."""
+    if "name" not in estimator:
+        raise ConfigError(f"{where}: expected a mapping with a name, e.g. {{name: classifier}}")
+    knobs = dict(estimator)
+    from_dict(ESTIMATORS.get(knobs.pop("name")).params, knobs, where)
+
+
+def fit_weights(ctx, name: str, estimator: dict, stabilise: StabiliserConfig, pair_mode: str) -> FittedWeights:
     """Density-ratio weights of the source pairs toward the shared target samples, with the
     diagnostics an arm reports."""
-    cfg = ctx.cfg
-    out = ctx.root / "weights" / name
-    stab = from_dict(StabiliserConfig, {**to_dict(cfg.stabilise), **opts.stabilise}, f"arms.{name}.stabilise")
-    wc = WeightsConfig(source=ctx.shared.source_pairs, target=ctx.shared.samples, output_dir=str(out),
-                       pair_mode=opts.pair_mode or cfg.pair_mode, features=cfg.features, estimator=dict(opts.estimator), stabilise=stab)
+    wc = WeightsConfig(source=ctx.data.source_pairs, target=ctx.samples, output_dir=str(ctx.root / "weights" / name),
+                       pair_mode=pair_mode, features=ctx.cfg.features, estimator=dict(estimator), stabilise=stabilise)
     fitted = weights_main(wc)
     keep = ("ess_fraction", "ess_fraction_raw", "temper", "largest_share", "domain_auc_before", "domain_auc_after")
     return replace(fitted, diagnostics={k: fitted.diagnostics.get(k) for k in keep})
@@ -69,14 +71,12 @@ def fit_weights(ctx, name: str, opts: DPOOptions) -> FittedWeights:
 def run(ctx, name: str, opts: DPOOptions) -> ArmResult:
     extra, diagnostics = {}, {}
     if opts.estimator:
-        fitted = fit_weights(ctx, name, opts)
+        fitted = fit_weights(ctx, name, opts.estimator, opts.stabilise, opts.pair_mode)
         extra["weights"], diagnostics = fitted.file, fitted.diagnostics
     if opts.policy_ratio is not None:
-        extra["policy_ratio"] = from_dict(PolicyRatioConfig, opts.policy_ratio, f"arms.{name}.policy_ratio")
+        extra["policy_ratio"] = opts.policy_ratio
     out = ctx.root / name
-    rc = ctx.run_config("preference", out, ctx.shared.source_pairs, ctx.train_settings(opts.train, f"arms.{name}.train"),
-                        ctx.cfg.dpo_loss, **extra)
-    res = ctx.train(rc)
+    res = ctx.train(ctx.run_config("preference", out, ctx.data.source_pairs, opts.train, ctx.cfg.dpo_loss, **extra))
     diagnostics.update(steps=res.steps, final_loss=res.train.get("loss"))
     if opts.policy_ratio is not None:  # the ESS of the weights the steps actually used
         ess = [m["weight_ess_fraction"] for m in _metrics(out) if "weight_ess_fraction" in m]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import ArmKind, ArmResult, register
+from .spec import ArmKind, ArmResult, register
 
 
 @dataclass

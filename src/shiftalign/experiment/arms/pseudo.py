@@ -28,28 +28,45 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
-from ...config import from_dict, to_dict
-from ...data.text import response_text
+from ...config import TrainConfig
+from ...data.text import text_of
 from ...errors import ConfigError
 from ...io import read_jsonl
 from ...labeling.judge_labeller import JudgeLabelConfig
+from ...labeling.reward_model import RewardLabelConfig
+from ...labeling.scorer import ScorerLabelConfig
 from ...log import log
 from ...recipes.iterate import IterateConfig, NoPairsError, RefitConfig
 from ...recipes.iterate import main as iterate_main
 from ...recipes.label import LabelConfig
-from ...reweight.pairs import text_of
+from ...reweight.stabilize import StabiliserConfig
 from ...rl.scorers import make_scorer
 from ...rollout.sample import SampleConfig
-from . import ArmKind, ArmResult, register
+from .dpo import check_estimator
+from .spec import ArmKind, ArmResult, register
 
 LABELLERS = {"reward_model": "reward_model", "judge": "judge", "gold": "scorer", "random": "scorer"}  # -> recipes.label
 
 
 @dataclass
+class RewardWeights:
+    """An importance-weighted reward model: density-ratio weights of the source pairs toward the target."""
+
+    estimator: dict | None = None  # {name, <its parameters>} (required)
+    stabilise: StabiliserConfig = field(default_factory=StabiliserConfig)  # the experiment's, with these overrides
+
+    def __post_init__(self):
+        if self.estimator is None:
+            raise ConfigError("reward_weights: expected {estimator: {name, ...}, stabilise: {...}}, got no estimator")
+        check_estimator(self.estimator, "reward_weights.estimator")
+
+
+@dataclass
 class PseudoOptions:
     labeller: str = "reward_model"  # reward_model | judge | gold | random
-    judge: dict = field(default_factory=dict)  # with judge: labeling.judge_labeller.JudgeLabelConfig fields
+    judge: JudgeLabelConfig = field(default_factory=JudgeLabelConfig)  # with judge: the judge's settings
     rounds: int = 1
     pairs: str = "best_vs_worst"  # reward_model / gold: best_vs_worst | random | all
     margin: float = 0.0  # reward_model / gold: keep pairs whose score difference is above this
@@ -61,9 +78,11 @@ class PseudoOptions:
     confidence_temperature: float | None = None  # weight pseudo-pairs by 2 sigmoid(margin / T) - 1
     max_spread: float | None = None  # reward_model with several heads: drop pairs whose margin's std is above
     min_agreement: float | None = None  # ... or whose mean margin is under this many of its stds
-    reward_weights: dict | None = None  # {estimator: {name, ...}, stabilise: {...}}: an importance-weighted RM
+    reward_weights: RewardWeights | None = None  # label with an importance-weighted reward model
     refit_reward: bool = False  # with reward_weights: re-fit it every round toward that round's samples
-    train: dict = field(default_factory=dict)  # overrides of the experiment's dpo_train
+    train: TrainConfig = field(default_factory=TrainConfig)  # the experiment's dpo_train, with this arm's overrides
+
+    INHERITS: ClassVar[dict] = {"train": "dpo_train", "reward_weights.stabilise": "stabilise"}
 
     def arm_refs(self) -> list[str]:
         return [r for r in (self.init, self.source_weights) if r]
@@ -78,19 +97,10 @@ class PseudoOptions:
             raise ConfigError(f"labeller: expected one of {', '.join(LABELLERS)}, got {self.labeller!r}")
         if self.reference not in ("initial", "previous"):
             raise ConfigError(f"reference: expected initial or previous, got {self.reference!r}")
-        if self.labeller == "judge":
-            from_dict(JudgeLabelConfig, {"pairs": "random", **self.judge}, "judge")
         if self.source_weights and not self.mix_source:
             raise ConfigError("source_weights: weights of the source pairs need mix_source: true")
-        if self.reward_weights is not None:
-            if self.labeller != "reward_model":
-                raise ConfigError("reward_weights: an importance-weighted reward model needs labeller: reward_model")
-            extra = set(self.reward_weights) - {"estimator", "stabilise"}
-            if extra or "estimator" not in self.reward_weights:
-                raise ConfigError(f"reward_weights: expected {{estimator: {{name, ...}}, stabilise: {{...}}}}, got keys "
-                                  f"{sorted(self.reward_weights)}")
-            from .dpo import DPOOptions
-            from_dict(DPOOptions, dict(self.reward_weights), "reward_weights")
+        if self.reward_weights is not None and self.labeller != "reward_model":
+            raise ConfigError("reward_weights: an importance-weighted reward model needs labeller: reward_model")
         if self.refit_reward and self.reward_weights is None:
             raise ConfigError("refit_reward: re-fitting needs reward_weights (its estimator and stabiliser)")
 
@@ -98,72 +108,69 @@ class PseudoOptions:
 def label_settings(ctx, name: str, opts: PseudoOptions, reward_model: str) -> LabelConfig:
     cfg = ctx.cfg
     kind = LABELLERS[opts.labeller]
-    label = {"labeller": kind, "seed": cfg.seed, "progress": cfg.progress}
+    common = {"labeller": kind, "seed": cfg.seed, "progress": cfg.progress}
     if kind == "reward_model":
-        label["reward_model"] = {"models": [reward_model], "pairs": opts.pairs, "margin": opts.margin,
-                                 "max_spread": opts.max_spread, "min_agreement": opts.min_agreement,
-                                 "wrap_text_as_chat": cfg.wrap_text_as_chat}
-    elif kind == "scorer":
+        return LabelConfig(**common, reward_model=RewardLabelConfig(
+            models=[reward_model], pairs=opts.pairs, margin=opts.margin, max_spread=opts.max_spread,
+            min_agreement=opts.min_agreement, wrap_text_as_chat=cfg.wrap_text_as_chat))
+    if kind == "scorer":
         scorer = dict(cfg.gold) if opts.labeller == "gold" else {"name": "random", "seed": cfg.seed}
-        label["scorer"] = {"scorer": scorer, "pairs": opts.pairs, "margin": opts.margin}
-    else:
-        label["judge"] = {"pairs": "random", **opts.judge}
-    return from_dict(LabelConfig, label, f"arms.{name}")
+        return LabelConfig(**common, scorer=ScorerLabelConfig(scorer=scorer, pairs=opts.pairs, margin=opts.margin))
+    return LabelConfig(**common, judge=opts.judge)
 
 
-def importance_weighted_reward(ctx, name: str, opts: PseudoOptions) -> tuple[str, dict]:
+def importance_weighted_reward(ctx, name: str, rw: RewardWeights) -> tuple[str, dict]:
     """An importance-weighted reward model of the experiment's kind: (path, its diagnostics)."""
     from ..rewards import shift_cost, train_reward
-    from .dpo import DPOOptions, fit_weights
+    from .dpo import fit_weights
 
-    wopts = from_dict(DPOOptions, dict(opts.reward_weights), f"arms.{name}.reward_weights")
-    fitted = fit_weights(ctx, name, wopts)
+    fitted = fit_weights(ctx, name, rw.estimator, rw.stabilise, ctx.cfg.pair_mode)
     path = train_reward(ctx, ctx.root / "rewards" / name, weights=fitted.file)
     return path, {"kind": f"{ctx.cfg.reward_model.kind}, importance-weighted", **fitted.diagnostics,
-                  **shift_cost(ctx, path)}
+                  **shift_cost(ctx, path, ctx.samples)}
 
 
-def refit_settings(ctx, name: str, opts: PseudoOptions) -> RefitConfig:
+def refit_settings(ctx, name: str, rw: RewardWeights) -> RefitConfig:
     """``iterate``'s per-round refit from the experiment's reward heads and the arm's reward_weights."""
     from ...recipes.reward_heads import RewardHeadsConfig
     from ...recipes.weights import WeightsConfig
-    from ...reweight.stabilize import StabiliserConfig
+    from ..rewards import REWARD_KINDS
 
     cfg, spec = ctx.cfg, ctx.cfg.reward_model
-    if spec.kind != "heads":
-        raise ConfigError(f"arms.{name}.refit_reward: re-fitting every round needs reward_model.kind: heads")
-    stab = from_dict(StabiliserConfig, {**to_dict(cfg.stabilise), **opts.reward_weights.get("stabilise", {})},
-                     f"arms.{name}.reward_weights.stabilise")
+    if not REWARD_KINDS.get(spec.kind).refits_per_round:
+        kinds = [k for k in REWARD_KINDS.names() if REWARD_KINDS.get(k).refits_per_round]
+        raise ConfigError(f"arms.{name}.refit_reward: re-fitting every round needs reward_model.kind: "
+                          f"{' or '.join(kinds)}, got {spec.kind}")
     return RefitConfig(
-        weights=WeightsConfig(source=ctx.shared.source_pairs, pair_mode=cfg.pair_mode, features=cfg.features,
-                              estimator=dict(opts.reward_weights["estimator"]), stabilise=stab),
-        heads=RewardHeadsConfig(pairs=ctx.shared.source_pairs, features=spec.features, heads=spec.heads, l2=spec.l2,
+        weights=WeightsConfig(source=ctx.data.source_pairs, pair_mode=cfg.pair_mode, features=cfg.features,
+                              estimator=dict(rw.estimator), stabilise=rw.stabilise),
+        heads=RewardHeadsConfig(pairs=ctx.data.source_pairs, features=spec.features, heads=spec.heads, l2=spec.l2,
                                 seed=cfg.seed))
 
 
 def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
     cfg = ctx.cfg
-    reward_model, diagnostics, files = ctx.shared.reward_model, {}, {}
+    reward_model, diagnostics, files = ctx.reward_model, {}, {}
     if opts.reward_weights is not None and not opts.refit_reward:  # with refit_reward: fitted in every round
-        reward_model, diagnostics["reward_model"] = importance_weighted_reward(ctx, name, opts)
+        reward_model, diagnostics["reward_model"] = importance_weighted_reward(ctx, name, opts.reward_weights)
         files["reward_model"] = reward_model
-    train = ctx.run_config("preference", None, None, ctx.train_settings(opts.train, f"arms.{name}.train"), cfg.dpo_loss)
+    train = ctx.run_config("preference", None, None, opts.train, cfg.dpo_loss)
     if opts.init:
         start = ctx.arm(opts.init).model
         if not start:
             raise ConfigError(f"arms.{name}.init: arm '{opts.init}' produced no policy")
         train = replace(train, model=replace(train.model, path=start))
-    it = IterateConfig(output_dir=str(ctx.root / name), rounds=opts.rounds, prompts=ctx.shared.target_prompts,
+    it = IterateConfig(output_dir=str(ctx.root / name), rounds=opts.rounds, prompts=ctx.data.target_prompts,
                        reference=opts.reference,
                        sample=SampleConfig(sampling=replace(cfg.policy_sampling), wrap_text_as_chat=cfg.wrap_text_as_chat,
                                            progress=cfg.progress),
                        label=label_settings(ctx, name, opts, reward_model), train=train,
-                       mix_source=ctx.shared.source_pairs if opts.mix_source else None,
+                       mix_source=ctx.data.source_pairs if opts.mix_source else None,
                        mix_source_pairs=opts.mix_source_pairs,
                        mix_weights=ctx.arm(opts.source_weights).files.get("weights") if opts.source_weights else None,
                        confidence_temperature=opts.confidence_temperature,
-                       round1_samples=ctx.samples_of(opts.init) if opts.init else ctx.shared.samples,
-                       refit=refit_settings(ctx, name, opts) if opts.refit_reward else None)
+                       round1_samples=ctx.samples_of(opts.init) if opts.init else ctx.samples,
+                       refit=refit_settings(ctx, name, opts.reward_weights) if opts.refit_reward else None)
     try:
         history = iterate_main(it)
     except NoPairsError as e:  # recorded, shown in the results, and left out of the evaluation
@@ -188,8 +195,8 @@ def pair_label_accuracy(pairs_file: Path, gold: dict) -> float | None:
         return None
     fn = make_scorer(dict(gold))
     prompts = [text_of(r["prompt"]) for r in rows]
-    chosen = fn(prompts, [response_text(r["chosen"]) for r in rows])
-    rejected = fn(prompts, [response_text(r["rejected"]) for r in rows])
+    chosen = fn(prompts, [text_of(r["chosen"]) for r in rows])
+    rejected = fn(prompts, [text_of(r["rejected"]) for r in rows])
     decided = [(c, r) for c, r in zip(chosen, rejected) if c != r]
     return sum(c > r for c, r in decided) / len(decided) if decided else None
 

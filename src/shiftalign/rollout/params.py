@@ -1,0 +1,32 @@
+"""What every sampler reads: the sampling parameters, and the prompts as left-padded tensors.
+
+Below the samplers (``rollout.decode``, ``rollout.generate``) and the sampling command
+(``rollout.sample``), so that each can import them without importing the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SamplingParams:
+    n: int = 4  # responses per prompt
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    seed: int = 0
+
+
+def left_padded(prompt_ids: list[list[int]], pad_id: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask (B * n, L) of the prompts padded on the left, each repeated n times."""
+    L = max(map(len, prompt_ids))
+    ids = torch.full((len(prompt_ids), L), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p_ids in enumerate(prompt_ids):
+        ids[i, L - len(p_ids):] = torch.tensor(p_ids)
+        mask[i, L - len(p_ids):] = 1
+    return ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
