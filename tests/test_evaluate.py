@@ -247,24 +247,25 @@ def test_two_level_bootstrap_covers_seed_spread_and_reduces_to_the_paired_bootst
 
 
 def test_family_wise_intervals_widen_with_independent_arms_and_not_with_copies():
-    """Max-|t| bootstrap: 10 independent arms need the Sidak critical value (~2.80 for 95 %), about 1.43x
+    """Max-|t| over the arms: 10 independent arms need the Sidak critical value (~2.80 for 95 %), about 1.43x
     the single-arm half-width; 10 copies of one arm are one comparison (1.96); one arm is the ordinary one."""
-    from shiftalign.experiment.seeds import simultaneous_intervals, two_level_bootstrap
+    from shiftalign.experiment.statistics import differences, simultaneous_differences
 
     rng = np.random.default_rng(1)
     base = rng.normal(size=(1, 60))
     arms = {f"a{k}": base + 0.05 + rng.normal(0, 0.2, (1, 60)) for k in range(10)}
 
-    def half(lo, hi):
-        return (hi - lo) / 2
+    def half(d):
+        return (d.hi - d.lo) / 2
 
-    single = {k: half(*two_level_bootstrap(v, base, 4000, 0)[1:]) for k, v in arms.items()}
-    family = simultaneous_intervals(arms, base, 4000, 0)
-    ratios = [half(*family[k]) / single[k] for k in arms]
+    single = {k: half(d) for k, d in differences({**arms, "base": base}, "base").items() if k != "base"}
+    family = simultaneous_differences({**arms, "base": base}, "base", list(arms), n=4000)
+    ratios = [half(family[k]) / single[k] for k in arms]
     assert 1.3 < np.mean(ratios) < 1.55, ratios
     for k, v in arms.items():  # centred on the point estimate
-        assert np.mean(family[k]) == pytest.approx(v.mean() - base.mean(), abs=1e-9)
-    copies = simultaneous_intervals({f"c{k}": arms["a0"] for k in range(10)}, base, 4000, 0)
-    assert half(*copies["c3"]) / single["a0"] == pytest.approx(1.0, abs=0.08)
-    one = simultaneous_intervals({"a0": arms["a0"]}, base, 4000, 0)
-    assert half(*one["a0"]) / single["a0"] == pytest.approx(1.0, abs=0.08)
+        assert (family[k].lo + family[k].hi) / 2 == pytest.approx(v.mean() - base.mean(), abs=1e-9)
+    copies = {f"c{k}": arms["a0"] for k in range(10)}
+    fam_copies = simultaneous_differences({**copies, "base": base}, "base", list(copies), n=4000)
+    assert half(fam_copies["c3"]) / single["a0"] == pytest.approx(1.0, abs=0.08)
+    one = simultaneous_differences({"a0": arms["a0"], "base": base}, "base", ["a0"], n=4000)
+    assert half(one["a0"]) / single["a0"] == pytest.approx(1.0, abs=0.08)

@@ -43,14 +43,17 @@ def test_the_matched_baseline_gives_the_difference_and_gap_recovery_at_equal_tra
     assert "matched" not in rows["long"] and "matched" not in rows["src"]
     table = markdown_table(list(rows.values()), "src", "initial")
     assert "Δ vs its matched baseline (gap recovery)" in table
-    assert f"vs long ({m['gap_recovery']:.3g})" in table
+    assert f"vs long ({m['gap_recovery']:.3g} [" in table  # with its interval
     lines = verdict(list(rows.values()), {"initial": "initial"}, "src", "owarm", "g",
                     {"initial": "reference", "src": "control", "long": "control", "warm": "method", "owarm": "oracle"})
     d = f"{m['diff']:+.3g} [{m['ci95'][0]:+.3g}, {m['ci95'][1]:+.3g}]"
     assert (f"Its matched baseline `long` (trained as long, without information about the target) is at "
             f"{rows['long']['diff']:+.3g}") in lines[0]
     assert f"at equal training `warm` is at {d} against it (resolved: the interval lies above zero)" in lines[0]
-    assert f"so it recovers {m['gap_recovery']:.3g} of that gap." in lines[0]
+    lo, hi = m["gap_recovery_ci95"]
+    assert lo < m["gap_recovery"] < hi
+    assert f"so it recovers {m['gap_recovery']:.3g} [{lo:.3g}, {hi:.3g}] of that gap (that it recovers at least half " \
+        "is not supported: the interval reaches below 0.5)." in lines[0]
     assert lines[0].count("`long`") == 1  # not read a second time as a control
     assert "Equal training is not equal KL" not in lines[0]  # both end 1 nat out
     rows["warm"]["kl"], rows["warm"]["gain_per_nat"], rows["long"]["gain_per_nat"] = 9.0, 0.02, 0.05

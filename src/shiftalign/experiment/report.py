@@ -9,8 +9,9 @@ from ..io import write_json_atomic, write_text_atomic
 from ..log import log
 from ..report.html import write_report
 from ..report.plots import difference_plot, gold_vs_kl, png_file, save_png, training_curves
+from ..rundir import fingerprint
 from .calibrate import describe
-from .results import arm_rows, cells, headers, markdown_table, minutes, num, verdict
+from .results import Readings, arm_rows, cells, headers, markdown_table, minutes, num, seed_variance_record, verdict
 from .run import ExperimentRun
 
 
@@ -36,7 +37,8 @@ def write_outputs(root: Path, run: ExperimentRun) -> dict:
     cfg, initial, records, data, arms = run.cfg, run.initial, run.stages, run.data, run.results
     calibration, evaluation = run.calibration, run.evaluation
     seconds = {r["stage"]: r["seconds"] for r in records}
-    rows = arm_rows(run)
+    readings = Readings(run)
+    rows = arm_rows(run, readings)
     gold = run.gold_name
     lines = verdict(rows, {a.name: a.kind for a in run.arms}, cfg.baseline_arm, cfg.oracle_arm, gold,
                     {a.name: a.role for a in run.arms})
@@ -44,11 +46,13 @@ def write_outputs(root: Path, run: ExperimentRun) -> dict:
     reward_models = run.reward_models
     result = {"arms": rows, "reward_models": reward_models, "verdict": lines, "data": {k: v for k, v in data.items() if not isinstance(v, dict)},
               "evaluation": {k: v for k, v in evaluation.items() if k != "policies"}, "stage_seconds": records,
-              "total_seconds": total, **({"lr_calibration": calibration} if calibration else {})}
+              "total_seconds": total, "seed_variance": seed_variance_record(readings),
+              "config_fingerprint": fingerprint(cfg), **({"lr_calibration": calibration} if calibration else {})}
     write_json_atomic(root / "results.json", result)
+    intervals = next((r["ci95_method"] for r in rows if r.get("ci95_method")), "prompts")
     setup = (f"Held-out target prompts: {evaluation['prompts']} × {evaluation['samples_per_prompt']} samples; gold: "
-             f"{gold}; differences and 95 % intervals (bootstrap over prompts, paired, and over seed replicates) against "
-             f"`{cfg.baseline_arm}`, per arm and family-wise over the method arms (max-|t| bootstrap); "
+             f"{gold}; differences and 95 % intervals against `{cfg.baseline_arm}` over {intervals}, per arm and "
+             f"family-wise over the method arms (max-|t|); "
              f"win rate and KL against `{initial}`; total {num(total / 60)} min.")
     if calibration:
         setup += " " + describe(calibration)

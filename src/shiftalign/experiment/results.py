@@ -1,29 +1,39 @@
 """An experiment's numbers: one row per arm, the gap-recovery ratio and a verdict written from them.
 
-Gap-recovery ratio of an arm: (gold(arm) - gold(baseline)) / (gold(oracle) - gold(baseline)) on the
-held-out target prompts. It is reported only when the oracle's 95 % interval against the baseline
-lies above zero: when it contains zero the denominator is noise, and when it lies below zero the
-ratio's sign is inverted and it says nothing either. An arm may name its own oracle (``Arm.oracle``:
-its recipe with gold labels, e.g. warm-started and iterated like it), so that its ratio divides by
-what perfect labels buy with the same training rather than with the single-round oracle's.
+Differences to the baseline and their 95 % intervals are over prompts *and* training seeds
+(``experiment.statistics``, eq. 1): the variance of the per-prompt paired differences plus the
+training-seed variance of each arm's mean, sigma^2 / S, with sigma^2 pooled over every trained arm of two or
+more replicates (eq. 2), so an arm of one seed carries seed variance too; a t quantile on Satterthwaite's
+degrees of freedom. With no multi-seed arm the seed variance is unknown and every row's ``ci95_method``
+says the interval is over prompts only. An evaluation without per-prompt numbers gives its own paired
+prompt interval (``ci95_method`` says so).
 
-An arm trained with several seeds is one row: its numbers are means over its replicates, its
-intervals resample prompts and seeds (``experiment.seeds``), and ``seed_sd`` is the spread of the
-replicates' mean gold reward. ``gain_per_nat`` = Δ gold / (KL(arm) − KL(baseline)) to the initial
-policy, given when the arm moves further from the initial policy than the baseline: gold bought per
+Gap-recovery ratio of an arm: (gold(arm) - gold(baseline)) / (gold(oracle) - gold(baseline)) on the
+held-out target prompts, with its own 95 % interval (``gap_recovery_ci95``: joint draws of the two
+differences, ``experiment.statistics.gap_recovery``). It is reported only when the oracle's gain is
+resolved: fewer than 2.5 % of the draws give the oracle a non-positive gain (when its interval contains
+zero the denominator is noise, and when it lies below zero the ratio's sign is inverted and it says nothing
+either). An arm may name its own oracle (``Arm.oracle``: its recipe with gold labels, e.g. warm-started and
+iterated like it), so that its ratio divides by what perfect labels buy with the same training rather than
+with the single-round oracle's.
+
+An arm trained with several seeds is one row: its numbers are means over its replicates and ``seed_sd`` is
+the spread of the replicates' mean gold reward. ``gain_per_nat`` = Δ gold / (KL(arm) − KL(baseline)) to the
+initial policy, given when the arm moves further from the initial policy than the baseline: gold bought per
 extra nat, for comparing arms at unequal KL (the gold-against-KL plot shows the same frontier).
 
 Arms have roles (``experiment.arms.arm_role``): ``reference`` (the initial policy), ``control`` (e.g.
 random labels of the same on-policy pairs: what training alone moves, drift without information) and
 ``method``. The verdict picks the best method arm, so beside each method arm's own interval it gives the
-family-wise one (``ci95_family``: all method arms at once, ``experiment.seeds.simultaneous_intervals``),
-which a claim about the best of many arms needs, and its difference to each control (``vs_control``).
+family-wise one (``ci95_family``: all method arms at once, max-|t| over prompts and seeds,
+``experiment.statistics.simultaneous_differences``), which a claim about the best of many arms needs, and its
+difference to each control (``vs_control``).
 
 An arm that trains longer than the baseline (warm-started from it, then further rounds) may name a matched
 baseline (``Arm.matched_baseline``): an arm trained as long without information about the target, such as
 source-only DPO for the same number of steps. Its row then also carries ``matched``: the difference to that
 arm with its interval, and the gap recovery at equal training, (gold(arm) - gold(m)) / (gold(oracle) - gold(m))
-with the arm's own oracle, reported under the same rule (the oracle's interval against m above zero).
+with the arm's own oracle and its interval, reported under the same rule.
 """
 
 from __future__ import annotations
@@ -31,7 +41,8 @@ from __future__ import annotations
 import numpy as np
 
 from .run import ExperimentRun
-from .seeds import seed_spread, simultaneous_intervals, two_level_bootstrap
+from .seeds import seed_spread, two_level_bootstrap
+from .statistics import differences, gap_recovery, pooled_seed_variance, simultaneous_differences
 
 COLUMNS = ["arm", "seeds", "gold", "diff", "ci95", "ci95_family", "gap_recovery", "matched", "seed_sd", "win_rate", "kl", "kl_ci95",
            "gain_per_nat", "rm_accuracy", "ess_fraction", "domain_auc", "label_accuracy", "pseudo_pairs", "seconds"]
@@ -65,23 +76,28 @@ def _rounds_mean(diagnostics: list[dict], key: str = "label_accuracy") -> list[f
 
 class Readings:
     """What every row reads from a run: each arm's evaluated replicates, its per-prompt gold, differences
-    against the baseline or another arm (over prompts and seeds), the oracles' gaps and the family-wise
-    intervals of the method arms."""
+    against the baseline or another arm (over prompts and seeds, ``experiment.statistics``), the gap
+    recoveries and the family-wise intervals of the method arms."""
 
     def __init__(self, run: ExperimentRun):
         self.run, self.baseline = run, run.baseline
         self.pol = run.evaluation["policies"]
         self.by_name = {a.name: a for a in run.arms}
         self.evaluated = {a.name: run.evaluated(a) for a in run.arms}
-        self.per_seed = all("gold_per_prompt" in self.pol[n] for names in self.evaluated.values() for n in names)
-        self.base = self.entries(self.baseline) if self.baseline in self.evaluated else []
         live = [a for a in run.arms if self.evaluated[a.name]]
+        self.per_seed = all("gold_per_prompt" in self.pol[n] for names in self.evaluated.values() for n in names) \
+            and any(len(self.pol[n]["gold_per_prompt"]) > 1 for a in live for n in self.evaluated[a.name])
+        self.base = self.entries(self.baseline) if self.baseline in self.evaluated else []
         self.family = [a.name for a in live if a.role == "method" and a.name not in (self.baseline, run.cfg.oracle_arm)]
         self.controls = [a.name for a in live if a.role == "control" and a.name != self.baseline]
-        self.family_ci = (simultaneous_intervals({a: self.gold(a) for a in self.family}, self.gold(self.baseline),
-                                                 BOOTSTRAP, 0)
-                          if self.per_seed and self.base and len(self.family) > 1 else {})
-        self.gaps = {o: self.gap(o) for o in {run.oracle_of(a) for a in run.arms}}
+        self.untrained = {a.name for a in run.arms if a.role == "reference"}
+        self.golds = {a.name: self.gold(a.name) for a in live} if self.per_seed else {}
+        self.seed_var = pooled_seed_variance(self.golds, self.untrained) if self.golds else None
+        self.diffs = (differences(self.golds, self.baseline, self.seed_var, untrained=self.untrained)
+                      if self.golds and self.base else {})
+        self.family_ci = (simultaneous_differences(self.golds, self.baseline, self.family, self.seed_var,
+                                                   untrained=self.untrained)
+                          if self.diffs and len(self.family) > 1 else {})
         self.base_kl = _mean(e["kl_to_baseline"] for e in self.base) if self.base else None
 
     def entries(self, arm: str) -> list[dict]:
@@ -90,34 +106,49 @@ class Readings:
     def gold(self, arm: str) -> np.ndarray:
         return _per_prompt(self.entries(arm), "gold_per_prompt", "gold_mean")
 
-    def diff(self, arm: str) -> tuple[float, list[float]]:
-        """The arm's difference to the baseline and its 95 % interval."""
-        entries, key = self.entries(arm), f"gold_diff_vs_{self.baseline}"
-        if not self.per_seed or not self.base:  # summary numbers only: the evaluation's own paired interval
-            return entries[0][key], entries[0][f"{key}_ci95"]
-        d, lo, hi = two_level_bootstrap(self.gold(arm), self.gold(self.baseline), BOOTSTRAP, 0)
-        return d, [lo, hi]
+    def diff(self, arm: str) -> tuple[float, list[float], str]:
+        """The arm's difference to the baseline, its 95 % interval and what the interval resamples."""
+        if not self.diffs:  # summary numbers only: the evaluation's own paired interval
+            key = f"gold_diff_vs_{self.baseline}"
+            entries = self.entries(arm)
+            return entries[0][key], entries[0][f"{key}_ci95"], "prompts only (paired bootstrap of the evaluation)"
+        d = self.diffs[arm]
+        return d.diff, [d.lo, d.hi], d.method
 
     def versus(self, arm: str, other: str) -> list[float]:
         """[difference, 2.5 %, 97.5 %] of ``arm`` against ``other``, over prompts and seeds."""
-        return list(two_level_bootstrap(self.gold(arm), self.gold(other), BOOTSTRAP, 0))
+        d = differences({arm: self.golds[arm], other: self.golds[other]}, other, self.seed_var,
+                        untrained=self.untrained)[arm]
+        return [d.diff, d.lo, d.hi]
 
-    def gap(self, oracle: str | None) -> float | None:
-        """The oracle's gain, when its interval lies above zero."""
+    def recovery(self, arm: str, oracle: str | None, baseline: str | None = None) -> dict | None:
+        """The arm's gap recovery against ``oracle`` (both read against ``baseline``, default the
+        experiment's): {ratio, ci95, resolved}; None without per-prompt numbers or an evaluated oracle."""
+        baseline = baseline or self.baseline
+        if not self.diffs or not self.evaluated.get(oracle) or baseline in (arm, oracle):
+            return None
+        r = gap_recovery(self.golds, baseline, arm, oracle, self.seed_var, untrained=self.untrained)
+        return {"ratio": r.ratio if r.resolved else None, "ci95": [r.lo, r.hi] if r.resolved else None,
+                "resolved": r.resolved}
+
+    def summary_recovery(self, delta: float, oracle: str | None) -> float | None:
+        """Without per-prompt numbers: the ratio when the oracle's own interval lies above zero."""
         if not self.evaluated.get(oracle):
             return None
-        d, ci = self.diff(oracle)
-        return d if ci[0] > 0 else None
+        d, ci, _ = self.diff(oracle)
+        return delta / d if ci[0] > 0 else None
 
     def matched(self, arm: str, m: str | None) -> dict | None:
         """The arm against its matched baseline, and the gap recovery at equal training."""
-        if m is None or not self.per_seed or not self.evaluated.get(m) or arm == m:
+        if m is None or not self.diffs or not self.evaluated.get(m) or arm == m:
             return None
         d, lo, hi = self.versus(arm, m)
         o = self.run.oracle_of(self.by_name[arm])
         od = self.versus(o, m) if self.evaluated.get(o) else None
+        rec = self.recovery(arm, o, m) if od else None
         return {"arm": m, "diff": d, "ci95": [lo, hi], "oracle": o, "oracle_diff": od[0] if od else None,
-                "oracle_ci95": od[1:] if od else None, "gap_recovery": d / od[0] if od and od[1] > 0 else None}
+                "oracle_ci95": od[1:] if od else None, "gap_recovery": rec["ratio"] if rec else None,
+                "gap_recovery_ci95": rec["ci95"] if rec else None}
 
 
 def _kl(entries: list[dict]) -> tuple[np.ndarray, list | None]:
@@ -145,21 +176,23 @@ def arm_row(arm, r: Readings) -> dict:
     if not names:
         return {"arm": arm.name, "failed": first.failed or "no policy", "seconds": seconds}
     entries, is_base = r.entries(arm.name), arm.name == r.baseline
-    delta, ci = r.diff(arm.name)
-    gap = r.gaps[run.oracle_of(arm)]
+    delta, ci, method = r.diff(arm.name)
+    rec = None if is_base else r.recovery(arm.name, run.oracle_of(arm))
+    gap_recovery = 0.0 if is_base else rec["ratio"] if rec else r.summary_recovery(delta, run.oracle_of(arm))
     gold = r.gold(arm.name)
     kl, kl_ci = _kl(entries)
     extra_kl = float(kl.mean()) - r.base_kl if r.base_kl is not None else None
     row = {"arm": arm.name, "seeds": len(names), "gold": float(gold.mean()), "diff": delta, "ci95": ci,
-           "gap_recovery": 0.0 if is_base else (delta / gap if gap else None), "oracle": run.oracle_of(arm),
+           "ci95_method": method, "gap_recovery": gap_recovery, "gap_recovery_ci95": rec["ci95"] if rec else None,
+           "oracle": run.oracle_of(arm),
            "seed_sd": seed_spread(gold), "win_rate": _mean(e["win_rate_vs_baseline"] for e in entries),
            "kl": float(kl.mean()), "kl_ci95": kl_ci,
            "gain_per_nat": delta / extra_kl if not is_base and extra_kl and extra_kl > 0 else None,
            "rm_accuracy": _mean(e.get("reward_model_accuracy") for e in entries),
            **_diagnostics([run.results[n] for n in names], first.diagnostics), "seconds": seconds}
     if arm.name in r.family_ci:
-        row["ci95_family"] = list(r.family_ci[arm.name])
-    if arm.name in r.family and r.per_seed:
+        row["ci95_family"] = [r.family_ci[arm.name].lo, r.family_ci[arm.name].hi]
+    if arm.name in r.family and r.diffs:
         row["vs_control"] = {c: r.versus(arm.name, c) for c in r.controls}
     m = r.matched(arm.name, arm.matched_baseline)
     if m:
@@ -167,11 +200,20 @@ def arm_row(arm, r: Readings) -> dict:
     return row
 
 
-def arm_rows(run: ExperimentRun) -> list[dict]:
-    """One row per arm of the run, in config order. Differences and their intervals resample prompts and
-    seeds (``experiment.seeds``)."""
-    readings = Readings(run)
+def arm_rows(run: ExperimentRun, readings: Readings | None = None) -> list[dict]:
+    """One row per arm of the run, in config order. Differences and their intervals are over prompts and
+    seeds (``experiment.statistics``)."""
+    readings = readings or Readings(run)
     return [arm_row(a, readings) for a in run.arms]
+
+
+def seed_variance_record(readings: Readings) -> dict | None:
+    """The pooled training-seed variance the intervals use, for results.json (None: unknown)."""
+    sv = readings.seed_var
+    if sv is None:
+        return None
+    return {"sd": None if sv.value is None else float(np.sqrt(sv.value)), "variance": sv.value, "df": sv.df,
+            "pooled_over": list(sv.arms)}
 
 
 def num(v, signed: bool = False) -> str:
@@ -205,7 +247,9 @@ def cells(row: dict, baseline: str) -> dict:
         elif c == "domain_auc" and v:
             out[c] = f"{num(v[0])} → {num(v[1])}"
         elif c == "matched":
-            out[c] = (f"{_interval(v)} vs {v['arm']} ({num(v['gap_recovery'])})" if v else "–")
+            out[c] = (f"{_interval(v)} vs {v['arm']} ({_recovery(v)})" if v else "–")
+        elif c == "gap_recovery":
+            out[c] = _recovery(row)
         else:
             out[c] = num(v, signed=c in ("diff", "ci95", "ci95_family"))
     return out
@@ -224,6 +268,34 @@ def markdown_table(rows: list[dict], baseline: str, initial: str) -> str:
 
 def _interval(r: dict) -> str:
     return f"{num(r['diff'], True)} {num(r['ci95'], True)}"
+
+
+def _recovery(r: dict) -> str:
+    """A gap recovery with its interval where it has one."""
+    ci = r.get("gap_recovery_ci95")
+    return num(r.get("gap_recovery")) + (f" {num(ci)}" if ci and r.get("gap_recovery") is not None else "")
+
+
+def _half(r: dict) -> str:
+    """What the gap recovery's interval says of recovering at least half of the gap."""
+    ci = r.get("gap_recovery_ci95")
+    if not ci:
+        return ""
+    return (" (at least half of it: the interval's lower end is at or above 0.5)" if ci[0] >= 0.5 else
+            " (that it recovers at least half is not supported: the interval reaches below 0.5)")
+
+
+def _oracle_reading(o: dict, oracle: str, baseline: str) -> str:
+    """The oracle's gain, in words that follow its interval."""
+    head = f"The oracle `{oracle}` (gold labels on the target) gains {_interval(o)} over `{baseline}`: "
+    if o["ci95"][0] > 0:
+        return head + "resolved, so gap-recovery ratios are reported."
+    if o["ci95"][1] < 0:
+        return head + ("worse: the interval lies below zero, so gold labels of the target do worse than the source "
+                       "labels here and there is no gap for any method to recover; no gap-recovery ratio is read "
+                       "against it.")
+    return head + ("not resolved: at this budget gold labels of the target buy nothing measurable over the source "
+                   "labels, so no gap-recovery ratio is read against it.")
 
 
 def _resolved(r: dict, key: str = "ci95") -> str:
@@ -266,7 +338,7 @@ def matched_sentence(r: dict, m_row: dict, baseline: str) -> str:
         text += "."
     else:
         text += f" and its oracle `{m['oracle']}` at {num(m['oracle_diff'], True)} {num(m['oracle_ci95'], True)}"
-        text += (f", so it recovers {num(m['gap_recovery'])} of that gap." if m.get("gap_recovery") is not None
+        text += (f", so it recovers {_recovery(m)} of that gap{_half(m)}." if m.get("gap_recovery") is not None
                  else ": not resolved, so no gap-recovery ratio at equal training.")
     if r.get("kl") is not None and m_row.get("kl") is not None and r["kl"] > m_row["kl"]:  # equal steps, not equal KL
         text += (f" Equal training is not equal KL: it ends {num(r['kl'])} nats from the initial policy and "
@@ -307,19 +379,16 @@ def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, go
         lines.append(lead)
     if oracle in ok:
         o = ok[oracle]
-        lines.append(f"The oracle `{oracle}` (gold labels on the target) gains {_interval(o)} over `{baseline}`: "
-                     + ("resolved, so gap-recovery ratios are reported." if o["ci95"][0] > 0 else
-                        "not resolved: at this budget gold labels of the target buy nothing measurable over the "
-                        "source labels, so no gap-recovery ratio is read against it."))
+        lines.append(_oracle_reading(o, oracle, baseline))
     best = max(methods, key=lambda r: r["gold"], default=None)
     own = best.get("oracle") if best is not None else None
     if own is not None and own != oracle and own in ok:
         lines.append(f"`{best['arm']}` is read against its own oracle `{own}` (its recipe with gold labels), at "
                      f"{_interval(ok[own])} over `{baseline}`: "
-                     + (f"it recovers {num(best['gap_recovery'])} of that gap." if best.get("gap_recovery") is not None
+                     + (f"it recovers {_recovery(best)} of that gap{_half(best)}." if best.get("gap_recovery") is not None
                         else "not resolved, so no gap-recovery ratio."))
     elif oracle in ok and best is not None and best.get("gap_recovery") is not None:
-        lines[-1] += f" `{best['arm']}` recovers {num(best['gap_recovery'])} of the gap."
+        lines[-1] += f" `{best['arm']}` recovers {_recovery(best)} of the gap{_half(best)}."
     if oracle is None or oracle not in ok:
         lines.append("No oracle arm: whether labels of the target domain would help at all is not measured.")
     if best is not None and best.get("matched") and best["matched"]["arm"] in ok:

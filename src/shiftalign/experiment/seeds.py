@@ -7,8 +7,10 @@ means g_A[s, p] and g_B[s, p], the point estimate is mean(g_A) - mean(g_B) and i
 two-level percentile bootstrap (Davison & Hinkley, 1997, Sec. 3.8: resample the top level, then
 within it): each draw resamples the prompts (shared by both arms: the comparison stays paired) and,
 independently, each arm's replicates. With one replicate per arm it is the paired prompt bootstrap.
-The seed-to-seed spread is the standard deviation over replicates of their mean gold reward. With
-several method arms, :func:`simultaneous_intervals` gives intervals that hold for all of them at once.
+The seed-to-seed spread is the standard deviation over replicates of their mean gold reward. The gold
+differences of the results use ``experiment.statistics`` (seed variance pooled over arms, so an arm of one
+seed carries it too); this bootstrap, which leaves out the seed variance of an arm of one replicate and shrinks
+it by (S - 1) / S otherwise (tests/test_statistics.py measures its coverage), now gives only the KL's interval.
 """
 
 from __future__ import annotations
@@ -38,35 +40,3 @@ def seed_spread(a: np.ndarray) -> float | None:
     """Standard deviation over replicates of their mean (None with one replicate)."""
     a = np.atleast_2d(np.asarray(a, np.float64))
     return float(a.mean(1).std(ddof=1)) if len(a) > 1 else None
-
-
-def simultaneous_intervals(arms: dict[str, np.ndarray], base: np.ndarray, n: int, seed: int,
-                           level: float = 0.95) -> dict[str, tuple[float, float]]:
-    """Intervals for every arm's difference to the baseline that hold *together* with probability
-    ``level`` (family-wise), for reading the best of several arms without the winner's curse: the
-    single-step max-|t| bootstrap (Romano & Wolf, 2005, "Exact and approximate stepdown methods for
-    multiple hypothesis testing", Sec. 4). Each draw resamples the prompts once for all arms and the
-    baseline (the comparisons stay paired) and each arm's replicates independently, as
-    :func:`two_level_bootstrap` does; with sd_k the bootstrap standard deviation of arm k's difference,
-    the critical value c is the ``level`` quantile over draws of max_k |d*_k - d_k| / sd_k, and arm k's
-    interval is d_k ± c sd_k. ``arms``: name -> (replicates, prompts) array; ``base``: (replicates, prompts)."""
-    b = np.atleast_2d(np.asarray(base, np.float64))
-    arrays = {k: np.atleast_2d(np.asarray(v, np.float64)) for k, v in arms.items()}
-    if not arrays:
-        return {}
-    names = list(arrays)
-    rng = np.random.default_rng(seed)
-    P = b.shape[1]
-    draws = np.empty((n, len(names)))
-    for i in range(n):
-        p = rng.integers(0, P, P)
-        base_mean = b[np.ix_(rng.integers(0, len(b), len(b)), p)].mean()
-        for j, k in enumerate(names):
-            a = arrays[k]
-            draws[i, j] = a[np.ix_(rng.integers(0, len(a), len(a)), p)].mean() - base_mean
-    point = np.array([arrays[k].mean() - b.mean() for k in names])
-    sd = draws.std(axis=0, ddof=1)
-    live = sd > 0
-    t = np.abs(draws[:, live] - point[live]) / sd[live] if live.any() else np.zeros((n, 1))
-    c = float(np.quantile(t.max(axis=1), level))
-    return {k: (float(point[j] - c * sd[j]), float(point[j] + c * sd[j])) for j, k in enumerate(names)}

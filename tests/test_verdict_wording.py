@@ -1,0 +1,38 @@
+"""The verdict's words follow the intervals: an oracle significantly below the baseline means there is no gap
+to recover (not "buys nothing measurable"), and "at least half of the gap" is said only when the gap
+recovery's interval lies at or above 0.5."""
+
+from shiftalign.experiment.results import verdict
+
+ROLES = {"src": "control", "oracle": "oracle", "m": "method"}
+KINDS = {"src": "dpo", "oracle": "pseudo", "m": "pseudo"}
+
+
+def _row(arm, diff, ci, **kw):
+    return {"arm": arm, "gold": 0.5 + diff, "diff": diff, "ci95": ci, "gap_recovery": None, "kl": 1.0,
+            "kl_ci95": [0.8, 1.2], **kw}
+
+
+def _lead(oracle_ci, recovery=None, recovery_ci=None):
+    rows = [_row("src", 0.0, [0.0, 0.0]), _row("oracle", sum(oracle_ci) / 2, oracle_ci),
+            _row("m", 0.1, [0.05, 0.15], gap_recovery=recovery, gap_recovery_ci95=recovery_ci)]
+    return verdict(rows, KINDS, "src", "oracle", "vader", ROLES)[0]
+
+
+def test_an_oracle_below_the_baseline_leaves_no_gap_to_recover():
+    lead = _lead([-0.3, -0.1])
+    assert "worse: the interval lies below zero" in lead and "no gap for any method to recover" in lead
+    assert "buy nothing measurable" not in lead and "recovers" not in lead
+    lead = _lead([-0.1, 0.2])
+    assert "not resolved: at this budget gold labels of the target buy nothing measurable" in lead
+    assert "no gap for any method" not in lead
+
+
+def test_at_least_half_only_when_the_interval_says_so():
+    lead = _lead([0.1, 0.2], 0.67, [0.52, 0.81])
+    assert "`m` recovers 0.67 [0.52, 0.81] of the gap (at least half of it: the interval's lower end is at or above " \
+           "0.5)." in lead
+    lead = _lead([0.1, 0.2], 0.67, [0.31, 1.04])
+    assert "`m` recovers 0.67 [0.31, 1.04] of the gap (that it recovers at least half is not supported: the interval " \
+           "reaches below 0.5)." in lead
+    assert "at least half of it" not in lead
