@@ -60,3 +60,22 @@ def test_a_wrong_sub_config_key_names_the_arm_and_the_field():
         parse_arms(_cfg({"name": "x", "kind": "dpo", "stabilise": {"tempr": 1}}))
     with pytest.raises(ConfigError, match=r"arms.x.*train.epochs is not used by the rl recipe"):
         parse_arms(_cfg({"name": "x", "kind": "rl", "rl": {"train": {"epochs": 3}}}))
+
+
+def test_a_pseudo_arms_labels_come_from_one_registry_of_sources_each_running_a_registered_labeller():
+    from shiftalign.experiment.arms.pseudo import LABEL_SOURCES, PseudoOptions, label_settings
+    from shiftalign.recipes.label import LABELLERS
+
+    class Ctx:
+        cfg = ExperimentConfig(gold={"name": "vader"}, seed=3)
+
+    for name in LABEL_SOURCES.names():
+        source = LABEL_SOURCES.get(name)
+        assert source.labeller in LABELLERS.names()
+        lc = label_settings(Ctx, "x", PseudoOptions(labeller=name), "rm")
+        assert lc.labeller == source.labeller and PseudoOptions(labeller=name).role() == source.role
+    assert label_settings(Ctx, "x", PseudoOptions(labeller="gold"), "rm").scorer.scorer == {"name": "vader"}
+    assert label_settings(Ctx, "x", PseudoOptions(labeller="random"), "rm").scorer.scorer == {"name": "random", "seed": 3}
+    oriented = label_settings(Ctx, "x", PseudoOptions(orient="gold"), "rm")
+    assert oriented.labeller == "reward_model" and oriented.reward_model.orient == {"name": "vader"}
+    assert PseudoOptions(orient="random").role() == "control" and PseudoOptions(orient="gold").role() == "oracle"

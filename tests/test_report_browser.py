@@ -53,3 +53,39 @@ def test_report_renders_images_load_no_console_error(tmp_path):
     shot = subprocess.run([*cmd[:-2], f"--screenshot={tmp_path / 'shot.png'}", "--window-size=1000,2400",
                            page.as_uri()], capture_output=True, text=True, timeout=120)
     assert shot.returncode == 0 and (tmp_path / "shot.png").stat().st_size > 10_000
+
+
+FITS = """<script>
+window.addEventListener('load', () => {
+  const width = document.documentElement.clientWidth;
+  const over = Array.from(document.querySelectorAll('table')).filter(t => t.getBoundingClientRect().right > width);
+  document.body.setAttribute('data-fits', over.length + ' over, page ' + document.documentElement.scrollWidth +
+                             ' of ' + width);
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make test-browser installs it)")
+def test_the_arms_tables_of_a_real_experiment_fit_a_1280_pixel_window(tmp_path):
+    """The tables the report builds from a stored experiment's rows (tests/fixtures/experiment_small, every
+    column filled) stay inside a 1280-px window: no table runs off its right edge."""
+    from pathlib import Path
+
+    from shiftalign.experiment.results import arms_tables
+
+    rows = json.loads((Path(__file__).parent / "fixtures" / "experiment_small" / "expected_lifted.json").read_text())
+    tables = arms_tables(rows["rows"], "dpo_source", "initial")
+    assert len(tables) == 3 and all(len(t[2]) for t in tables)
+    page = write_report(tmp_path / "report.html", "fit", rows["verdict"], tables, [], [])
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", FITS + "</body>"))
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000", "--hide-scrollbars",
+           "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fits = proc.stdout.split('data-fits="', 1)[1].split('"', 1)[0]
+    over, _, sizes = fits.partition(" over, page ")
+    page_width, _, window = sizes.partition(" of ")
+    assert over == "0" and int(page_width) <= int(window) == 1280, fits

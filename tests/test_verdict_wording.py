@@ -36,3 +36,21 @@ def test_at_least_half_only_when_the_interval_says_so():
     assert "`m` recovers 0.67 [0.31, 1.04] of the gap (that it recovers at least half is not supported: the interval " \
            "reaches below 0.5)." in lead
     assert "at least half of it" not in lead
+
+
+def _at(kl, diff, ci, asked="own", capped=False, note=""):
+    return {"asked": asked, "kl": kl, "diff": diff, "ci95": ci, "capped": capped, "note": note}
+
+
+def test_matched_kl_is_read_and_an_oracle_that_does_not_beat_the_source_frontier_leaves_no_gap():
+    rows = [_row("src", 0.0, [0.0, 0.0]),
+            _row("oracle", 0.15, [0.1, 0.2], matched_kl=[_at(2.0, 0.01, [-0.03, 0.05])]),
+            _row("m", 0.1, [0.05, 0.15], gap_recovery=0.67, gap_recovery_ci95=[0.52, 0.81],
+                 matched_kl=[_at(1.0, 0.02, [0.01, 0.03], asked=1.0), _at(4.0, -0.02, [-0.05, 0.01])])]
+    lead = verdict(rows, KINDS, "src", "oracle", "vader", ROLES)[0]
+    assert ("at matched KL, `m` is at 1 nats +0.02 [+0.01, +0.03] (resolved); at its own KL (4 nats) −0.02 "
+            "[−0.05, +0.01] (not resolved)") in lead
+    assert "this regime has no gap any method could recover" in lead and "recovers" not in lead
+    rows[1]["matched_kl"] = [_at(2.0, 0.06, [0.02, 0.1])]
+    lead = verdict(rows, KINDS, "src", "oracle", "vader", ROLES)[0]
+    assert "no gap any method" not in lead and "`m` recovers 0.67 [0.52, 0.81] of the gap" in lead

@@ -76,6 +76,9 @@ class TrainConfig:
     report_to: list[str] = field(default_factory=list)  # tensorboard, wandb
     reference_batch_size: int = 16  # rows per forward when pre-computing reference log-probs
     progress: bool = True
+    # Fractions of the run's optimiser steps (each in (0, 1)) at which the model is saved, weights only, to
+    # output_dir/snapshots/step-N: the points of a gold-against-KL frontier (experiment.frontier). [] : none.
+    snapshots: list[float] = field(default_factory=list)
 
 
 @dataclass

@@ -79,6 +79,7 @@ def calibrate_lr(ctx, spec: LRCalibration, out: Path) -> dict:
             shutil.rmtree(run / "train" / "checkpoints", ignore_errors=True)
             if kl > spec.max_kl:  # the chosen rate's run is source-only DPO's first replicate (recipes.reuse)
                 shutil.rmtree(run / "train" / "model", ignore_errors=True)
+                shutil.rmtree(run / "train" / "snapshots", ignore_errors=True)
         tried.append({"lr": lr, "kl": kl})
         log(f"lr calibration: source-only DPO at lr {lr:g} ends {kl:.2f} nats from the initial policy "
             f"(budget {spec.max_kl:g})")

@@ -19,28 +19,35 @@ in a finished experiment runs that arm and the evaluation again, nothing else; s
    ``reward_shift``    the reward model's accuracy against gold on held-out source pairs and on pairs of
                        those samples: the shift cost;
 4. one stage per arm   in config order (per seed replicate: ``seeds: S`` trains ``arm``, ``arm@1``, ...,
-                       ``arm@S-1``); the kinds are registered in ``experiment.arms``;
+                       ``arm@S-1``); the kinds are registered in ``experiment.arms``; with ``dpo_train.snapshots``
+                       the arm's earlier trajectory points are evaluated in its stage and their weights
+                       deleted (``experiment.points``);
 5. ``evaluate``        on held-out target prompts, by the gold scorer: gold reward with paired-bootstrap
                        95 % intervals against the baseline arm, win rate and KL against the initial
                        policy, the reward model's accuracy on on-policy pairs (``recipes.evaluate``);
-then ``results.json``, ``results.md`` and ``report.html`` (``experiment.results``, ``experiment.report``).
+then ``results.json``, ``results.md`` and ``report.html`` (``experiment.results``, ``experiment.report``), from
+one ``ExperimentRun`` record (``experiment.run``); methods are also read against the source-only frontier at
+matched KL (``experiment.frontier``).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..data.load import load_examples
 from ..io import read_jsonl, read_text, write_jsonl_atomic
+from ..models.features import single_layer
 from ..recipes.evaluate import main as evaluate_main
 from ..train import checkpoint
 from .arms import ARMS, ArmResult, arm_refs
 from .calibrate import calibrate_lr
 from .config import Arm, ExperimentConfig, parse_arms, rebase, selected_arms
 from .context import Context, DataFiles, Setup
+from .points import evaluate_points
 from .report import write_outputs
 from .rewards import shift_cost, train_reward
 from .run import ExperimentRun
@@ -56,6 +63,7 @@ def _rows(path: str, n: int | None) -> list[dict]:
 def validate_inputs(cfg: ExperimentConfig) -> list[Arm]:
     """Config and data checked before anything is written."""
     arms = parse_arms(cfg)
+    single_layer(cfg.features)  # the density-ratio features; the reward heads' may name candidate layers
     d = cfg.data
     for path in (d.target_prompts, d.eval_prompts) + ((d.source_prompts,) if not d.source_pairs else ()):
         load_examples(path, "prompt")
@@ -157,6 +165,7 @@ def main(cfg: ExperimentConfig) -> dict:
 
             def run_arm(arm=arm, k=k, name=name):
                 result = ARMS.get(arm.kind).run(ctx.for_replicate(k), name, arm.options)
+                result = replace(result, points=evaluate_points(ctx, name, result.points))
                 drop_checkpoints(root / name)
                 drop_checkpoints(root / "rewards" / name)
                 return asdict(result)
@@ -166,6 +175,8 @@ def main(cfg: ExperimentConfig) -> dict:
             ctx.arms[name] = ArmResult.from_record(info)
             if "reward_model" in ctx.arms[name].diagnostics:
                 reward_models[name] = ctx.arms[name].diagnostics["reward_model"]
+    for d in sorted((root / "lr_calibration").rglob("snapshots")) if cfg.lr_calibration is not None else []:
+        shutil.rmtree(d)  # kept until source-only DPO's first replicate had linked them (recipes.reuse)
     initial = next(a.name for a in arms if a.kind == "initial")
 
     def evaluate():

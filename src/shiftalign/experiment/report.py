@@ -11,7 +11,7 @@ from ..report.html import write_report
 from ..report.plots import difference_plot, gold_vs_kl, png_file, save_png, training_curves
 from ..rundir import fingerprint
 from .calibrate import describe
-from .results import Readings, arm_rows, cells, headers, markdown_table, minutes, num, seed_variance_record, verdict
+from .results import Readings, arm_rows, arms_tables, markdown_table, minutes, num, seed_variance_record, verdict
 from .run import ExperimentRun
 
 
@@ -84,7 +84,7 @@ def write_outputs(root: Path, run: ExperimentRun) -> dict:
              "a target prompt from the initial policy with different gold scores; shift cost = in-domain − on-policy.",
              "– : does not apply to this arm."]
     report = write_report(root / "report.html", "shiftalign experiment", lines,
-                          [("Arms", headers(cfg.baseline_arm, initial), [list(cells(r, cfg.baseline_arm).values()) for r in rows]),
+                          [*arms_tables(rows, cfg.baseline_arm, initial),
                            *([("Reward models: accuracy against gold", RM_HEADERS, rm_rows)] if rm_rows else []),
                            ("Stages", ["stage", "time (min)"], stage_rows)], images, notes)
     log(f"results: {root / 'results.md'}; report: {report}")

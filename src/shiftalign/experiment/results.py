@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arms import source_only
+from .frontier import Curve, Point, default_levels, matched_kl
 from .run import ExperimentRun
 from .seeds import seed_spread, two_level_bootstrap
 from .statistics import differences, gap_recovery, pooled_seed_variance, simultaneous_differences
@@ -99,6 +101,7 @@ class Readings:
                                                    untrained=self.untrained)
                           if self.diffs and len(self.family) > 1 else {})
         self.base_kl = _mean(e["kl_to_baseline"] for e in self.base) if self.base else None
+        self.baseline_curves = [c for c in (curve_of(a, self) for a in live if source_only(a.options)) if c]
 
     def entries(self, arm: str) -> list[dict]:
         return [self.pol[n] for n in self.evaluated[arm]]
@@ -168,6 +171,77 @@ def _diagnostics(results: list, first: dict) -> dict:
             "pseudo_pairs": first.get("pseudo_pairs")}
 
 
+def frontier_of(arm, r: Readings) -> list[dict]:
+    """The arm's earlier trajectory points (``experiment.points``), each averaged over the replicates that
+    have it (by position), then its final policy: label, replicates, mean gold with its gain over the initial
+    policy (95 % interval over prompts and seeds), mean KL to the initial policy with its interval."""
+    run, names = r.run, r.evaluated[arm.name]
+    per_replicate = [run.results[n].points for n in names]
+    if not r.golds or not any(per_replicate):
+        return []
+    initial = next((a.name for a in run.arms if a.role == "reference" and r.evaluated[a.name]), None)
+    out = []
+    for i in range(max(map(len, per_replicate))):
+        pts = [p[i] for p in per_replicate if i < len(p)]
+        out.append(_point(pts[0]["label"], np.array([p["gold_per_prompt"] for p in pts], np.float64),
+                          np.array([p["kl_per_prompt"] for p in pts], np.float64), initial, r))
+    out.append(_point("end", r.golds[arm.name], _per_prompt(r.entries(arm.name), "kl_per_prompt", "kl_to_baseline"),
+                      initial, r))
+    return out
+
+
+def _point(label: str, gold: np.ndarray, kl: np.ndarray, initial: str | None, r: Readings) -> dict:
+    point = {"label": label, "seeds": len(gold), "gold": float(gold.mean()), "kl": float(kl.mean()),
+             "kl_ci95": list(two_level_bootstrap(kl, np.zeros((1, kl.shape[1])), BOOTSTRAP, 0)[1:])}
+    if initial is not None and gold.shape[1] == r.golds[initial].shape[1]:
+        d = differences({"point": gold, initial: r.golds[initial]}, initial, r.seed_var, untrained=r.untrained)["point"]
+        point.update(gain_over_initial=d.diff, gain_ci95=[d.lo, d.hi])
+    return point
+
+
+def curve_of(arm, r: Readings) -> Curve | None:
+    """The arm's gold-against-KL curve (``experiment.frontier``): the initial policy, the trajectory points
+    every replicate has, the final policy; None without per-prompt numbers or an evaluated initial policy."""
+    run, names = r.run, r.evaluated.get(arm.name) or []
+    initial = next((a.name for a in run.arms if a.role == "reference" and r.evaluated[a.name]), None)
+    if (not r.golds or not names or initial is None or arm.role == "reference"
+            or not all("kl_per_prompt" in e for e in r.entries(arm.name))):
+        return None
+    g0 = r.golds[initial]
+    points = [Point("initial", 0.0, g0, np.zeros_like(g0))]
+    per_replicate = [run.results[n].points for n in names]
+    n = min(map(len, per_replicate))
+    for i in range(n):
+        points.append(Point(per_replicate[0][i]["label"], (i + 1) / (n + 1),
+                            np.array([p[i]["gold_per_prompt"] for p in per_replicate], np.float64),
+                            np.array([p[i]["kl_per_prompt"] for p in per_replicate], np.float64)))
+    points.append(Point("end", 1.0, r.golds[arm.name],
+                        _per_prompt(r.entries(arm.name), "kl_per_prompt", "kl_to_baseline")))
+    return Curve(arm.name, tuple(points))
+
+
+def matched_kl_rows(arm, r: Readings) -> list[dict]:
+    """The arm (a method or an oracle) against the source-only frontier (the upper envelope of every
+    source-only arm's curve) at its own KL and at 1/2 and 1/4 of it: differences with 95 % intervals over
+    prompts and seeds; a KL the frontier does not reach is replaced by the largest it reaches, and the
+    note says so."""
+    if arm.role not in ("method", "oracle") or not r.baseline_curves:
+        return []
+    curve = curve_of(arm, r)
+    if curve is None:
+        return []
+    out, seen = [], set()
+    found = matched_kl(curve, r.baseline_curves, at=default_levels(curve), seed_var=r.seed_var, n=BOOTSTRAP)
+    for m in sorted(found, key=lambda m: m.asked != "own"):  # levels capped to one KL are read once, as "own"
+        if round(m.kl, 12) in seen:
+            continue
+        seen.add(round(m.kl, 12))
+        out.append({"asked": m.asked, "kl": m.kl, "diff": m.diff, "ci95": [m.lo, m.hi], "method_gold": m.method_gold,
+                    "baseline_gold": m.baseline_gold, "baseline_arm": m.baseline_arm, "capped": m.capped,
+                    "note": m.note, "ci95_method": m.method})
+    return sorted(out, key=lambda m: m["kl"])
+
+
 def arm_row(arm, r: Readings) -> dict:
     """One arm's row (see the module docstring)."""
     run, names = r.run, r.evaluated[arm.name]
@@ -197,6 +271,12 @@ def arm_row(arm, r: Readings) -> dict:
     m = r.matched(arm.name, arm.matched_baseline)
     if m:
         row["matched"] = m
+    frontier = frontier_of(arm, r)
+    if frontier:
+        row["frontier"] = frontier
+    at_kl = matched_kl_rows(arm, r)
+    if at_kl:
+        row["matched_kl"] = at_kl
     return row
 
 
@@ -257,6 +337,28 @@ def cells(row: dict, baseline: str) -> dict:
 
 def headers(baseline: str, initial: str) -> list[str]:
     return [HEADERS[c].format(base=baseline, initial=initial) for c in COLUMNS]
+
+
+# The report splits the arms table in two so that it fits a laptop's window (results.md keeps one table).
+GOLD_COLUMNS = ["arm", "seeds", "gold", "diff", "ci95", "ci95_family", "gap_recovery", "matched", "kl", "kl_ci95",
+                "win_rate"]
+DIAGNOSTIC_COLUMNS = ["arm", "seed_sd", "gain_per_nat", "rm_accuracy", "ess_fraction", "domain_auc",
+                      "label_accuracy", "pseudo_pairs", "seconds"]
+MATCHED_KL_HEADERS = ["arm", "KL compared at (nats)", "Δ gold vs the source-only frontier", "Δ 95 % CI",
+                      "best source-only arm there", "note"]
+
+
+def arms_tables(rows: list[dict], baseline: str, initial: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The report's tables of the arms: gold and KL; diagnostics; each method and oracle at matched KL."""
+    head = dict(zip(COLUMNS, headers(baseline, initial)))
+    shown = [cells(r, baseline) for r in rows]
+    tables = [(title, [head[c] for c in cols], [[s[c] for c in cols] for s in shown])
+              for title, cols in (("Arms: gold reward and KL", GOLD_COLUMNS), ("Arms: diagnostics", DIAGNOSTIC_COLUMNS))]
+    at_kl = [[r["arm"], num(m["kl"]), num(m["diff"], True), num(m["ci95"], True), str(m.get("baseline_arm") or "–"),
+              m.get("note") or "–"] for r in rows for m in r.get("matched_kl") or []]
+    if at_kl:
+        tables.append(("Methods and oracles against the source-only frontier at matched KL", MATCHED_KL_HEADERS, at_kl))
+    return tables
 
 
 def markdown_table(rows: list[dict], baseline: str, initial: str) -> str:
@@ -348,6 +450,24 @@ def matched_sentence(r: dict, m_row: dict, baseline: str) -> str:
     return text
 
 
+def at_matched_kl(r: dict) -> str:
+    """The arm against the source-only frontier at its own KL and two lower ones, in one sentence."""
+    parts = []
+    for m in r.get("matched_kl") or []:
+        where = f"at its own KL ({num(m['kl'])} nats)" if m["asked"] == "own" and not m["capped"] else \
+            f"at {num(m['kl'])} nats"
+        parts.append(f"{where} {num(m['diff'], True)} {num(m['ci95'], True)} ({_resolved(m).split(':')[0]})"
+                     + (f" [{m['note']}]" if m["capped"] else ""))
+    return "; ".join(parts)
+
+
+def no_gap(o: dict) -> bool:
+    """Gold labels of the target do not beat more source training at the same KL: the oracle's interval
+    against the source-only frontier at its own KL does not lie above zero."""
+    own = next((m for m in o.get("matched_kl") or [] if m["asked"] == "own"), None)
+    return own is not None and own["ci95"][0] <= 0
+
+
 def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, gold: str,
             roles: dict[str, str] | None = None) -> list[str]:
     """A headline paragraph (best method arm with its own and its family-wise interval, against the
@@ -376,7 +496,16 @@ def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, go
             lead += f" The control `{c['arm']}` (no information about the target: what training alone does) is at {_interval(c)}"
             lead += (f"; `{best['arm']}` against it: {num(d[0], True)} {num(d[1:], True)} "
                      f"({_resolved({'ci95': d[1:]})})." if d else ".")
+        if best.get("matched_kl"):
+            lead += (f" Against the source-only frontier (the best source-only arm at each KL) at matched KL, "
+                     f"`{best['arm']}` is {at_matched_kl(best)}.")
         lines.append(lead)
+    for o in (r for r in ok.values() if roles.get(r["arm"]) == "oracle" and r.get("matched_kl")):
+        text = f"The oracle `{o['arm']}` against the source-only frontier: {at_matched_kl(o)}."
+        if no_gap(o):
+            text += (" Gold labels on the target do not beat more source training at the same KL: this regime has "
+                     "no gap any method could recover, so no gap recovery against it is read.")
+        lines.append(text)
     if oracle in ok:
         o = ok[oracle]
         lines.append(_oracle_reading(o, oracle, baseline))
@@ -385,9 +514,10 @@ def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, go
     if own is not None and own != oracle and own in ok:
         lines.append(f"`{best['arm']}` is read against its own oracle `{own}` (its recipe with gold labels), at "
                      f"{_interval(ok[own])} over `{baseline}`: "
-                     + (f"it recovers {_recovery(best)} of that gap{_half(best)}." if best.get("gap_recovery") is not None
+                     + ("no gap at matched KL (above), so no gap-recovery ratio." if no_gap(ok[own]) else
+                        f"it recovers {_recovery(best)} of that gap{_half(best)}." if best.get("gap_recovery") is not None
                         else "not resolved, so no gap-recovery ratio."))
-    elif oracle in ok and best is not None and best.get("gap_recovery") is not None:
+    elif oracle in ok and best is not None and best.get("gap_recovery") is not None and not no_gap(ok[oracle]):
         lines[-1] += f" `{best['arm']}` recovers {_recovery(best)} of the gap{_half(best)}."
     if oracle is None or oracle not in ok:
         lines.append("No oracle arm: whether labels of the target domain would help at all is not measured.")

@@ -76,8 +76,8 @@ def pairs_from_scores(groups, per_model: list[list[float]], how: str, margin: fl
 
 
 def head_agreement(pairs: list[dict]) -> float | None:
-    """Share of ``pairs`` (rows of ``pairs_from_scores``) whose chosen response every model of the ensemble scores
-    above the rejected one, as the ensemble mean does: a label-free sign of how sure the ensemble is of its labels.
+    """Share of ``pairs`` (rows of ``pairs_from_scores``) that every model of the ensemble orders as the ensemble
+    mean does (``every_model_agrees``): a label-free sign of how sure the ensemble is of its labels.
     A warning, not a measurement: models fitted on the same features share many of their errors, so agreement
     that holds does not show the labels are right (BENCHMARKS.md, "the heads' agreement by round"). None unless
     the pairs were scored by two or more models."""
@@ -86,10 +86,15 @@ def head_agreement(pairs: list[dict]) -> float | None:
 
 
 def every_model_agrees(pair: dict) -> bool | None:
-    """Whether every model scored ``pair``'s chosen response above its rejected one (provenance
-    ``model_scores``); None unless two or more models scored it."""
+    """Whether every model orders ``pair`` as the ensemble mean does (provenance ``model_scores``): for the
+    reward model's own pairs, every model scores the chosen response above the rejected one; a pair
+    reoriented by another source (``labeling.orient``) is read in the reward model's order, so the
+    agreement describes the ensemble, not the orientation. None unless two or more models scored it."""
     scores = (pair.get("provenance") or {}).get("model_scores")
-    return all(c > r for c, r in zip(*scores)) if scores and len(scores[0]) >= 2 else None
+    if not scores or len(scores[0]) < 2:
+        return None
+    sign = 1 if sum(scores[0]) >= sum(scores[1]) else -1
+    return all(sign * (c - r) > 0 for c, r in zip(*scores))
 
 
 def _response(ex):

@@ -11,6 +11,10 @@ Bradley-Terry probability that the chosen response is preferred.
 
 A path may also be a directory of reward heads (``shiftalign heads fit``, ``models.reward_heads``):
 its K heads count as K models of the ensemble, scored from one feature extraction.
+
+With ``orient`` (a scorer of ``rl.scorers``) the pairs are selected and weighted by the reward model as
+above and oriented by that scorer instead (``labeling.orient``): the labels-only oracle (the gold
+reward) and control (``random``) of an experiment.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ..data.batching import collate
 from ..data.tokenize import tokenize_examples
 from ..log import log
 from ..ops.logprobs import BranchRewards
+from .orient import orient_pairs
 from .pairs import pairs_from_scores
 
 
@@ -38,6 +43,13 @@ class RewardLabelConfig:
     max_length: int = 1024
     max_prompt_length: int = 512
     wrap_text_as_chat: bool = False
+    orient: dict | None = None  # None: the reward model orients its pairs; a scorer {name, ...} (rl.scorers):
+    # the reward model's pairs, margins and weights, with chosen / rejected decided by that scorer (ties dropped)
+
+    def __post_init__(self):
+        if self.orient is not None and not (isinstance(self.orient, dict) and self.orient.get("name")):
+            from ..errors import ConfigError
+            raise ConfigError(f"reward_model.orient: expected a scorer {{name: ..., ...}} or null, got {self.orient!r}")
 
 
 @torch.inference_mode()
@@ -72,12 +84,17 @@ def score_lists(path: str, examples, cfg: RewardLabelConfig) -> list[list[float]
 
 
 def label(groups, cfg: RewardLabelConfig, seed: int = 0):
-    """(pairs, dropped): pair rows with provenance, and records of what was dropped and why."""
+    """(pairs, dropped, stats): pair rows with provenance, records of what was dropped and why, and with
+    ``orient`` the orientation's counts (``{"orient": ...}``)."""
     if not cfg.models:
         from ..errors import ConfigError
         raise ConfigError("reward_model.models: give at least one reward-model path")
     flat = [ex for g in groups for ex in g]
     per_model = [scores for m in cfg.models for scores in score_lists(m, flat, cfg)]
     log(f"scored {len(flat)} samples with {len(per_model)} reward model(s) or head(s)")
-    return pairs_from_scores(groups, per_model, cfg.pairs, cfg.margin, cfg.max_spread, seed,
-                             {"labeller": "reward_model", "models": cfg.models}, cfg.min_agreement)
+    pairs, dropped = pairs_from_scores(groups, per_model, cfg.pairs, cfg.margin, cfg.max_spread, seed,
+                                       {"labeller": "reward_model", "models": cfg.models}, cfg.min_agreement)
+    if cfg.orient is None:
+        return pairs, dropped, {}
+    pairs, ties, stats = orient_pairs(pairs, cfg.orient)
+    return pairs, dropped + ties, {"orient": stats}

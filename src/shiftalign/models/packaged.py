@@ -69,3 +69,12 @@ def default_model_dir() -> Path:
 
 def resolve_model_path(path: str) -> str:
     return str(default_model_dir()) if path in DEFAULT_NAMES else path
+
+
+def check_model_path(path: str, what: str) -> None:
+    """Stop with ConfigError naming ``what`` when ``path`` can be neither the packaged model, a local model
+    directory nor a hub id (``name`` or ``org/name``), without loading anything."""
+    p = str(path)
+    local = p.startswith((".", "/", "~")) or p.count("/") > 1 or "\\" in p
+    if p not in DEFAULT_NAMES and local and not Path(p).expanduser().exists():
+        raise ConfigError(f"{what}: no model at {p}")

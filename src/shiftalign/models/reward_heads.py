@@ -15,7 +15,12 @@ symmetrised ({d, 1} and {-d, 0}) so that both classes exist.
   (multinomial counts times the weights), so the K heads give a mean score and a spread (the std over
   heads) for filtering or weighting pseudo-labels (Coste et al., 2024; Lakshminarayanan et al., 2017).
 - The penalty is chosen by 5-fold cross-validated, weighted log-loss over a grid of 13 values
-  (1e-3 to 1e3) unless given.
+  (1e-3 to 1e3) unless given; with importance weights this is importance-weighted cross-validation
+  (Sugiyama, Krauledat & Mueller, 2007).
+- **Feature layer**: given candidate layers (``features.layer: [9, 12, 15, 18]``), :func:`choose_layer`
+  picks the (layer, penalty) with the lowest cross-validated log-loss over all candidates and the grid,
+  on the same folds of the training pairs: each layer at its own CV-chosen penalty, then the best layer.
+  Pairs held out for reporting play no part in it.
 
 Saved as a directory: ``reward_heads.json`` (feature settings, penalty, training summary) and
 ``heads.safetensors`` (theta: K x d, scale: d). ``is_heads_dir`` tells such a directory from a
@@ -85,24 +90,65 @@ def _logistic(C: float):
     return LogisticRegression(C=C, fit_intercept=False, max_iter=2000)
 
 
-def choose_l2(D: np.ndarray, weights: np.ndarray, seed: int, grid=tuple(np.logspace(-3, 3, 13))) -> float:
-    """C (inverse L2 penalty) with the best 5-fold cross-validated, weighted log-loss on the pairs."""
+FOLDS = 5
+L2_GRID = tuple(np.logspace(-3, 3, 13))
+
+
+def cv_curve(D: np.ndarray, weights: np.ndarray, seed: int, grid=L2_GRID) -> tuple[np.ndarray, np.ndarray]:
+    """(log-loss, accuracy) of the Bradley-Terry fit at each C of ``grid``, 5-fold cross-validated and weighted,
+    on the pairs' scaled feature differences D (n, d). The log-loss is summed over the folds (each fold's
+    weighted mean); the accuracy pools the folds' pairs: the weighted share whose held-out margin theta . d is
+    positive, a tie counting half. The folds depend on n and ``seed`` only, so every feature set of the same
+    pairs is scored on the same folds."""
     from sklearn.metrics import log_loss
     from sklearn.model_selection import KFold
 
     n = len(D)
     X, y, sw = np.concatenate([D, -D]), np.r_[np.ones(n), np.zeros(n)], np.r_[weights, weights]
-    folds = [(np.r_[tr, tr + n], np.r_[te, te + n])  # a pair's two mirrored rows stay in one fold
-             for tr, te in KFold(5, shuffle=True, random_state=seed).split(D)]
-    losses = [sum(log_loss(y[te], _logistic(C).fit(X[tr], y[tr], sample_weight=sw[tr]).predict_proba(X[te]),
-                           sample_weight=sw[te], labels=[0, 1]) for tr, te in folds) for C in grid]
-    return float(grid[int(np.argmin(losses))])
+    pairs = list(KFold(FOLDS, shuffle=True, random_state=seed).split(D))
+    folds = [(np.r_[tr, tr + n], np.r_[te, te + n]) for tr, te in pairs]  # a pair's two mirrored rows stay together
+    losses, accuracies = [], []
+    for C in grid:
+        loss, right = 0.0, 0.0
+        for (tr, te), (_, te_pairs) in zip(folds, pairs):
+            model = _logistic(C).fit(X[tr], y[tr], sample_weight=sw[tr])
+            loss += log_loss(y[te], model.predict_proba(X[te]), sample_weight=sw[te], labels=[0, 1])
+            margin = D[te_pairs] @ model.coef_[0]
+            right += float(weights[te_pairs] @ ((margin > 0) + 0.5 * (margin == 0)))
+        losses.append(loss)
+        accuracies.append(right / weights.sum())
+    return np.array(losses), np.array(accuracies)
 
 
-def fit_heads(chosen: np.ndarray, rejected: np.ndarray, weights: np.ndarray | None = None, heads: int = 8,
-              l2: float | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
-    """(theta (K, d), scale (d,), C) of K Bradley-Terry heads on features of chosen and rejected responses.
-    ``weights``: per-pair importance weights (None: uniform); ``heads`` = 1 fits on all pairs once."""
+def choose_l2(D: np.ndarray, weights: np.ndarray, seed: int, grid=L2_GRID) -> float:
+    """C (inverse L2 penalty) with the best 5-fold cross-validated, weighted log-loss on the pairs."""
+    return float(grid[int(np.argmin(cv_curve(D, weights, seed, grid)[0]))])
+
+
+def choose_layer(layers: dict[int, tuple[np.ndarray, np.ndarray]], weights: np.ndarray | None = None,
+                 l2: float | None = None, seed: int = 0) -> tuple[int, float, list[dict]]:
+    """(layer, C, table) of the candidate layer and penalty with the lowest 5-fold cross-validated, weighted
+    log-loss of the Bradley-Terry fit on the training pairs: jointly over the candidates and the grid (each
+    layer at its own CV-chosen C; ``l2`` given: that C for all), on the same folds for every layer. ``layers``:
+    {layer: (chosen (n, d), rejected (n, d))} features of the same training pairs; ``table``: per candidate,
+    its C and cross-validated log-loss (mean over folds) and accuracy. The first listed wins a tie."""
+    grid = L2_GRID if l2 is None else (float(l2),)
+    table = []
+    for layer, (chosen, rejected) in layers.items():
+        D, w, _ = _differences(chosen, rejected, weights)
+        losses, accuracies = cv_curve(D, w, seed, grid)
+        j = int(np.argmin(losses))
+        table.append({"layer": layer, "l2": float(grid[j]), "cv_log_loss": float(losses[j]) / FOLDS,
+                      "cv_accuracy": float(accuracies[j])})
+    if not table:
+        raise ConfigError("reward heads: no candidate layer to choose from")
+    best = min(table, key=lambda row: row["cv_log_loss"])
+    return best["layer"], best["l2"], table
+
+
+def _differences(chosen: np.ndarray, rejected: np.ndarray, weights: np.ndarray | None):
+    """(D, w, scale): the pairs' feature differences over the per-feature scale of their responses, and
+    the weights checked and scaled to mean 1."""
     chosen, rejected = np.asarray(chosen, np.float64), np.asarray(rejected, np.float64)
     if chosen.shape != rejected.shape or chosen.ndim != 2 or len(chosen) < 10:
         raise ConfigError(f"reward heads need at least 10 pairs of equal-shape features, got {chosen.shape}")
@@ -113,7 +159,15 @@ def fit_heads(chosen: np.ndarray, rejected: np.ndarray, weights: np.ndarray | No
     w = w * n / w.sum()  # mean 1: the penalty means the same whatever the weights' scale
     scale = np.concatenate([chosen, rejected]).std(0)
     scale[scale == 0] = 1.0
-    D = (chosen - rejected) / scale
+    return (chosen - rejected) / scale, w, scale
+
+
+def fit_heads(chosen: np.ndarray, rejected: np.ndarray, weights: np.ndarray | None = None, heads: int = 8,
+              l2: float | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    """(theta (K, d), scale (d,), C) of K Bradley-Terry heads on features of chosen and rejected responses.
+    ``weights``: per-pair importance weights (None: uniform); ``heads`` = 1 fits on all pairs once."""
+    D, w, scale = _differences(chosen, rejected, weights)
+    n = len(D)
     C = choose_l2(D, w, seed) if l2 is None else float(l2)
     X, y = np.concatenate([D, -D]), np.r_[np.ones(n), np.zeros(n)]
     rng = np.random.default_rng(seed)

@@ -37,6 +37,7 @@ class TrainResult:
     train: dict  # the last training record (loss, lr, ...; RL: reward_mean, kl, ...)
     eval: dict = field(default_factory=dict)  # the final evaluation (eval/loss, eval/kl_to_reference, ...)
     data: dict = field(default_factory=dict)  # train_examples, truncation counts
+    snapshots: list[str] = field(default_factory=list)  # train.snapshots' models, in step order (snapshots/step-N)
 
     @classmethod
     def read(cls, run_dir: Path) -> TrainResult:
@@ -68,6 +69,18 @@ def resolve_loss(cfg: RunConfig, allowed_kinds: tuple[str, ...]) -> tuple[LossSp
         ok = [n for n in LOSSES.names() if LOSSES.get(n).kind in allowed_kinds]
         raise ConfigError(f"loss '{spec.name}' does not fit recipe '{cfg.recipe}'; use one of {', '.join(ok)}")
     return spec, from_dict(spec.params, knobs, "loss")
+
+
+def check_data(cfg: RunConfig, spec: LossSpec) -> None:
+    """Read and validate the training (and evaluation) rows and join the weights file, before any model is
+    loaded: a bad row, an unreadable file or weights that do not join stop the run here with the file, line
+    and field (CONTRIBUTING.md, rules 10 and 12). Tokenisation, which needs the tokenizer, comes later."""
+    d = cfg.data
+    examples = load_examples(d.train, ROW_KIND[spec.kind], d.split)
+    if d.weights:
+        attach_weights(examples, load_weights(d.weights), d.weights, d.missing_weight)
+    if d.eval:
+        load_examples(d.eval, ROW_KIND[spec.kind], d.eval_split)
 
 
 def prepare_items(cfg: RunConfig, spec: LossSpec, tokenizer, source: str, split: str, weights=True):
@@ -126,6 +139,14 @@ def start_output(cfg, acc) -> TrainResult | None:
     return None
 
 
+def save_model(cfg: RunConfig, path: Path, hf_model, tokenizer) -> None:
+    """A loadable model directory (weights, tokenizer, the config that made it), written atomically."""
+    with atomic_path(path) as tmp:
+        hf_model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_text_atomic(tmp / "shiftalign_config.yaml", dump_config(cfg))
+
+
 def save_final(cfg: RunConfig, acc, hf_model, tokenizer, result: TrainResult) -> Path:
     """The final model (LoRA: the adapter and the merged model) and ``summary.json``."""
     out = Path(cfg.output_dir)
@@ -134,13 +155,31 @@ def save_final(cfg: RunConfig, acc, hf_model, tokenizer, result: TrainResult) ->
             with atomic_path(out / "adapter") as tmp:
                 hf_model.save_pretrained(tmp)
             hf_model = hf_model.merge_and_unload()
-        with atomic_path(out / "model") as tmp:
-            hf_model.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            write_text_atomic(tmp / "shiftalign_config.yaml", dump_config(cfg))
+        save_model(cfg, out / "model", hf_model, tokenizer)
         write_json_atomic(out / "summary.json", asdict(result))
     acc.wait_for_everyone()
     return out / "model"
+
+
+def snapshot_saver(cfg: RunConfig, tokenizer, acc):
+    """The loop's ``snapshot`` hook: the model at a step of ``train.snapshots`` into snapshots/step-N."""
+    if not cfg.train.snapshots:
+        return None
+    if cfg.model.lora is not None:
+        raise ConfigError("train.snapshots: saving frontier snapshots of a LoRA run is not supported; train the "
+                          "full model, or leave snapshots empty")
+
+    def save(step: int, scorer) -> None:
+        if acc.is_main_process:
+            save_model(cfg, Path(cfg.output_dir) / "snapshots" / f"step-{step:08d}", scorer.model, tokenizer)
+        acc.wait_for_everyone()
+
+    return save
+
+
+def snapshot_dirs(run_dir: Path) -> list[str]:
+    """A run's frontier snapshots, in step order."""
+    return [str(p) for p in sorted((Path(run_dir) / "snapshots").glob("step-*")) if p.is_dir()]
 
 
 def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, eval_extra=None) -> TrainResult:
@@ -170,6 +209,7 @@ def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, e
             return policy_ratio_weights(out, cfg.policy_ratio)
     task = Task(scorer=scorer, spec=spec, params=params, train_items=train_items, pad_id=tokenizer.pad_token_id,
                 eval_items=eval_items, eval_extra=eval_extra, dynamic_weights=dynamic,
+                snapshot=snapshot_saver(cfg, tokenizer, acc),
                 ref_train=reference_for(cfg, spec, model, train_items, tokenizer.pad_token_id, acc,
                                         visited_rows(len(train_items), cfg.train.batch_size, cfg.seed,
                                                      cfg.train.epochs, cfg.train.max_steps)),
@@ -180,7 +220,8 @@ def run(cfg: RunConfig, spec: LossSpec, params, model, tokenizer, scorer, acc, e
                          eval=fitted["eval"], data={"train_examples": len(train_items),
                                                     "truncated_prompts": report.truncated_prompts,
                                                     "truncated_responses": report.truncated_responses,
-                                                    "skipped": report.skipped})
+                                                    "skipped": report.skipped},
+                         snapshots=snapshot_dirs(Path(cfg.output_dir)) if cfg.train.snapshots else [])
     path = save_final(cfg, acc, acc.unwrap_model(trainer.model).model, tokenizer, result)
     if not cfg.train.keep_optimizer_state and acc.is_main_process:
         checkpoint.remove_all(Path(cfg.output_dir) / "checkpoints")
@@ -195,5 +236,6 @@ def run_simple(cfg: RunConfig, kinds: tuple[str, ...], load, wrap) -> TrainResul
     """A recipe with no extra evaluation: accelerator, loss, model (``load(cfg.model)``), train."""
     acc = make_accelerator(cfg)
     spec, params = resolve_loss(cfg, kinds)
+    check_data(cfg, spec)
     model, tokenizer = load(cfg.model)
     return run(cfg, spec, params, model, tokenizer, wrap(model), acc)

@@ -30,6 +30,7 @@ import torch
 
 from ..config import ModelConfig
 from ..data.batching import collate
+from ..data.load import load_examples
 from ..data.text import encode, render_prompt
 from ..data.tokenize import Tokenized
 from ..errors import ConfigError
@@ -38,6 +39,7 @@ from ..log import log
 from ..metrics import pair_accuracy
 from ..models.fingerprint import files_fingerprint
 from ..models.load import load_policy
+from ..models.packaged import check_model_path
 from ..ops.kl import tempered_token_kl
 from ..ops.logprobs import backbone_hidden, response_logits, sum_by_branch
 from ..rl.scorers import make_scorer
@@ -107,6 +109,10 @@ def main(cfg: EvaluateConfig) -> dict:
     if cfg.baseline not in cfg.policies:
         raise ConfigError(f"baseline '{cfg.baseline}' is not one of the policies: {', '.join(cfg.policies)}")
     out = Path(cfg.output_dir)
+    load_examples(cfg.prompts, "prompt")  # the prompts and every model path, before any policy is loaded
+    for what, path in [*((f"policies.{n}", p) for n, p in cfg.policies.items()), ("reward_model", cfg.reward_model)]:
+        if path:
+            check_model_path(path, what)
     gold = make_scorer(cfg.gold)
     samples, scores = {}, {}
     for name, path in cfg.policies.items():

@@ -33,11 +33,13 @@ from ..errors import ConfigError
 from ..io import atomic_path, read_jsonl, write_json_atomic, write_text_atomic
 from ..log import log
 from ..models.packaged import resolve_model_path
+from ..rollout.backends import SAMPLERS
 from ..rollout.sample import SampleConfig
 from ..rollout.sample import main as sample_main
 from ..rundir import claim
 from . import RECIPES
-from .label import LabelConfig
+from .common import resolve_loss
+from .label import LABELLERS, LabelConfig
 from .label import main as label_main
 from .reward_heads import RewardHeadsConfig
 from .weights import WeightsConfig
@@ -79,7 +81,9 @@ class RefitConfig:
 def confidence_weight(provenance: dict, temperature: float) -> float:
     """A pseudo-pair's training weight from its labeller's confidence, 0 for a tie and toward 1 for a
     sure label: 2 sigmoid(margin / T) - 1 = tanh(margin / 2T) with the score margin of a reward model or
-    scorer (Bradley-Terry logits: T = 1 reads them as they are), else 2 p - 1 with a judge's probability p."""
+    scorer (Bradley-Terry logits: T = 1 reads them as they are), else 2 p - 1 with a judge's probability p.
+    The margin is a magnitude: a pair reversed by ``reward_model.orient`` keeps the reward model's margin and
+    so its weight."""
     import math
 
     if provenance.get("margin") is not None:
@@ -139,6 +143,12 @@ def main(cfg: IterateConfig) -> list[dict]:
     load_examples(cfg.prompts, "prompt")  # validated before anything is written
     if cfg.mix_source:
         source_rows(cfg)
+    # Every round's settings, before round 1 samples and labels (a wrong loss would otherwise stop it later).
+    resolve_loss(replace(cfg.train, recipe="preference"), ("paired", "unpaired"))
+    LABELLERS.get(cfg.label.labeller)
+    SAMPLERS.get(cfg.sample.backend)
+    if cfg.round1_samples:
+        load_examples(cfg.round1_samples, "sample")
     claim(root, cfg)
     write_text_atomic(root / "config.yaml", dump_config(cfg))
     initial = resolve_model_path(cfg.train.model.path)

@@ -8,6 +8,9 @@ scorer, e.g. the gold reward of a controlled experiment for oracle labels). Writ
 verdicts, margin, confidence) — trainable by the preference recipe as they are —,
 ``unlabelled.jsonl`` (every pair that got no label, with its reason) and ``label_summary.json`` (with an
 ensemble of reward models or heads, ``head_agreement``: the share of pairs every model orders the same way).
+With ``reward_model.orient`` the reward model selects and weights the pairs and a scorer orients them
+(``labeling.orient``: the labels-only oracle and control); its ties are unlabelled (``orient tie``) and the
+summary's ``orient`` counts them, with the pairs it reversed.
 """
 
 from __future__ import annotations
@@ -30,8 +33,7 @@ from ..registry import Registry
 from ..rundir import claim
 
 LABELLERS: Registry = Registry("labeller")
-LABELLERS.register("reward_model", lambda groups, cfg, out: (*reward_model.label(groups, cfg.reward_model,
-                                                                                     cfg.seed), {}))
+LABELLERS.register("reward_model", lambda groups, cfg, out: reward_model.label(groups, cfg.reward_model, cfg.seed))
 LABELLERS.register("scorer", lambda groups, cfg, out: (*scorer.label(groups, cfg.scorer, cfg.seed), {}))
 LABELLERS.register("judge", lambda groups, cfg, out: judge_labeller.label(groups, cfg.judge, cfg.seed, out,
                                                                                 cfg.progress))

@@ -15,7 +15,7 @@ from ..config import RunConfig
 from ..models.load import load_policy
 from ..ops.logprobs import CompletionLogProbs, backbone_hidden, response_logits
 from ..train.reference import frozen_reference, reference_context
-from .common import make_accelerator, resolve_loss, run
+from .common import check_data, make_accelerator, resolve_loss, run
 from .spec import RECIPES, Recipe
 
 
@@ -37,6 +37,7 @@ def token_kl_extra(reference):
 def main(cfg):
     acc = make_accelerator(cfg)
     spec, params = resolve_loss(cfg, ("paired", "unpaired"))
+    check_data(cfg, spec)  # the rows and weights, before the model is loaded
     model, tokenizer = load_policy(cfg.model)
     extra = None
     if cfg.data.eval:

@@ -45,9 +45,15 @@ def content_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+# Settings added after runs were first recorded, left out of the key at their default so that those records
+# still match a run that does not use them.
+ADDED_SINCE = {"train.snapshots": []}
+
+
 def run_key(cfg) -> str:
     """The run's settings with every existing path among them read as its contents' digest."""
     flat, digests = flat_config(cfg), {}
+    flat = {k: v for k, v in flat.items() if k not in ADDED_SINCE or v != ADDED_SINCE[k]}
     for k, v in flat.items():
         if isinstance(v, str) and v and Path(v).exists():
             if v not in digests:  # a model named as policy and as reference is read once
@@ -76,6 +82,9 @@ def lookup(cfg, key: str) -> bool:
     if not ((src / "summary.json").is_file() and (src / "model").is_dir()) or src.resolve() == Path(
             cfg.output_dir).resolve():
         return False
+    snapshots = json.loads((src / "summary.json").read_text()).get("snapshots", [])
+    if not all(Path(s).is_dir() for s in snapshots):  # its frontier snapshots are gone: train again
+        return False
     out = Path(cfg.output_dir)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     with atomic_path(out / "model") as tmp:
@@ -84,8 +93,12 @@ def lookup(cfg, key: str) -> bool:
     if (src / "metrics.jsonl").is_file():
         with atomic_path(out / "metrics.jsonl") as tmp:
             shutil.copyfile(src / "metrics.jsonl", tmp)
-    # The summary (a TrainResult's fields) as recorded, pointing at this directory's model.
-    summary = {**json.loads((src / "summary.json").read_text()), "model": str(out / "model")}
+    for s in map(Path, snapshots):
+        with atomic_path(out / "snapshots" / s.name) as tmp:
+            _link_tree(s, tmp)
+    # The summary (a TrainResult's fields) as recorded, pointing at this directory's model and snapshots.
+    summary = {**json.loads((src / "summary.json").read_text()), "model": str(out / "model"),
+               "snapshots": [str(out / "snapshots" / Path(s).name) for s in snapshots]}
     write_json_atomic(out / "reused.json", {"from": str(src), "key": key})
     write_json_atomic(out / "summary.json", summary)
     log(f"{out}: the same run as {src} (same settings, data and models): its model is reused, nothing trained")

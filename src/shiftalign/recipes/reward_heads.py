@@ -6,11 +6,17 @@ Reads preference pairs (and, with ``weights``, a weights file keyed by pair id s
 fits ``heads`` bootstrap heads, and writes ``output_dir``: ``heads.safetensors``,
 ``reward_heads.json`` (settings, accuracy on the training pairs and on ``held_out`` pairs) and
 ``config.yaml``. The directory is a reward model for the ``reward_model`` labeller and scorer.
+
+With candidate layers (``features: {kind: hidden, layer: [9, 12, 15, 18]}``) the layer is chosen, with
+the penalty, by 5-fold cross-validation on the training pairs (``models.reward_heads.choose_layer``),
+every candidate's features coming from one forward pass; ``reward_heads.json`` records each candidate's
+cross-validated log-loss and accuracy and the chosen layer, and its ``features`` name that layer. The
+``held_out`` pairs are read only after the choice, and only report.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +26,9 @@ from ..data.load import attach_weights, load_examples, load_weights
 from ..io import write_text_atomic
 from ..log import log
 from ..metrics import chosen_accuracy
-from ..models.features import FeatureConfig, extract
+from ..models.features import FEATURE_KINDS, FeatureConfig, candidate_layers, extract, extract_layers
 from ..models.packaged import cache_root
-from ..models.reward_heads import RewardHeads, fit_heads
+from ..models.reward_heads import FOLDS, RewardHeads, choose_layer, fit_heads
 from ..reweight.pairs import source_texts
 from ..rundir import claim
 
@@ -41,11 +47,33 @@ class RewardHeadsConfig:
     cache_dir: str | None = None  # feature cache; default $SHIFTALIGN_CACHE/features
 
 
-def pair_features(examples, cfg: RewardHeadsConfig) -> tuple[np.ndarray, np.ndarray]:
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root() / "features"
+def _cache(cfg: RewardHeadsConfig) -> Path:
+    return Path(cfg.cache_dir) if cfg.cache_dir else cache_root() / "features"
+
+
+def pair_features(examples, cfg: RewardHeadsConfig, features: FeatureConfig | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen (n, d), rejected (n, d)) features of the pairs, under ``features`` (default ``cfg.features``)."""
     chosen, rejected = source_texts(examples, "both")
-    X = extract(chosen + rejected, cfg.features, cache)  # one extraction for every head
+    X = extract(chosen + rejected, features or cfg.features, _cache(cfg))  # one extraction for every head
     return X[: len(examples)], X[len(examples):]
+
+
+def choose_features(train, w: np.ndarray, cfg: RewardHeadsConfig):
+    """(features, chosen (n, d), rejected (n, d), C, choice) on the training pairs. With candidate layers
+    (``features.layer`` a list): every candidate's features from one forward pass, and the layer and C with
+    the best 5-fold cross-validated log-loss on these pairs (``choose_layer``); ``features`` then names the
+    chosen layer, and ``choice`` records the candidates. One layer: its features, ``cfg.l2``, no choice."""
+    layers = candidate_layers(cfg.features)
+    if layers is None:
+        return (cfg.features, *pair_features(train, cfg), cfg.l2, None)
+    chosen, rejected = source_texts(train, "both")
+    by_layer = {layer: (X[: len(train)], X[len(train):])
+                for layer, X in extract_layers(chosen + rejected, cfg.features, _cache(cfg)).items()}
+    layer, C, table = choose_layer(by_layer, w, cfg.l2, cfg.seed)
+    choice = {"criterion": f"{FOLDS}-fold cross-validated, weighted log-loss on the training pairs",
+              "candidates": table, "chosen": layer}
+    return (replace(cfg.features, layer=layer), *by_layer[layer], C, choice)
 
 
 def main(cfg: RewardHeadsConfig) -> dict:
@@ -54,16 +82,22 @@ def main(cfg: RewardHeadsConfig) -> dict:
     if cfg.weights:
         train = attach_weights(train, load_weights(cfg.weights), cfg.weights, cfg.missing_weight)
     held = load_examples(cfg.held_out, "paired") if cfg.held_out else None
+    FEATURE_KINDS.get(cfg.features.kind)  # an unknown feature kind stops before anything is written
     claim(out, cfg)  # after the config and the files are validated
-    Xc, Xr = pair_features(train, cfg)
     w = np.array([1.0 if e.weight is None else e.weight for e in train], np.float64)
-    theta, scale, C = fit_heads(Xc, Xr, w, cfg.heads, cfg.l2, cfg.seed)
-    heads = RewardHeads(theta, scale, cfg.features, C, {})
+    features, Xc, Xr, l2, choice = choose_features(train, w, cfg)  # the training pairs only
+    theta, scale, C = fit_heads(Xc, Xr, w, cfg.heads, l2, cfg.seed)
+    heads = RewardHeads(theta, scale, features, C, {})
     info = {"pairs": len(train), "weighted": bool(cfg.weights),
             "weight_ess_fraction": float(w.sum() ** 2 / (len(w) * (w * w).sum())),
             "train_accuracy": _ensemble_accuracy(heads, Xc, Xr)}
-    if held is not None:
-        Hc, Hr = pair_features(held, cfg)
+    if choice is not None:
+        info["layer_choice"] = choice
+        log(f"reward heads: layer {choice['chosen']} of {[c['layer'] for c in choice['candidates']]} by "
+            f"{FOLDS}-fold CV on the training pairs (CV accuracy "
+            + ", ".join(f"{c['layer']}: {c['cv_accuracy']:.3f}" for c in choice["candidates"]) + ")")
+    if held is not None:  # only after the choice: held-out pairs report, they choose nothing
+        Hc, Hr = pair_features(held, cfg, features)
         info.update(held_out_pairs=len(held), held_out_accuracy=_ensemble_accuracy(heads, Hc, Hr))
     heads.info = info
     heads.save(out)

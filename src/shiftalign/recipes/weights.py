@@ -19,7 +19,7 @@ from ..config import dump_config, from_dict
 from ..data.load import load_examples
 from ..io import write_json_atomic, write_text_atomic
 from ..log import log, warn
-from ..models.features import FeatureConfig, extract, reduce_dim
+from ..models.features import FEATURE_KINDS, FeatureConfig, extract, reduce_dim, single_layer
 from ..models.packaged import cache_root
 from ..reweight import ESTIMATORS
 from ..reweight.diagnostics import summarize
@@ -57,13 +57,17 @@ def main(cfg: WeightsConfig) -> FittedWeights:
     knobs = dict(cfg.estimator)
     spec = ESTIMATORS.get(knobs.pop("name", "classifier"))
     params = from_dict(spec.params, knobs, "estimator")
+    FEATURE_KINDS.get(cfg.features.kind)
+    single_layer(cfg.features)
     source = load_examples(cfg.source, "paired", cfg.source_split)
     target = load_examples(cfg.target, "prompt" if cfg.pair_mode == "prompt" else "sample", cfg.target_split)
+    texts = source_texts(source, cfg.pair_mode)  # an unknown pair_mode stops here
+    stabilise_with_exponent(np.ones(2), cfg.stabilise)  # the stabiliser's settings, on weights that pass any check
     claim(out, cfg)  # after the config and both files are read and validated
     log(f"weights: {len(source)} source pairs, {len(target)} target rows, {spec.name} on "
         f"{cfg.features.kind} features ({cfg.pair_mode})")
     cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root() / "features"
-    views = [extract(v, cfg.features, cache) for v in source_texts(source, cfg.pair_mode)]
+    views = [extract(v, cfg.features, cache) for v in texts]
     Xt = extract(target_texts(target, cfg.pair_mode), cfg.features, cache)
     Xs = np.concatenate(views)
     Xs, Xt = reduce_dim(Xs, Xt, cfg.features.pca_dim)

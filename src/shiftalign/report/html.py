@@ -10,8 +10,9 @@ from ..io import write_text_atomic
 
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.4}"
          ".verdict{background:#f5f8fc;border-left:4px solid #4477aa;padding:.6em 1em}"
-         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-         "font-size:13px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}")
+         "table{border-collapse:collapse;margin:.5em 0;max-width:100%}td,th{border:1px solid #ccc;padding:3px 6px;"
+         "font-size:13px;text-align:right;overflow-wrap:anywhere}th{background:#f3f3f3}"
+         "td:first-child{text-align:left}img{max-width:100%}")
 
 
 def _md(text: str) -> str:

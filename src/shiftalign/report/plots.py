@@ -106,7 +106,8 @@ def gold_vs_kl(rows: list[dict], initial: str) -> str:
 def gold_vs_kl_figure(rows: list[dict], initial: str):
     """The figure of ``gold_vs_kl``. Each arm has its own colour and marker (10 colours, then the next marker),
     its label the arm's colour; a label moved away from its point to stay clear of the others is joined to it
-    by a thin line."""
+    by a thin line. An arm with a ``frontier`` (its earlier trajectory points) is drawn as a curve from the
+    initial policy through them to its final point."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     margin = 0.12  # room for labels moved up or down
@@ -115,8 +116,12 @@ def gold_vs_kl_figure(rows: list[dict], initial: str):
     height = box.height * 72.0 / fig.dpi / (1 + 2 * margin)
     places = label_positions([(r["kl"], r["gold"]) for r in rows], [0.015 * len(r["arm"]) for r in rows], height)
     colours, markers = plt.get_cmap("tab10").colors, "osD^v"
+    start = next(((r["kl"], r["gold"]) for r in rows if r["arm"] == initial), None)
     for i, (r, (side, dy)) in enumerate(zip(rows, places)):
         colour, marker = colours[i % len(colours)], markers[i // len(colours) % len(markers)]
+        if r.get("frontier"):
+            curve = ([start] if start else []) + [(p["kl"], p["gold"]) for p in r["frontier"]]
+            ax.plot(*zip(*curve), color=colour, lw=1, marker=marker, ms=3, alpha=0.7)
         lo, hi = r.get("kl_ci95") or (r["kl"], r["kl"])
         ax.errorbar(r["kl"], r["gold"], xerr=[[r["kl"] - lo], [hi - r["kl"]]], fmt=marker, capsize=3, color=colour)
         moved = dy != DEFAULT_OFFSET

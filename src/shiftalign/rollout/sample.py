@@ -112,13 +112,13 @@ def main(cfg: SampleConfig) -> Path:
     rank, world = state.process_index, state.num_processes
     out = Path(cfg.output)
     shard = out if world == 1 else out.with_name(f"{out.stem}.rank-{rank}{out.suffix}")
+    examples = load_examples(cfg.prompts, "prompt", cfg.split)[rank::world]  # validated before anything is written
+    sampler = SAMPLERS.get(cfg.backend)
     shard.parent.mkdir(parents=True, exist_ok=True)
-    examples = load_examples(cfg.prompts, "prompt", cfg.split)[rank::world]
     key = sample_key(cfg)
     done = finished_prompts(shard, cfg.sampling.n, key, cfg.replace_stale)
     todo = [e for e in examples if e.id not in done]
     log(f"sample: {len(examples)} prompts ({len(done)} already done) x {cfg.sampling.n} -> {out}")
-    sampler = SAMPLERS.get(cfg.backend)
     model, tok = load_policy(cfg.policy) if sampler.loads_model else (None, None)
     if model is not None:
         model.eval().to(state.device)

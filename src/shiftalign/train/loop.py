@@ -55,6 +55,16 @@ class Task:
     ref_eval: torch.Tensor | None = None
     eval_extra: Callable | None = None  # (unwrapped scorer, batch, out) -> {name: (sum, count)}; reported as sum / count
     dynamic_weights: Callable | None = None  # out -> (B,) detached factor on the static weights
+    snapshot: Callable | None = None  # (step, unwrapped scorer) -> None: saves the model at train.snapshots' steps
+
+
+def snapshot_steps(fractions: list[float], total_steps: int) -> list[int]:
+    """The optimiser steps at which ``train.snapshots`` saves the model: each fraction of the run's steps,
+    rounded, at least step 1 and before the last (the final model is saved anyway); repeats once."""
+    bad = [f for f in fractions if not 0 < f < 1]
+    if bad:
+        raise ConfigError(f"train.snapshots: fractions of the run's steps must lie in (0, 1), got {bad}")
+    return sorted({max(1, round(f * total_steps)) for f in fractions} - {total_steps})
 
 
 def _to(batch: dict, device) -> dict:
@@ -82,6 +92,7 @@ class Trainer:
                                                         t.warmup_steps, self.total_steps)
         self.model = accelerator.prepare(task.scorer)
         self.step = 0
+        self.snapshot_steps = snapshot_steps(t.snapshots, self.total_steps)
 
     # -- helpers -------------------------------------------------------------------------------
     def _sum(self, x: torch.Tensor) -> torch.Tensor:
@@ -247,6 +258,8 @@ class Trainer:
                 last_record = record
                 bar.update(1)
                 bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
+                if self.step in self.snapshot_steps and self.task.snapshot is not None:
+                    self.task.snapshot(self.step, self.acc.unwrap_model(self.model))
                 if t.save_every and self.step % t.save_every == 0 and self.step < self.total_steps:
                     checkpoint.save(ckpt_dir, self.step, self.acc.unwrap_model(self.model), self.optimizer,
                                     self.scheduler, {"epoch": epoch}, self.acc, t.keep_checkpoints)

@@ -27,7 +27,7 @@ from ..data.batching import collate
 from ..data.load import load_examples, load_weights
 from ..data.text import encode, render_prompt
 from ..data.tokenize import Tokenized
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..models.load import load_policy
 from ..ops.logprobs import backbone_hidden, response_token_logps, unwrap_hf
 from ..ops.rl import KL_ESTIMATORS, masked_mean, whiten
@@ -111,9 +111,13 @@ class RLTrainer:
             raise ConfigError(f"{self.algo.name} needs sampling.n >= {self.algo.min_samples} samples per prompt")
         self.prompts = load_examples(cfg.prompts, "prompt")
         self.prompt_weights = load_weights(cfg.prompt_weights) if cfg.prompt_weights else None
+        unweighted = [e.id for e in self.prompts if self.prompt_weights is not None and e.id not in self.prompt_weights]
+        if unweighted:  # joined now, not at the rollout that first draws such a prompt
+            raise DataError(cfg.prompt_weights, None, "id", f"a weight for every prompt; none for id '{unweighted[0]}' "
+                            f"({len(unweighted)} of {len(self.prompts)} prompts of {cfg.prompts})")
+        self.scorer = make_scorer(cfg.scorer)  # a bad scorer stops here, before the policy is loaded
         model, self.tok = load_policy(cfg.model)
         self.reference = frozen_reference(cfg.model, cfg.reference, acc.device)  # None: LoRA base, adapter off
-        self.scorer = make_scorer(cfg.scorer)
         policy = PolicyWithValue(model, self.algo.needs_value, cfg.sampling.temperature)
         t = cfg.train
         self.total_steps = cfg.iterations * cfg.updates_per_iteration()  # what the schedule spans

@@ -19,7 +19,6 @@ here; setting one is an error that names what to set instead.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from ..config import ModelConfig, TrainConfig
@@ -35,6 +34,7 @@ NOT_FOR_RL = {
     "log_every": "every iteration is logged",
     "eval_every": "the rl recipe has no evaluation set",
     "reference_batch_size": "the reference is run on each rollout, with its minibatches",
+    "snapshots": "the rl recipe saves no frontier snapshots",
 }
 
 
@@ -56,9 +56,9 @@ class RLTrainConfig(TrainConfig):
     save_every: int = 10  # in iterations; 0: checkpoint only at the end
 
     def __post_init__(self):
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        defaults = TrainConfig()
         for name, instead in NOT_FOR_RL.items():
-            if getattr(self, name) != defaults[name]:
+            if getattr(self, name) != getattr(defaults, name):
                 raise ConfigError(f"train.{name} is not used by the rl recipe ({instead}); remove it")
 
 

@@ -24,7 +24,7 @@ from ...recipes.weights import main as weights_main
 from ...reweight import ESTIMATORS
 from ...reweight.pairs import MODES
 from ...reweight.stabilize import StabiliserConfig
-from .spec import ArmKind, ArmResult, register
+from .spec import ArmKind, ArmResult, register, snapshot_points
 
 
 @dataclass
@@ -41,6 +41,9 @@ class DPOOptions:
         """Unweighted source-only DPO uses nothing of the target: beside the baseline (e.g. trained longer)
         it is a control, what training alone does; with weights toward the target it is a method."""
         return "method" if self.estimator or self.policy_ratio is not None else "control"
+
+    def source_only(self) -> bool:
+        return self.estimator is None and self.policy_ratio is None
 
     def __post_init__(self):
         if self.estimator is not None:
@@ -81,7 +84,8 @@ def run(ctx, name: str, opts: DPOOptions) -> ArmResult:
     if opts.policy_ratio is not None:  # the ESS of the weights the steps actually used
         ess = [m["weight_ess_fraction"] for m in _metrics(out) if "weight_ess_fraction" in m]
         diagnostics["ess_fraction"] = sum(ess) / len(ess) if ess else None
-    return ArmResult(model=res.model, diagnostics=diagnostics, files={"weights": extra["weights"]} if "weights" in extra else {})
+    return ArmResult(model=res.model, diagnostics=diagnostics,
+                     files={"weights": extra["weights"]} if "weights" in extra else {}, points=snapshot_points(out))
 
 
 def _metrics(run_dir: Path) -> list[dict]:

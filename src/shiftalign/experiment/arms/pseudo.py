@@ -5,6 +5,14 @@ Yuan et al., 2024, with ``reference: previous``). Labels come from the experimen
 gold scorer (``gold``: the oracle, the upper bound of what labels of the target can buy) or coin
 flips (``random``: the control that tells drift from learning).
 
+``orient`` (with ``labeller: reward_model``) makes the oracle and the control differ from the method in
+the labels only (CONTRIBUTING.md, rule 14): every round the arm samples from its own policy, the
+experiment's reward model selects the pairs and gives their confidence weights exactly as for the method,
+and only the orientation of each pair comes from the gold scorer (``orient: gold``, the labels-only
+oracle; gold ties are dropped and counted) or from a seeded coin (``orient: random``, the labels-only
+control) (``labeling.orient``). The ``gold`` and ``random`` labellers stay as the recipe-level oracle
+and control: they pick their own pairs by their own scores and weigh them as such.
+
 As the published recipes run it (Xiong et al., 2024; Guo et al., 2024, "Direct Language Model
 Alignment from Online AI Feedback"):
 - ``init``: start from another arm's policy (e.g. source-only DPO) instead of the initial policy;
@@ -28,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 from ...config import TrainConfig
 from ...data.text import text_of
@@ -40,14 +48,50 @@ from ...labeling.scorer import ScorerLabelConfig
 from ...log import log
 from ...recipes.iterate import IterateConfig, NoPairsError, RefitConfig
 from ...recipes.iterate import main as iterate_main
-from ...recipes.label import LabelConfig
+from ...recipes.label import LABELLERS, LabelConfig
+from ...registry import Registry
 from ...reweight.stabilize import StabiliserConfig
 from ...rl.scorers import make_scorer
 from ...rollout.sample import SampleConfig
 from .dpo import check_estimator
-from .spec import ArmKind, ArmResult, register
+from .spec import ArmKind, ArmResult, register, snapshot_points
 
-LABELLERS = {"reward_model": "reward_model", "judge": "judge", "gold": "scorer", "random": "scorer"}  # -> recipes.label
+
+@dataclass(frozen=True)
+class LabelSource:
+    """Where a pseudo arm's labels come from: a labeller of ``recipes.label.LABELLERS`` (the one registry of
+    labellers) set up from the arm's options and the experiment, and the role that gives the arm."""
+
+    name: str
+    role: str  # method | oracle | control
+    labeller: str  # the recipes.label labeller it runs (its LabelConfig section has the same name)
+    settings: Callable  # (ctx, opts, reward_model) -> that labeller's config section
+    scorer: Callable | None = None  # (cfg) -> the scorer mapping it labels or orients by (gold, coin flips)
+
+
+LABEL_SOURCES: Registry[LabelSource] = Registry("label source")
+
+
+def _rm_settings(ctx, opts, reward_model: str) -> RewardLabelConfig:
+    return RewardLabelConfig(models=[reward_model], pairs=opts.pairs, margin=opts.margin, max_spread=opts.max_spread,
+                             min_agreement=opts.min_agreement, wrap_text_as_chat=ctx.cfg.wrap_text_as_chat,
+                             orient=LABEL_SOURCES.get(opts.orient).scorer(ctx.cfg) if opts.orient else None)
+
+
+def _scorer_settings(source: str):
+    def settings(ctx, opts, reward_model: str) -> ScorerLabelConfig:
+        return ScorerLabelConfig(scorer=LABEL_SOURCES.get(source).scorer(ctx.cfg), pairs=opts.pairs, margin=opts.margin)
+    return settings
+
+
+for _source in (LabelSource("reward_model", "method", "reward_model", _rm_settings),
+                LabelSource("judge", "method", "judge", lambda ctx, opts, reward_model: opts.judge),
+                LabelSource("gold", "oracle", "scorer", _scorer_settings("gold"), lambda cfg: dict(cfg.gold)),
+                LabelSource("random", "control", "scorer", _scorer_settings("random"),
+                            lambda cfg: {"name": "random", "seed": cfg.seed})):
+    LABELLERS.get(_source.labeller)  # every source runs a registered labeller
+    LABEL_SOURCES.register(_source.name, _source)
+ORIENTS = [n for n in LABEL_SOURCES.names() if LABEL_SOURCES.get(n).scorer is not None]  # what can orient pairs
 
 
 @dataclass
@@ -65,7 +109,7 @@ class RewardWeights:
 
 @dataclass
 class PseudoOptions:
-    labeller: str = "reward_model"  # reward_model | judge | gold | random
+    labeller: str = "reward_model"  # a LABEL_SOURCES entry: reward_model | judge | gold | random
     judge: JudgeLabelConfig = field(default_factory=JudgeLabelConfig)  # with judge: the judge's settings
     rounds: int = 1
     pairs: str = "best_vs_worst"  # reward_model / gold: best_vs_worst | random | all
@@ -80,9 +124,18 @@ class PseudoOptions:
     min_agreement: float | None = None  # ... or whose mean margin is under this many of its stds
     reward_weights: RewardWeights | None = None  # label with an importance-weighted reward model
     refit_reward: bool = False  # with reward_weights: re-fit it every round toward that round's samples
+    orient: str | None = None  # with reward_model: gold | random orients the reward model's pairs (same pairs and
+    # weights): the labels-only oracle (gold; gold ties dropped) or control (a seeded coin flip per pair)
     train: TrainConfig = field(default_factory=TrainConfig)  # the experiment's dpo_train, with this arm's overrides
 
     INHERITS: ClassVar[dict] = {"train": "dpo_train", "reward_weights.stabilise": "stabilise"}
+    ADDED: ClassVar[dict] = {"orient": None}  # options added after runs were made, with their defaults
+
+    @classmethod
+    def key_form(cls, written: dict) -> dict:
+        """An option added later is left out of the stage key while at its default, so the arms that do not
+        use it keep the keys of their runs."""
+        return {k: v for k, v in written.items() if not (k in cls.ADDED and v == cls.ADDED[k])}
 
     def arm_refs(self) -> list[str]:
         return [r for r in (self.init, self.source_weights) if r]
@@ -90,33 +143,30 @@ class PseudoOptions:
     def role(self) -> str:
         """Random labels carry no information about the target: that arm is the drift control; gold labels
         are all of it: that arm is an oracle."""
-        return {"random": "control", "gold": "oracle"}.get(self.labeller, "method")
+        return LABEL_SOURCES.get(self.orient or self.labeller).role
 
     def __post_init__(self):
-        if self.labeller not in LABELLERS:
-            raise ConfigError(f"labeller: expected one of {', '.join(LABELLERS)}, got {self.labeller!r}")
+        if self.labeller not in LABEL_SOURCES.names():
+            raise ConfigError(f"labeller: expected one of {', '.join(LABEL_SOURCES.names())}, got {self.labeller!r}")
         if self.reference not in ("initial", "previous"):
             raise ConfigError(f"reference: expected initial or previous, got {self.reference!r}")
         if self.source_weights and not self.mix_source:
             raise ConfigError("source_weights: weights of the source pairs need mix_source: true")
         if self.reward_weights is not None and self.labeller != "reward_model":
             raise ConfigError("reward_weights: an importance-weighted reward model needs labeller: reward_model")
+        if self.orient is not None and self.orient not in ORIENTS:
+            raise ConfigError(f"orient: expected one of {', '.join(ORIENTS)} or null, got {self.orient!r}")
+        if self.orient is not None and self.labeller != "reward_model":
+            raise ConfigError("orient: orienting the reward model's pairs needs labeller: reward_model")
         if self.refit_reward and self.reward_weights is None:
             raise ConfigError("refit_reward: re-fitting needs reward_weights (its estimator and stabiliser)")
 
 
 def label_settings(ctx, name: str, opts: PseudoOptions, reward_model: str) -> LabelConfig:
-    cfg = ctx.cfg
-    kind = LABELLERS[opts.labeller]
-    common = {"labeller": kind, "seed": cfg.seed, "progress": cfg.progress}
-    if kind == "reward_model":
-        return LabelConfig(**common, reward_model=RewardLabelConfig(
-            models=[reward_model], pairs=opts.pairs, margin=opts.margin, max_spread=opts.max_spread,
-            min_agreement=opts.min_agreement, wrap_text_as_chat=cfg.wrap_text_as_chat))
-    if kind == "scorer":
-        scorer = dict(cfg.gold) if opts.labeller == "gold" else {"name": "random", "seed": cfg.seed}
-        return LabelConfig(**common, scorer=ScorerLabelConfig(scorer=scorer, pairs=opts.pairs, margin=opts.margin))
-    return LabelConfig(**common, judge=opts.judge)
+    """The label recipe's config for one round of the arm: its source's labeller and that labeller's section."""
+    source = LABEL_SOURCES.get(opts.labeller)
+    return LabelConfig(labeller=source.labeller, seed=ctx.cfg.seed, progress=ctx.cfg.progress,
+                       **{source.labeller: source.settings(ctx, opts, reward_model)})
 
 
 def importance_weighted_reward(ctx, name: str, rw: RewardWeights) -> tuple[str, dict]:
@@ -183,7 +233,12 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
                **({"reward_" + k: h["refit"].get(k) for k in ("ess_fraction", "domain_auc_before", "domain_auc_after")}
                   if "refit" in h else {})} for h in history]
     acc = [r["label_accuracy"] for r in rounds if r["label_accuracy"] is not None]
-    return ArmResult(model=history[-1]["model"], files=files, diagnostics={
+    points = []
+    for h in history:  # each round's snapshots, then its final policy (the last round's is the arm's)
+        points += snapshot_points(Path(h["model"]).parent, f"round {h['round']} " if len(history) > 1 else "")
+        if h is not history[-1]:
+            points.append({"label": f"round {h['round']} end", "model": h["model"]})
+    return ArmResult(model=history[-1]["model"], files=files, points=points, diagnostics={
         **diagnostics, "rounds": rounds, "pseudo_pairs": sum(r["pairs"] for r in rounds),
         "label_accuracy": sum(acc) / len(acc) if acc else None})
 

@@ -4,10 +4,22 @@ import only this module of the package; ``experiment/arms/__init__.py`` imports 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from ...registry import Registry
+
+
+def snapshot_points(summary_dir: Path, prefix: str = "") -> list[dict]:
+    """The frontier snapshots of a training run (its ``summary.json``) as points {label, model}, labelled
+    ``step k/N``."""
+    f = Path(summary_dir) / "summary.json"
+    summary = json.loads(f.read_text()) if f.is_file() else {}
+    steps = summary.get("steps")
+    return [{"label": f"{prefix}step {int(Path(p).name.split('-')[1])}/{steps}", "model": p}
+            for p in summary.get("snapshots", [])]
 
 
 @dataclass
@@ -16,11 +28,16 @@ class ArmResult:
     failed: str | None = None  # why there is no model, shown in the results instead of numbers
     diagnostics: dict = field(default_factory=dict)  # e.g. ess_fraction, domain_auc_before/after, label_accuracy
     files: dict = field(default_factory=dict)  # what later arms may reuse, e.g. {"weights": path}
+    # Earlier points of the arm's trajectory, in training order ({label, model}; with the experiment's
+    # dpo_train.snapshots): the engine evaluates them in the arm's stage, keeps {label, gold/KL per prompt}
+    # and deletes their weights (experiment.frontier).
+    points: list[dict] = field(default_factory=list)
 
     @classmethod
     def from_record(cls, info: dict) -> ArmResult:
         """An arm's result from its stage record (``stages/arm_<name>.json``)."""
-        return cls(info["model"], info.get("failed"), info.get("diagnostics", {}), info.get("files", {}))
+        return cls(info["model"], info.get("failed"), info.get("diagnostics", {}), info.get("files", {}),
+                   info.get("points", []))
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,13 @@ def arm_role(options) -> str:
     if role not in ROLES:
         raise ValueError(f"arm role must be one of {ROLES}, got {role!r}")
     return role
+
+
+def source_only(options) -> bool:
+    """Whether the arm trains on the source pairs alone (no weights, labels or samples of the target): its
+    gold-against-KL curve is part of the source-only frontier the methods are compared with at matched KL,
+    as its options declare with ``source_only()``; False by default."""
+    return bool(options.source_only()) if hasattr(options, "source_only") else False
 
 
 def register(kind: ArmKind) -> ArmKind:
