@@ -79,3 +79,11 @@ def test_a_pseudo_arms_labels_come_from_one_registry_of_sources_each_running_a_r
     oriented = label_settings(Ctx, "x", PseudoOptions(orient="gold"), "rm")
     assert oriented.labeller == "reward_model" and oriented.reward_model.orient == {"name": "vader"}
     assert PseudoOptions(orient="random").role() == "control" and PseudoOptions(orient="gold").role() == "oracle"
+
+
+def test_the_experiments_dpo_loss_is_checked_before_anything_runs():
+    from shiftalign.experiment.engine import validate_inputs
+
+    cfg = _cfg(dpo_loss={"name": "dpo", "betta": 0.1}, baseline_arm="dpo_source")
+    with pytest.raises(ConfigError, match="betta"):
+        validate_inputs(cfg)

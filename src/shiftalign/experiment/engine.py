@@ -64,6 +64,10 @@ def validate_inputs(cfg: ExperimentConfig) -> list[Arm]:
     """Config and data checked before anything is written."""
     arms = parse_arms(cfg)
     single_layer(cfg.features)  # the density-ratio features; the reward heads' may name candidate layers
+    from ..config import RunConfig
+    from ..recipes.common import resolve_loss
+
+    resolve_loss(RunConfig(loss=dict(cfg.dpo_loss)), ("paired", "unpaired"))  # every DPO-family arm's loss
     d = cfg.data
     for path in (d.target_prompts, d.eval_prompts) + ((d.source_prompts,) if not d.source_pairs else ()):
         load_examples(path, "prompt")
