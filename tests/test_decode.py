@@ -76,6 +76,21 @@ def test_same_seed_same_samples_other_seed_other_samples(lm):
     assert run(1) == run(1) and run(1) != run(2)
 
 
+def test_with_a_seed_per_prompt_a_prompt_draws_the_same_samples_in_any_batch(lm):
+    model, tok = lm
+    p = SamplingParams(n=3, max_new_tokens=8, temperature=1.0)
+    prompts = _prompts(tok)
+    seeds = [11 + i for i in range(len(prompts))]
+    together = decode(model, prompts, p, seeds, tok.pad_token_id, tok.eos_token_id)
+    for i in range(len(prompts)):  # alone, or with the prompts in another order
+        alone = decode(model, [prompts[i]], p, [seeds[i]], tok.pad_token_id, tok.eos_token_id)[0]
+        assert [s["completion_ids"] for s in alone] == [s["completion_ids"] for s in together[i]]
+    backwards = decode(model, prompts[::-1], p, seeds[::-1], tok.pad_token_id, tok.eos_token_id)[::-1]
+    assert [[s["completion_ids"] for s in ss] for ss in backwards] == [[s["completion_ids"] for s in ss] for ss in together]
+    other = decode(model, prompts, p, [s + 100 for s in seeds], tok.pad_token_id, tok.eos_token_id)
+    assert [[s["completion_ids"] for s in ss] for ss in other] != [[s["completion_ids"] for s in ss] for ss in together]
+
+
 def test_draws_follow_the_distribution():
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
     logits = probs.clamp(min=1e-30).log().expand(40_000, -1)

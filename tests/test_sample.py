@@ -7,6 +7,10 @@ import torch
 import yaml
 
 from shiftalign.cli import main
+from shiftalign.config import from_dict
+from shiftalign.io import read_jsonl
+from shiftalign.rollout.sample import SampleConfig
+from shiftalign.rollout.sample import main as sample_main
 
 from conftest import write_jsonl
 
@@ -121,3 +125,23 @@ def test_backends_are_registry_entries(tmp_path, tiny_dir, capsys):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": "p0", "prompt": "hi"}])
     assert main(["sample", _cfg(tmp_path, tiny_dir, prompts, backend="beam")]) != 0
     assert "unknown sampling backend 'beam'; known: decode, hf, vllm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["decode", "hf"])
+def test_a_resumed_job_draws_what_an_uninterrupted_one_draws(tmp_path, tiny_dir, backend):
+    """Each prompt's samples come from its own seed (the sampling seed and its id): a job that stopped after
+    some prompts, resumed, ends with the rows of a job that never stopped, though its batches differ."""
+    prompts = [{"id": f"p{i}", "prompt": "why " * (1 + i % 3) + str(i)} for i in range(7)]
+    full, part = write_jsonl(tmp_path / "all.jsonl", prompts), write_jsonl(tmp_path / "part.jsonl", prompts[2:5])
+    base = {"policy": {"path": tiny_dir}, "sampling": {"n": 2, "max_new_tokens": 6, "temperature": 1.0, "seed": 5},
+            "batch_size": 4, "backend": backend, "progress": False}
+
+    def run(prompts_file, out):
+        sample_main(from_dict(SampleConfig, {**base, "prompts": prompts_file, "output": str(out)}))
+        return {r["id"]: (r["completion_ids"], round(r["logp"], 5)) for r in read_jsonl(out)}
+
+    once = run(full, tmp_path / "once.jsonl")
+    run(part, tmp_path / "resumed.jsonl")  # stopped after three prompts ...
+    resumed = run(full, tmp_path / "resumed.jsonl")  # ... and resumed: the other four in other batches
+    assert resumed == once and len(once) == 14
+    assert len({tuple(v[0]) for v in once.values()}) > 7  # sampled, not one sequence repeated

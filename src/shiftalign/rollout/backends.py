@@ -1,7 +1,9 @@
 """Sampling backends by name (``backend:`` of ``shiftalign sample``), one registry entry each.
 
 A backend's ``generate(model, tokenizer, model_path, prompt_ids, params, seed)`` returns, for each
-prompt, ``params.n`` dicts ``completion_ids``, ``logp``, ``finished``. ``loads_model`` declares
+prompt, ``params.n`` dicts ``completion_ids``, ``logp``, ``finished``; ``seed`` is one seed per prompt
+(``rollout.sample.prompt_seed``), which each backend honours row by row, so a prompt's samples do not depend
+on the batch it was drawn in. ``loads_model`` declares
 whether it samples from the HF model loaded in this process (``model``, ``tokenizer`` given) or
 loads the model itself from ``model_path`` (``model`` is then None; the tokenizer is still given,
 for rendering prompts and decoding responses).

@@ -49,12 +49,20 @@ def truncate(scaled: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     return scaled
 
 
-def draw(scaled: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def draw(scaled: torch.Tensor, generator: torch.Generator | None = None, u: torch.Tensor | None = None) -> torch.Tensor:
     """One token per row (B,) from softmax(scaled): a uniform in [0, total) located in the cumsum of the
-    probabilities. ``right=True`` skips tokens of probability 0 even when the uniform is exactly 0."""
+    probabilities (``u``: the rows' uniforms in [0, 1), else drawn from ``generator``). ``right=True`` skips
+    tokens of probability 0 even when the uniform is exactly 0."""
     cdf = scaled.softmax(-1).cumsum(-1)
-    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True)[:, 0].clamp(max=cdf.shape[-1] - 1)
+    if u is None:
+        u = torch.rand(cdf.shape[0], generator=generator, device=cdf.device)
+    return torch.searchsorted(cdf, u[:, None] * cdf[:, -1:], right=True)[:, 0].clamp(max=cdf.shape[-1] - 1)
+
+
+def prompt_uniforms(seeds: list[int], n: int, steps: int) -> torch.Tensor:
+    """(len(seeds) * n, steps) uniforms: prompt i's n rows from a generator of its own seed, so a prompt draws
+    the same samples whatever else is in its batch (a resumed job draws what an uninterrupted one draws)."""
+    return torch.cat([torch.rand(n, steps, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
 def cache_argument(model) -> str:
@@ -68,17 +76,22 @@ def cache_argument(model) -> str:
 
 
 @torch.inference_mode()
-def decode(model, prompt_ids: list[list[int]], p: SamplingParams, seed: int, pad_id: int, eos_id: int,
+def decode(model, prompt_ids: list[list[int]], p: SamplingParams, seed: int | list[int], pad_id: int, eos_id: int,
            tempered: bool = False) -> list[list[dict]]:
     """For each prompt, ``p.n`` dicts: ``completion_ids`` (up to and including EOS), ``logp`` (their summed
     untempered log-prob) and ``finished`` (EOS reached). With ``tempered`` (temperature > 0), also
-    ``token_logps`` and ``token_entropy``: per token, under pi_T = softmax(logits / T) without truncation."""
+    ``token_logps`` and ``token_entropy``: per token, under pi_T = softmax(logits / T) without truncation.
+    ``seed``: one seed for the batch, or one per prompt (``prompt_uniforms``: each prompt's draws its own)."""
+    if not isinstance(seed, int) and len(seed) != len(prompt_ids):
+        raise ValueError(f"one seed per prompt: got {len(seed)} seeds for {len(prompt_ids)} prompts")
     if tempered and p.temperature <= 0:
         raise ValueError("tempered log-probs need a temperature > 0")
     device = next(model.parameters()).device
     ids, mask = (t.to(device) for t in left_padded(prompt_ids, pad_id, 1))
     B, greedy = ids.shape[0] * p.n, p.temperature == 0
-    generator = torch.Generator(device=device).manual_seed(seed)
+    per_prompt = not isinstance(seed, int)
+    generator = None if per_prompt else torch.Generator(device=device).manual_seed(seed)
+    uniforms = prompt_uniforms(list(seed), p.n, p.max_new_tokens).to(device) if per_prompt else None
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache, cache_arg = DynamicCache(), cache_argument(model)  # the cache is filled in place by each forward
     tokens = torch.full((B, p.max_new_tokens), pad_id, dtype=torch.long, device=device)
@@ -96,7 +109,8 @@ def decode(model, prompt_ids: list[list[int]], p: SamplingParams, seed: int, pad
         if greedy:
             nxt = logits.argmax(-1)
         else:
-            nxt = draw(truncate(logits / p.temperature, p.top_k, p.top_p), generator)
+            nxt = draw(truncate(logits / p.temperature, p.top_k, p.top_p), generator,
+                       uniforms[:, t] if per_prompt else None)
         nxt = nxt.masked_fill(done, pad_id)
         live = (~done).float()
         tokens[:, t] = nxt

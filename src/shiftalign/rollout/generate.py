@@ -15,8 +15,12 @@ from .params import SamplingParams, left_padded
 
 
 @torch.inference_mode()
-def generate_hf(model, tokenizer, prompt_ids: list[list[int]], p: SamplingParams, seed: int) -> list[list[dict]]:
-    """For each prompt, n dicts {completion_ids, logp, finished}: one batched, left-padded generate."""
+def generate_hf(model, tokenizer, prompt_ids: list[list[int]], p: SamplingParams, seed: int | list[int]) -> list[list[dict]]:
+    """For each prompt, n dicts {completion_ids, logp, finished}: one batched, left-padded generate. With one
+    seed per prompt, one generate per prompt under its own seed (``generate`` draws from the global generator,
+    so rows of one call cannot have seeds of their own)."""
+    if not isinstance(seed, int):
+        return [generate_hf(model, tokenizer, [ids], p, s)[0] for ids, s in zip(prompt_ids, seed)]
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     ids, mask = left_padded(prompt_ids, pad, p.n)  # n rows per prompt
@@ -42,15 +46,16 @@ def generate_hf(model, tokenizer, prompt_ids: list[list[int]], p: SamplingParams
     return results
 
 
-def generate_vllm(model_path: str, prompt_ids: list[list[int]], p: SamplingParams, seed: int) -> list[list[dict]]:
+def generate_vllm(model_path: str, prompt_ids: list[list[int]], p: SamplingParams, seed: int | list[int]) -> list[list[dict]]:
     try:
         from vllm import LLM
         from vllm import SamplingParams as VSP
     except ImportError:
         raise ConfigError("backend vllm needs vLLM installed: pip install 'shiftalign[vllm]'") from None
-    llm = LLM(model=model_path, seed=seed)
-    sp = VSP(n=p.n, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k or -1, max_tokens=p.max_new_tokens,
-             seed=seed, logprobs=0)
-    outs = llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], sp)
+    seeds = [seed] * len(prompt_ids) if isinstance(seed, int) else list(seed)
+    llm = LLM(model=model_path, seed=seeds[0] if seeds else 0)
+    sps = [VSP(n=p.n, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k or -1, max_tokens=p.max_new_tokens,
+               seed=s, logprobs=0) for s in seeds]  # one request per prompt, each with the prompt's own seed
+    outs = llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], sps)
     return [[{"completion_ids": list(c.token_ids), "logp": float(c.cumulative_logprob or 0.0),
               "finished": c.finish_reason == "stop"} for c in o.outputs] for o in outs]

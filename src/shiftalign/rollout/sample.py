@@ -59,6 +59,13 @@ class SampleConfig:
     progress: bool = True
 
 
+def prompt_seed(seed: int, prompt_id: str) -> int:
+    """The seed of one prompt's samples: from the sampling seed and the prompt's id alone, so a prompt draws the
+    same samples in any batch, and a resumed job (which skips finished prompts) draws what an uninterrupted one
+    draws."""
+    return random.Random(f"{seed}:{prompt_id}").randrange(2**31)
+
+
 def sample_key(cfg: SampleConfig) -> str:
     """Fingerprint of everything that determines a sample (but not which prompts are sampled)."""
     import hashlib
@@ -66,7 +73,8 @@ def sample_key(cfg: SampleConfig) -> str:
     from ..models.fingerprint import files_fingerprint
 
     parts = {"policy": files_fingerprint(cfg.policy.path), "sampling": asdict(cfg.sampling), "backend": cfg.backend,
-             "max_prompt_length": cfg.max_prompt_length, "wrap_text_as_chat": cfg.wrap_text_as_chat}
+             "max_prompt_length": cfg.max_prompt_length, "wrap_text_as_chat": cfg.wrap_text_as_chat,
+             "seeding": "per prompt"}  # rows drawn with one seed per batch (before) are another key
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -133,7 +141,7 @@ def main(cfg: SampleConfig) -> Path:
     tokens, t0 = 0, time.perf_counter()
     for s in range(0, len(encoded), per_batch):
         chunk = encoded[s:s + per_batch]
-        seed = random.Random(f"{cfg.sampling.seed}:{chunk[0][0].id}").randrange(2**31)
+        seed = [prompt_seed(cfg.sampling.seed, ex.id) for ex, _ in chunk]
         ids = [c[1] for c in chunk]
         results = sampler.generate(model, tok, cfg.policy.path, ids, cfg.sampling, seed)
         rows = []
