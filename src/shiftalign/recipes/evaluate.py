@@ -82,10 +82,11 @@ def sequence_kls(model_path: str, base_path: str, rows: list[dict], wrap: bool, 
     """Per sample: sum over its response positions of KL(policy_T || base_T) at that position (see ``ops.kl``).
     The samples of one prompt go through the models as branches of one row (the prompt computed once,
     tree attention as in training), so that n samples per prompt cost one prompt's forward, not n."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # both models on the accelerator when there is one
     policy, tok = load_policy(ModelConfig(path=model_path))
     base, _ = load_policy(ModelConfig(path=base_path))
-    policy.eval()
-    base.eval()
+    policy.eval().to(device)
+    base.eval().to(device)
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(json.dumps([r["prompt_id"], r["prompt"]]), []).append(i)
@@ -96,10 +97,10 @@ def sequence_kls(model_path: str, base_path: str, rows: list[dict], wrap: bool, 
         for chunk in (same[s:s + step] for s in range(0, len(same), step)):
             items = [Tokenized(n, rows[idx[0]]["id"], encode(tok, render_prompt(tok, rows[idx[0]]["prompt"], wrap)),
                                [rows[i]["completion_ids"] for i in idx]) for n, idx in enumerate(chunk)]
-            batch = collate(items, tok.pad_token_id)
+            batch = {k: v.to(device) for k, v in collate(items, tok.pad_token_id).items()}
             z = response_logits(policy, backbone_hidden(policy, batch), batch)
             u = response_logits(base, backbone_hidden(base, batch), batch)
-            kl = sum_by_branch(tempered_token_kl(z, u, temperature), batch).double().numpy()
+            kl = sum_by_branch(tempered_token_kl(z, u, temperature), batch).double().cpu().numpy()
             for b, idx in enumerate(chunk):
                 out[idx] = kl[b]
     return out
