@@ -145,3 +145,66 @@ def test_a_resumed_job_draws_what_an_uninterrupted_one_draws(tmp_path, tiny_dir,
     resumed = run(full, tmp_path / "resumed.jsonl")  # ... and resumed: the other four in other batches
     assert resumed == once and len(once) == 14
     assert len({tuple(v[0]) for v in once.values()}) > 7  # sampled, not one sequence repeated
+
+
+class _StandInVLLM:
+    """A stand-in ``vllm`` module that records its calls: engines built, requests with their seeds; its
+    "samples" are a function of the prompt and the seed, its log-prob their token sum, negated."""
+
+    def __init__(self, logprob=True):
+        self.engines, self.requests, self.logprob = [], [], logprob
+        outer = self
+
+        class SamplingParams:
+            def __init__(self, **kw):
+                self.kw = kw
+
+        class LLM:
+            def __init__(self, **kw):
+                outer.engines.append(kw)
+
+            def generate(self, prompts, sps):
+                outer.requests.append([sp.kw["seed"] for sp in sps])
+                outs = []
+                for pr, sp in zip(prompts, sps):
+                    comps = []
+                    for k in range(sp.kw["n"]):
+                        ids = [(sp.kw["seed"] + 7 * k + i) % 50 + 5 for i in range(3)]
+                        comps.append(type("C", (), {"token_ids": ids, "finish_reason": "length",
+                                                    "cumulative_logprob": -float(sum(ids)) if outer.logprob else None}))
+                    outs.append(type("O", (), {"outputs": comps}))
+                return outs
+
+        self.module = type("vllm", (), {"LLM": LLM, "SamplingParams": SamplingParams})
+
+
+def test_vllm_is_one_engine_per_stage_with_a_seed_per_prompt_and_never_a_silent_log_prob(tmp_path, tiny_dir,
+                                                                                        monkeypatch):
+    """Against a stand-in vllm module: one engine per sampling stage (raw log-probs asked for), reused by every
+    batch; each prompt's request carries the prompt's own seed, so a resumed stage draws what an uninterrupted
+    one draws; a response without a log-prob stops the stage instead of recording 0."""
+    import sys
+
+    from shiftalign.rollout.sample import prompt_seed
+
+    fake = _StandInVLLM()
+    monkeypatch.setitem(sys.modules, "vllm", fake.module)
+    prompts = [{"id": f"p{i}", "prompt": f"q {i}"} for i in range(5)]
+    full = write_jsonl(tmp_path / "all.jsonl", prompts)
+    base = {"policy": {"path": tiny_dir}, "sampling": {"n": 2, "max_new_tokens": 3, "seed": 4}, "batch_size": 4,
+            "backend": "vllm", "progress": False}
+
+    def run(prompts_file, out):
+        sample_main(from_dict(SampleConfig, {**base, "prompts": prompts_file, "output": str(out)}))
+        return {r["id"]: (r["completion_ids"], r["logp"]) for r in read_jsonl(out)}
+
+    once = run(full, tmp_path / "once.jsonl")
+    assert len(fake.engines) == 1 and fake.engines[0]["logprobs_mode"] == "raw_logprobs"
+    assert len(fake.requests) == 3  # three batches of two prompts, one engine
+    assert sorted(s for batch in fake.requests for s in batch) == sorted(prompt_seed(4, f"p{i}") for i in range(5))
+    assert all(lp == -float(sum(ids)) for ids, lp in once.values())
+    run(write_jsonl(tmp_path / "part.jsonl", prompts[1:3]), tmp_path / "resumed.jsonl")
+    assert run(full, tmp_path / "resumed.jsonl") == once
+    monkeypatch.setitem(sys.modules, "vllm", _StandInVLLM(logprob=False).module)
+    with pytest.raises(RuntimeError, match="without its log-prob"):
+        run(full, tmp_path / "none.jsonl")

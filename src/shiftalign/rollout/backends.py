@@ -20,33 +20,39 @@ from typing import Callable
 
 from ..registry import Registry
 from .decode import decode
-from .generate import generate_hf, generate_vllm
+from .generate import generate_hf, generate_vllm, release_vllm, vllm_engine
 
 
 @dataclass(frozen=True)
 class SamplerBackend:
     name: str
-    generate: Callable  # (model, tokenizer, model_path, prompt_ids, params, seed) -> list[list[dict]]
-    loads_model: bool  # True: samples from the model loaded here; False: loads it from model_path itself
+    generate: Callable  # (model, tokenizer, engine, prompt_ids, params, seed) -> list[list[dict]]
+    loads_model: bool  # True: samples from the model loaded here; False: from its own engine (``start``)
+    start: Callable | None = None  # (model_path, params) -> an engine built once per sampling stage
+    stop: Callable | None = None  # (engine) -> None: its memory released before anything else (training) runs
 
 
 SAMPLERS: Registry[SamplerBackend] = Registry("sampling backend")
 
 
-def _decode(model, tok, model_path, prompt_ids, p, seed):
+def _decode(model, tok, engine, prompt_ids, p, seed):
     return decode(model, prompt_ids, p, seed, tok.pad_token_id, tok.eos_token_id)
 
 
-def _hf(model, tok, model_path, prompt_ids, p, seed):
+def _hf(model, tok, engine, prompt_ids, p, seed):
     return generate_hf(model, tok, prompt_ids, p, seed)
 
 
-def _vllm(model, tok, model_path, prompt_ids, p, seed):
+def _vllm(model, tok, engine, prompt_ids, p, seed):
+    return generate_vllm(engine, prompt_ids, p, seed)
+
+
+def _vllm_start(model_path: str, p):
     from ..models.packaged import resolve_model_path
 
-    return generate_vllm(resolve_model_path(model_path), prompt_ids, p, seed)
+    return vllm_engine(resolve_model_path(model_path), p.seed)
 
 
 SAMPLERS.register("decode", SamplerBackend("decode", _decode, loads_model=True))
 SAMPLERS.register("hf", SamplerBackend("hf", _hf, loads_model=True))
-SAMPLERS.register("vllm", SamplerBackend("vllm", _vllm, loads_model=False))
+SAMPLERS.register("vllm", SamplerBackend("vllm", _vllm, loads_model=False, start=_vllm_start, stop=release_vllm))

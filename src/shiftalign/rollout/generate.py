@@ -46,16 +46,40 @@ def generate_hf(model, tokenizer, prompt_ids: list[list[int]], p: SamplingParams
     return results
 
 
-def generate_vllm(model_path: str, prompt_ids: list[list[int]], p: SamplingParams, seed: int | list[int]) -> list[list[dict]]:
+def vllm_engine(model_path: str, seed: int):
+    """One vLLM engine for a sampling stage, reused for every batch. Its log-probs are the model's raw ones
+    (``logprobs_mode="raw_logprobs"``: before temperature and truncation), so a row's ``logp`` is log pi(y|x)
+    at temperature 1, as the decode loop records it."""
     try:
         from vllm import LLM
-        from vllm import SamplingParams as VSP
     except ImportError:
         raise ConfigError("backend vllm needs vLLM installed: pip install 'shiftalign[vllm]'") from None
+    return LLM(model=model_path, seed=seed, logprobs_mode="raw_logprobs")
+
+
+def release_vllm(engine) -> None:
+    """The engine's memory back before training starts (the stage is done with it)."""
+    import gc
+
+    del engine
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def generate_vllm(engine, prompt_ids: list[list[int]], p: SamplingParams, seed: int | list[int]) -> list[list[dict]]:
+    """For each prompt, n dicts {completion_ids, logp, finished} from ``engine`` (``vllm_engine``): one request
+    per prompt, each with the prompt's own seed. A response without a log-prob stops the stage (never 0)."""
+    from vllm import SamplingParams as VSP
+
     seeds = [seed] * len(prompt_ids) if isinstance(seed, int) else list(seed)
-    llm = LLM(model=model_path, seed=seeds[0] if seeds else 0)
     sps = [VSP(n=p.n, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k or -1, max_tokens=p.max_new_tokens,
-               seed=s, logprobs=0) for s in seeds]  # one request per prompt, each with the prompt's own seed
-    outs = llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], sps)
-    return [[{"completion_ids": list(c.token_ids), "logp": float(c.cumulative_logprob or 0.0),
-              "finished": c.finish_reason == "stop"} for c in o.outputs] for o in outs]
+               seed=s, logprobs=0) for s in seeds]
+    outs = engine.generate([{"prompt_token_ids": ids} for ids in prompt_ids], sps)
+    results = []
+    for o in outs:
+        if any(c.cumulative_logprob is None for c in o.outputs):
+            raise RuntimeError("vLLM returned a response without its log-prob; the samples' logp cannot be recorded")
+        results.append([{"completion_ids": list(c.token_ids), "logp": float(c.cumulative_logprob),
+                         "finished": c.finish_reason == "stop"} for c in o.outputs])
+    return results

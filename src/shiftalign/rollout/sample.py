@@ -17,7 +17,8 @@ temperature changed) stop the run with a message, or with ``replace_stale: true`
 ``evaluate``'s sample cache uses) are discarded and sampled again.
 Under ``accelerate launch`` / ``torchrun`` each process samples its share of the prompts into its
 own shard file and the main process merges them. With ``backend: vllm`` (when vLLM is installed)
-generation runs on vLLM; the log-prob then comes from vLLM's cumulative log-prob of the response.
+generation runs on one vLLM engine per stage (``rollout.generate.vllm_engine``, released when the stage ends);
+the log-prob is vLLM's cumulative raw log-prob of the response, log pi(y|x) at temperature 1.
 
     shiftalign sample configs/sample.yaml policy.path=runs/dpo/model n=8
 """
@@ -134,6 +135,7 @@ def main(cfg: SampleConfig) -> Path:
         from ..models.load import load_tokenizer
         tok = load_tokenizer(cfg.policy.path)
     encoded = [(e, encode(tok, render_prompt(tok, e.prompt, cfg.wrap_text_as_chat))[-cfg.max_prompt_length:]) for e in todo]
+    engine = sampler.start(cfg.policy.path, cfg.sampling) if sampler.start is not None and encoded else None
     encoded.sort(key=lambda t: len(t[1]))
     per_batch = max(1, cfg.batch_size // cfg.sampling.n)
     params = asdict(cfg.sampling)
@@ -143,7 +145,7 @@ def main(cfg: SampleConfig) -> Path:
         chunk = encoded[s:s + per_batch]
         seed = [prompt_seed(cfg.sampling.seed, ex.id) for ex, _ in chunk]
         ids = [c[1] for c in chunk]
-        results = sampler.generate(model, tok, cfg.policy.path, ids, cfg.sampling, seed)
+        results = sampler.generate(model, tok, engine, ids, cfg.sampling, seed)
         rows = []
         for (ex, _), samples in zip(chunk, results):
             for k, smp in enumerate(samples):
@@ -157,6 +159,10 @@ def main(cfg: SampleConfig) -> Path:
         bar.update(len(chunk))
         bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
     bar.close()
+    if engine is not None:
+        engines = [engine]
+        del engine
+        sampler.stop(engines.pop())  # the last reference goes with the call: its memory is released now
     if world > 1:
         state.wait_for_everyone()
         if rank == 0:
