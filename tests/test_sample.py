@@ -208,3 +208,38 @@ def test_vllm_is_one_engine_per_stage_with_a_seed_per_prompt_and_never_a_silent_
     monkeypatch.setitem(sys.modules, "vllm", _StandInVLLM(logprob=False).module)
     with pytest.raises(RuntimeError, match="without its log-prob"):
         run(full, tmp_path / "none.jsonl")
+
+
+def test_the_backend_and_its_engine_settings_reach_every_sampler_of_evaluate_and_the_experiment(tmp_path, tiny_dir,
+                                                                                               monkeypatch):
+    """evaluate samples through the backend it names (one engine per policy, with the settings given); the
+    experiment's policy samples take its `backend` and `vllm`; an unknown backend is refused with the config."""
+    import sys
+
+    from shiftalign.errors import ConfigError
+    from shiftalign.experiment.config import ExperimentConfig
+    from shiftalign.experiment.context import DataFiles, Setup
+    from shiftalign.experiment.engine import validate_inputs
+    from shiftalign.recipes.evaluate import EvaluateConfig
+    from shiftalign.recipes.evaluate import main as evaluate_main
+    from shiftalign.rollout.params import VLLMConfig
+
+    fake = _StandInVLLM()
+    monkeypatch.setitem(sys.modules, "vllm", fake.module)
+    (tmp_path / "gold.py").write_text("def g(prompts, responses):\n    return [len(r) for r in responses]\n")
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"p{i}", "prompt": f"q {i}"} for i in range(3)])
+    ev = evaluate_main(EvaluateConfig(prompts=prompts, policies={"a": tiny_dir, "b": tiny_dir}, baseline="a",
+                                      gold={"name": "python", "function": f"{tmp_path / 'gold.py'}:g"},
+                                      backend="vllm", vllm=VLLMConfig(tensor_parallel_size=2, enforce_eager=True),
+                                      output_dir=str(tmp_path / "ev"), bootstrap=50, progress=False))
+    assert len(fake.engines) == 2 and all(e["tensor_parallel_size"] == 2 and e["enforce_eager"] for e in fake.engines)
+    assert set(ev["policies"]) == {"a", "b"} and ev["policies"]["b"]["kl_to_baseline"] == pytest.approx(0, abs=1e-6)
+
+    seen = []
+    monkeypatch.setattr("shiftalign.rollout.sample.main", lambda sc: seen.append(sc))
+    cfg = ExperimentConfig(backend="vllm", vllm=VLLMConfig(gpu_memory_utilization=0.5))
+    Setup(cfg, tmp_path, DataFiles("s", prompts, "e")).target_samples(tiny_dir, tmp_path / "x.jsonl")
+    assert seen[0].backend == "vllm" and seen[0].vllm.gpu_memory_utilization == 0.5
+    with pytest.raises(ConfigError, match="unknown sampling backend 'magic'"):
+        validate_inputs(ExperimentConfig(backend="magic", arms=[{"name": "initial", "kind": "initial"}],
+                                         baseline_arm="initial", oracle_arm=None))

@@ -16,7 +16,7 @@ from ..models.features import FeatureConfig
 from ..recipes.evaluate import EvaluateConfig
 from ..reweight.stabilize import StabiliserConfig
 from ..rollout.behaviour import BehaviourConfig
-from ..rollout.params import SamplingParams
+from ..rollout.params import SamplingParams, VLLMConfig
 from .calibrate import LRCalibration
 from .rewards import RewardSpec
 
@@ -53,6 +53,9 @@ class ExperimentConfig:
     # DPO stays within a KL budget of the initial policy (experiment.calibrate); null: dpo_train.lr as written
     policy_sampling: SamplingParams = field(default_factory=lambda: SamplingParams(n=4, max_new_tokens=48,
                                                                                   temperature=0.8))
+    backend: str = "decode"  # the sampling backend of the policies' target samples (shared, every round, the
+    # calibration): decode | hf | vllm; the evaluation's is evaluate.backend
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)  # with backend vllm: the engine's settings
     pair_mode: str = "both"  # how a source pair is embedded for density-ratio estimation
     features: FeatureConfig = field(default_factory=FeatureConfig)
     stabilise: StabiliserConfig = field(default_factory=lambda: StabiliserConfig(clip_quantile=0.99))

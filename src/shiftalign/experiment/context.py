@@ -47,7 +47,8 @@ class Setup:
         sc = SampleConfig(prompts=prompts or self.data.target_prompts, output=str(output),
                           policy=dataclasses.replace(cfg.model, path=model, lora=None),
                           sampling=dataclasses.replace(cfg.policy_sampling, seed=cfg.policy_sampling.seed + 1),
-                          wrap_text_as_chat=cfg.wrap_text_as_chat, replace_stale=True, progress=cfg.progress)
+                          wrap_text_as_chat=cfg.wrap_text_as_chat, replace_stale=True, progress=cfg.progress,
+                          backend=cfg.backend, vllm=cfg.vllm)
         sample_main(sc)
         return sc.output
 

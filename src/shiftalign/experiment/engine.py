@@ -68,6 +68,10 @@ def validate_inputs(cfg: ExperimentConfig) -> list[Arm]:
     from ..recipes.common import resolve_loss
 
     resolve_loss(RunConfig(loss=dict(cfg.dpo_loss)), ("paired", "unpaired"))  # every DPO-family arm's loss
+    from ..rollout.backends import SAMPLERS
+
+    SAMPLERS.get(cfg.backend)
+    SAMPLERS.get(cfg.evaluate.backend)
     d = cfg.data
     for path in (d.target_prompts, d.eval_prompts) + ((d.source_prompts,) if not d.source_pairs else ()):
         load_examples(path, "prompt")

@@ -43,7 +43,8 @@ from ..models.packaged import check_model_path
 from ..ops.kl import tempered_token_kl
 from ..ops.logprobs import backbone_hidden, response_logits, sum_by_branch
 from ..rl.scorers import make_scorer
-from ..rollout.params import SamplingParams
+from ..rollout.backends import SAMPLERS
+from ..rollout.params import SamplingParams, VLLMConfig
 from ..rollout.sample import SampleConfig
 from ..rollout.sample import main as sample_main
 
@@ -57,6 +58,8 @@ class EvaluateConfig:
     gold: dict = field(default_factory=lambda: {"name": "vader"})
     reward_model: str | None = None
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(n=2, max_new_tokens=64, temperature=0.7))
+    backend: str = "decode"  # the sampling backend (rollout.backends): decode | hf | vllm
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)  # with backend vllm: the engine's settings
     wrap_text_as_chat: bool = False
     output_dir: str = "runs/evaluate"
     bootstrap: int = 2000
@@ -114,11 +117,13 @@ def main(cfg: EvaluateConfig) -> dict:
     for what, path in [*((f"policies.{n}", p) for n, p in cfg.policies.items()), ("reward_model", cfg.reward_model)]:
         if path:
             check_model_path(path, what)
+    SAMPLERS.get(cfg.backend)
     gold = make_scorer(cfg.gold)
     samples, scores = {}, {}
     for name, path in cfg.policies.items():
         sc = SampleConfig(prompts=cfg.prompts, output=str(out / "samples" / f"{name}.jsonl"),
                           policy=ModelConfig(path=path), sampling=cfg.sampling, wrap_text_as_chat=cfg.wrap_text_as_chat,
+                          backend=cfg.backend, vllm=cfg.vllm,
                           replace_stale=True, progress=cfg.progress)
         sample_main(sc)
         rows = read_jsonl(sc.output)

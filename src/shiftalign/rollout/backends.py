@@ -28,7 +28,7 @@ class SamplerBackend:
     name: str
     generate: Callable  # (model, tokenizer, engine, prompt_ids, params, seed) -> list[list[dict]]
     loads_model: bool  # True: samples from the model loaded here; False: from its own engine (``start``)
-    start: Callable | None = None  # (model_path, params) -> an engine built once per sampling stage
+    start: Callable | None = None  # (sample config) -> an engine built once per sampling stage
     stop: Callable | None = None  # (engine) -> None: its memory released before anything else (training) runs
 
 
@@ -47,10 +47,10 @@ def _vllm(model, tok, engine, prompt_ids, p, seed):
     return generate_vllm(engine, prompt_ids, p, seed)
 
 
-def _vllm_start(model_path: str, p):
+def _vllm_start(cfg):
     from ..models.packaged import resolve_model_path
 
-    return vllm_engine(resolve_model_path(model_path), p.seed)
+    return vllm_engine(resolve_model_path(cfg.policy.path), cfg.sampling.seed, cfg.vllm)
 
 
 SAMPLERS.register("decode", SamplerBackend("decode", _decode, loads_model=True))

@@ -8,6 +8,8 @@ raw logits of the same ``generate`` pass; vLLM's cumulative log-prob) and ``fini
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
 
 from ..errors import ConfigError
@@ -46,7 +48,7 @@ def generate_hf(model, tokenizer, prompt_ids: list[list[int]], p: SamplingParams
     return results
 
 
-def vllm_engine(model_path: str, seed: int):
+def vllm_engine(model_path: str, seed: int, settings=None):
     """One vLLM engine for a sampling stage, reused for every batch. Its log-probs are the model's raw ones
     (``logprobs_mode="raw_logprobs"``: before temperature and truncation), so a row's ``logp`` is log pi(y|x)
     at temperature 1, as the decode loop records it."""
@@ -54,7 +56,8 @@ def vllm_engine(model_path: str, seed: int):
         from vllm import LLM
     except ImportError:
         raise ConfigError("backend vllm needs vLLM installed: pip install 'shiftalign[vllm]'") from None
-    return LLM(model=model_path, seed=seed, logprobs_mode="raw_logprobs")
+    knobs = {} if settings is None else {k: v for k, v in asdict(settings).items() if v is not None}
+    return LLM(model=model_path, seed=seed, logprobs_mode="raw_logprobs", **knobs)
 
 
 def release_vllm(engine) -> None:

@@ -21,6 +21,17 @@ class SamplingParams:
     seed: int = 0
 
 
+@dataclass
+class VLLMConfig:
+    """The vLLM engine's settings (``backend: vllm``); read only by that backend."""
+
+    tensor_parallel_size: int = 1  # GPUs one engine spans
+    gpu_memory_utilization: float = 0.9  # share of each GPU's memory the engine may take
+    dtype: str = "auto"  # the weights' dtype in the engine (auto: the checkpoint's, bf16 for fp32 on a GPU)
+    enforce_eager: bool = False  # true: no CUDA graphs (slower; less memory, quicker to start)
+    max_model_len: int | None = None  # the context the engine reserves memory for (None: the model's)
+
+
 def left_padded(prompt_ids: list[list[int]], pad_id: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and attention mask (B * n, L) of the prompts padded on the left, each repeated n times."""
     L = max(map(len, prompt_ids))

@@ -42,7 +42,7 @@ from ..errors import ConfigError
 from ..io import write_text_atomic
 from ..log import log
 from .backends import SAMPLERS
-from .params import SamplingParams
+from .params import SamplingParams, VLLMConfig
 
 
 @dataclass
@@ -55,6 +55,7 @@ class SampleConfig:
     max_prompt_length: int = 512
     wrap_text_as_chat: bool = False  # plain-text prompts become a user turn of the chat template
     backend: str = "decode"  # a registered sampling backend (rollout.backends): decode | hf | vllm
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)  # with backend vllm: the engine's settings
     split: str = "train"
     replace_stale: bool = False  # rows made under another sample_key: false = refuse, true = sample again
     progress: bool = True
@@ -75,7 +76,8 @@ def sample_key(cfg: SampleConfig) -> str:
 
     parts = {"policy": files_fingerprint(cfg.policy.path), "sampling": asdict(cfg.sampling), "backend": cfg.backend,
              "max_prompt_length": cfg.max_prompt_length, "wrap_text_as_chat": cfg.wrap_text_as_chat,
-             "seeding": "per prompt"}  # rows drawn with one seed per batch (before) are another key
+             "seeding": "per prompt",  # rows drawn with one seed per batch (before) are another key
+             **({"vllm_dtype": cfg.vllm.dtype} if cfg.backend == "vllm" else {})}  # the engine's precision
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -135,7 +137,7 @@ def main(cfg: SampleConfig) -> Path:
         from ..models.load import load_tokenizer
         tok = load_tokenizer(cfg.policy.path)
     encoded = [(e, encode(tok, render_prompt(tok, e.prompt, cfg.wrap_text_as_chat))[-cfg.max_prompt_length:]) for e in todo]
-    engine = sampler.start(cfg.policy.path, cfg.sampling) if sampler.start is not None and encoded else None
+    engine = sampler.start(cfg) if sampler.start is not None and encoded else None
     encoded.sort(key=lambda t: len(t[1]))
     per_batch = max(1, cfg.batch_size // cfg.sampling.n)
     params = asdict(cfg.sampling)

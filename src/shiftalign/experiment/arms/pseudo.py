@@ -213,6 +213,7 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
     it = IterateConfig(output_dir=str(ctx.root / name), rounds=opts.rounds, prompts=ctx.data.target_prompts,
                        reference=opts.reference,
                        sample=SampleConfig(sampling=replace(cfg.policy_sampling), wrap_text_as_chat=cfg.wrap_text_as_chat,
+                                           backend=cfg.backend, vllm=cfg.vllm,
                                            progress=cfg.progress),
                        label=label_settings(ctx, name, opts, reward_model), train=train,
                        mix_source=ctx.data.source_pairs if opts.mix_source else None,
