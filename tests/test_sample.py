@@ -111,12 +111,6 @@ def test_two_processes_shard_and_merge(tmp_path, tiny_dir):
     assert set(shards) == {"p1", "p3", "p5"}
 
 
-def test_vllm_backend_when_installed(tmp_path, tiny_dir):
-    pytest.importorskip("vllm")
-    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "hello"}])
-    assert main(["sample", _cfg(tmp_path, tiny_dir, prompts, backend="vllm")]) == 0
-
-
 def test_backends_are_registry_entries(tmp_path, tiny_dir, capsys):
     from shiftalign.rollout.backends import SAMPLERS
 
