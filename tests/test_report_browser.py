@@ -22,6 +22,13 @@ window.addEventListener('load', () => {
 </script>"""
 
 
+def _chromium(tmp_path, *args) -> list[str]:
+    """A headless chromium command that reaches nothing outside the page, its profile under ``tmp_path``."""
+    return [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", *args]
+
+
 def _report(tmp_path):
     metrics = tmp_path / "m.jsonl"
     metrics.write_text("".join(json.dumps({"step": s, "loss": 0.7 - 0.05 * s}) + "\n" for s in range(1, 6)))
@@ -39,10 +46,7 @@ def test_report_renders_images_load_no_console_error(tmp_path):
     page = _report(tmp_path)
     probe = tmp_path / "probe.html"
     probe.write_text(page.read_text().replace("</body>", CHECK + "</body>"))
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-           f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-           "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
+    cmd = _chromium(tmp_path, "--enable-logging=stderr", "--v=0", "--dump-dom", probe.as_uri())
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     dom = proc.stdout
@@ -79,11 +83,8 @@ def test_the_arms_tables_of_a_real_experiment_fit_a_1280_pixel_window(tmp_path):
     page = write_report(tmp_path / "report.html", "fit", rows["verdict"], tables, [], [])
     probe = tmp_path / "probe.html"
     probe.write_text(page.read_text().replace("</body>", FITS + "</body>"))
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000", "--hide-scrollbars",
-           "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(_chromium(tmp_path, "--window-size=1280,2000", "--hide-scrollbars", "--dump-dom",
+                                    probe.as_uri()), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     fits = proc.stdout.split('data-fits="', 1)[1].split('"', 1)[0]
     over, _, sizes = fits.partition(" over, page ")
