@@ -57,3 +57,20 @@ def rows_of(baseline, oracle, results, evaluation, seconds, replicates=None, rol
     run = ExperimentRun(ExperimentConfig(baseline_arm=baseline, oracle_arm=oracle), arms, results, evaluation,
                         stages=[{"stage": k, "seconds": v} for k, v in seconds.items()])
     return arm_rows(run)
+
+
+
+def run_experiment_config(cfg: dict, tmp_path, monkeypatch, server, *extra):
+    """Run an experiment config (a mapping) through the CLI; the judge arm pointed at ``server``."""
+    import yaml
+
+    from shiftalign.cli import main
+
+    cfg = {**cfg, "arms": [dict(a) for a in cfg["arms"]]}
+    for judge in (a for a in cfg["arms"] if a["name"] == "judge"):
+        judge["judge"] = {"backend": {"kind": "openai", "model": "fake", "base_url": server.openai_url,
+                                      "api_key_env": "FAKE_JUDGE_KEY"}, "judge": {"max_tokens": 32}}
+    monkeypatch.setenv("FAKE_JUDGE_KEY", "sk-test")
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return main(["experiment", str(path), *extra])

@@ -15,50 +15,7 @@ from shiftalign.cli import main
 from conftest import write_jsonl
 from fake_llm_server import FakeLLM
 from helpers import rows_of
-
-TRAIN = {"batch_size": 2, "micro_batch_size": 2, "lr": 1e-3, "epochs": 1, "save_every": 2}
-
-
-@pytest.fixture
-def bench_cfg(tmp_path, tiny_dir):
-    from shiftalign.models.tiny import save_tiny_encoder
-
-    enc = save_tiny_encoder(tmp_path / "enc")
-    (tmp_path / "gold.py").write_text("def g(prompts, responses):\n    return [r.count('o') / max(len(r), 1) "
-                                      "for r in responses]\n")
-    src = write_jsonl(tmp_path / "src.jsonl", [{"id": f"s{i}", "prompt": f"how do I fix {i}?"} for i in range(12)])
-    tgt = write_jsonl(tmp_path / "tgt.jsonl", [{"id": f"t{i}", "prompt": f"why is {i} so?"} for i in range(8)])
-    ev = write_jsonl(tmp_path / "ev.jsonl", [{"id": f"e{i}", "prompt": f"what about {i}?"} for i in range(6)])
-    return {"output_dir": str(tmp_path / "bench"), "model": {"path": tiny_dir},
-            "gold": {"name": "python", "function": f"{tmp_path / 'gold.py'}:g"},
-            "data": {"source_prompts": src, "target_prompts": tgt, "eval_prompts": ev, "n_source": 10,
-                     "behaviour": {"system": "Be brief.", "temperature": 1.0, "max_new_tokens": 6, "tau": 0.05}},
-            "wrap_text_as_chat": False, "progress": False, "reward_train": TRAIN, "dpo_train": TRAIN,
-            "policy_sampling": {"n": 3, "max_new_tokens": 6},
-            "features": {"kind": "embedding", "model": enc},
-            "evaluate": {"sampling": {"n": 2, "max_new_tokens": 6}, "bootstrap": 200},
-            "arms": [{"name": "initial", "kind": "initial"},
-                     {"name": "dpo_source", "kind": "dpo"},
-                     {"name": "dpo_classifier", "kind": "dpo", "estimator": {"name": "classifier", "folds": 3}},
-                     {"name": "dpo_kliep", "kind": "dpo", "estimator": {"name": "kliep"}, "stabilise": {"temper": 0.5}},
-                     {"name": "dpo_policy_ratio", "kind": "dpo", "policy_ratio": {"form": "wpo"}},
-                     {"name": "rm_iterative", "kind": "pseudo", "labeller": "reward_model", "rounds": 2},
-                     {"name": "judge", "kind": "pseudo", "labeller": "judge"},
-                     {"name": "oracle", "kind": "pseudo", "labeller": "gold"},
-                     {"name": "rloo", "kind": "rl", "rl": {"algorithm": {"name": "rloo"}, "iterations": 2,
-                                                            "prompts_per_iteration": 2, "minibatch_size": 4,
-                                                            "sampling": {"n": 2, "max_new_tokens": 6}}}]}
-
-
-def _run(cfg: dict, tmp_path, monkeypatch, server, *extra):
-    cfg = {**cfg, "arms": [dict(a) for a in cfg["arms"]]}
-    for judge in (a for a in cfg["arms"] if a["name"] == "judge"):
-        judge["judge"] = {"backend": {"kind": "openai", "model": "fake", "base_url": server.openai_url,
-                                      "api_key_env": "FAKE_JUDGE_KEY"}, "judge": {"max_tokens": 32}}
-    monkeypatch.setenv("FAKE_JUDGE_KEY", "sk-test")
-    path = tmp_path / "bench.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return main(["experiment", str(path), *extra])
+from helpers import run_experiment_config as _run
 
 
 def test_every_arm_runs_and_results_follow_the_definitions(bench_cfg, tmp_path, monkeypatch, capsys, request):
@@ -297,7 +254,7 @@ def _row(arm, diff, ci, **kw):
 
 
 def test_the_verdict_states_the_result_from_the_numbers():
-    from shiftalign.experiment.results import verdict
+    from shiftalign.experiment.verdict import verdict
 
     kinds = {"initial": "initial", "src": "dpo", "weighted": "dpo", "pseudo": "pseudo", "oracle": "pseudo"}
     rows = [_row("initial", -0.1, [-0.2, -0.01]), _row("src", 0.0, [0.0, 0.0]),
@@ -361,7 +318,7 @@ def test_rows_and_verdict_read_the_best_arm_family_wise_and_against_the_control(
     method arms get a family-wise interval, wider than their own; the control is no method, and the
     verdict gives the best arm's family-wise interval and its difference to the control."""
     from shiftalign.experiment.arms import ArmResult
-    from shiftalign.experiment.results import verdict
+    from shiftalign.experiment.verdict import verdict
 
     rng = np.random.default_rng(0)
     prompts = rng.normal(size=48)
@@ -418,7 +375,7 @@ def test_an_arm_is_read_against_its_own_oracle():
     experiment's oracle; oracles are not method arms, and the verdict says which oracle the best arm is
     read against."""
     from shiftalign.experiment.arms import ArmResult
-    from shiftalign.experiment.results import verdict
+    from shiftalign.experiment.verdict import verdict
 
     k = "gold_diff_vs_src"
     gains = {"src": (0.0, [0.0, 0.0]), "oracle": (0.1, [0.05, 0.15]), "oracle_warm": (0.4, [0.3, 0.5]),
@@ -482,7 +439,7 @@ def test_only_arms_runs_a_selection_and_a_later_run_adds_the_rest(bench_cfg, tmp
 
 def test_an_iterated_arm_reports_label_accuracy_and_head_agreement_by_round_averaged_over_seeds():
     from shiftalign.experiment.arms import ArmResult
-    from shiftalign.experiment.results import diagnosis
+    from shiftalign.experiment.verdict import diagnosis
 
     k = "gold_diff_vs_src"
     pol = {n: {"gold_mean": 0.5, k: 0.0, f"{k}_ci95": [0.0, 0.0], "win_rate_vs_baseline": 0.5, "kl_to_baseline": 1.0}
@@ -501,31 +458,3 @@ def test_an_iterated_arm_reports_label_accuracy_and_head_agreement_by_round_aver
     assert rows["it"]["head_agreement_by_round"] == pytest.approx([0.8, 0.5])
     assert "label accuracy 0.5 on 256 pseudo-pairs (0.7 → 0.3 by round); every head agrees on 0.8 → 0.5 of them by " \
            "round" in diagnosis(rows["it"], "pseudo")
-
-
-
-def test_trajectory_points_are_evaluated_in_the_arms_stage_and_their_weights_deleted(bench_cfg, tmp_path,
-                                                                                      monkeypatch):
-    """With dpo_train.snapshots every DPO-family arm's earlier points (and a 2-round arm's first round) are
-    evaluated like the final policies, kept per prompt in the arm's stage record and drawn as the arm's
-    curve; the snapshots' weights are gone once evaluated, and a rerun redoes nothing."""
-    train = {**TRAIN, "epochs": 2, "snapshots": [0.5]}
-    arms = [{"name": "initial", "kind": "initial"}, {"name": "dpo_source", "kind": "dpo", "seeds": 2},
-            {"name": "it", "kind": "pseudo", "labeller": "gold", "rounds": 2}, {"name": "oracle", "kind": "pseudo",
-                                                                               "labeller": "gold"}]
-    root = tmp_path / "bench"
-    with FakeLLM() as server:
-        assert _run({**bench_cfg, "dpo_train": train, "arms": arms}, tmp_path, monkeypatch, server) == 0
-    src = json.loads((root / "stages" / "arm_dpo_source.json").read_text())
-    (point,) = src["points"]
-    assert point["label"].startswith("step ") and len(point["gold_per_prompt"]) == 6 and point["kl_to_baseline"] >= 0
-    it = json.loads((root / "stages" / "arm_it.json").read_text())["points"]
-    assert [p["label"].split(" step")[0] for p in it] == ["round 1", "round 1 end", "round 2"]
-    assert not list(root.rglob("snapshots/step-*"))  # evaluated, then deleted
-    rows = {r["arm"]: r for r in json.loads((root / "results.json").read_text())["arms"]}
-    f = rows["dpo_source"]["frontier"]
-    assert [p["label"] for p in f][-1] == "end" and f[0]["seeds"] == 2 and len(f) == 2
-    assert f[-1]["kl"] == pytest.approx(rows["dpo_source"]["kl"]) and f[-1]["gold"] == pytest.approx(rows["dpo_source"]["gold"])
-    lo, hi = f[0]["gain_ci95"]
-    assert lo <= f[0]["gain_over_initial"] <= hi
-    assert len(rows["it"]["frontier"]) == 4 and "frontier" not in rows["initial"]

@@ -6,7 +6,8 @@ import pytest
 from shiftalign.config import ConfigError
 from shiftalign.experiment.arms import ArmResult
 from shiftalign.experiment.config import ExperimentConfig, parse_arms, selected_arms
-from shiftalign.experiment.results import markdown_table, verdict
+from shiftalign.experiment.tables import markdown_table
+from shiftalign.experiment.verdict import verdict
 
 from helpers import rows_of
 

@@ -75,7 +75,7 @@ def test_the_arms_tables_of_a_real_experiment_fit_a_1280_pixel_window(tmp_path):
     column filled) stay inside a 1280-px window: no table runs off its right edge."""
     from pathlib import Path
 
-    from shiftalign.experiment.results import arms_tables
+    from shiftalign.experiment.tables import arms_tables
 
     rows = json.loads((Path(__file__).parent / "fixtures" / "experiment_small" / "expected_lifted.json").read_text())
     tables = arms_tables(rows["rows"], "dpo_source", "initial")

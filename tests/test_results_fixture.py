@@ -38,8 +38,9 @@ def lifted(evaluation: dict) -> dict:
 def build(evaluation: dict, stages: dict, arms: list) -> dict:
     from shiftalign.experiment.arms import ArmResult
     from shiftalign.experiment.config import ExperimentConfig, parse_arms
-    from shiftalign.experiment.results import arm_rows, verdict
+    from shiftalign.experiment.results import arm_rows
     from shiftalign.experiment.run import ExperimentRun
+    from shiftalign.experiment.verdict import verdict
 
     cfg = ExperimentConfig(arms=arms, baseline_arm="dpo_source", oracle_arm="oracle")
     run = ExperimentRun(cfg, parse_arms(cfg), {n: ArmResult.from_record(s) for n, s in stages.items()}, evaluation,

@@ -2,7 +2,7 @@
 to recover (not "buys nothing measurable"), and "at least half of the gap" is said only when the gap
 recovery's interval lies at or above 0.5."""
 
-from shiftalign.experiment.results import verdict
+from shiftalign.experiment.verdict import verdict
 
 ROLES = {"src": "control", "oracle": "oracle", "m": "method"}
 KINDS = {"src": "dpo", "oracle": "pseudo", "m": "pseudo"}

@@ -11,8 +11,10 @@ from ..report.html import write_report
 from ..report.plots import difference_plot, gold_vs_kl, png_file, save_png, training_curves
 from ..rundir import fingerprint
 from .calibrate import describe
-from .results import Readings, arm_rows, arms_tables, markdown_table, minutes, num, seed_variance_record, verdict
+from .results import Readings, arm_rows, seed_variance_record
 from .run import ExperimentRun
+from .tables import arms_tables, markdown_table, minutes, num
+from .verdict import verdict
 
 
 def _curves(root: Path, arms: dict) -> dict[str, Path]:
