@@ -4,12 +4,12 @@ source-only DPO stays within the KL budget, every arm trains at it, and a bad se
 import json
 
 import yaml
-from test_experiment import _run, bench_cfg  # noqa: F401  (bench_cfg: the tiny experiment's fixture)
 
 from fake_llm_server import FakeLLM
+from helpers import run_experiment_config as _run
 
 
-def test_lr_calibration_picks_the_largest_rate_within_the_kl_budget_for_every_arm(bench_cfg, tmp_path, monkeypatch,  # noqa: F811
+def test_lr_calibration_picks_the_largest_rate_within_the_kl_budget_for_every_arm(bench_cfg, tmp_path, monkeypatch,
                                                                                   capsys):
     """Source-only DPO is tried largest rate first; the first within the KL budget becomes dpo_train.lr of the
     arms (an arm's own train.lr still wins); with no rate within budget the smallest is used and said so."""
