@@ -100,13 +100,14 @@ def _run(tmp_path, cfg):
     return json.loads((tmp_path / "ev" / "evaluation.json").read_text())
 
 
-@pytest.mark.parametrize("t", [0.7, 1.0])
-def test_evaluation_kl_is_the_exact_kl_of_the_sampling_distributions(tmp_path, t):
-    # one new token per response: the sequence KL is the KL of the first token's distribution, known exactly
+@pytest.mark.parametrize("t,backend", [(0.7, "decode"), (1.0, "decode"), (0.7, "hf")])
+def test_evaluation_kl_is_the_exact_kl_of_the_sampling_distributions(tmp_path, t, backend):
+    # one new token per response: the sequence KL is the KL of the first token's distribution, known exactly.
+    # decode reads the policy's terms from its sampling pass (rollout.kl), hf runs both models (sequence_kls)
     p0, p1 = _policies(tmp_path)
     texts = [f"what is {i}" for i in range(4)]
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"q{i}", "prompt": x} for i, x in enumerate(texts)])
-    cfg = {"prompts": prompts, "policies": {"initial": p0, "other": p1}, "baseline": "initial",
+    cfg = {"prompts": prompts, "policies": {"initial": p0, "other": p1}, "baseline": "initial", "backend": backend,
            "gold": {"name": "vader"}, "sampling": {"n": 3, "max_new_tokens": 1, "temperature": t},
            "output_dir": str(tmp_path / "ev"), "bootstrap": 200, "progress": False}
     res = _run(tmp_path, cfg)["policies"]
@@ -142,6 +143,40 @@ def test_sequence_kls_of_samples_sharing_a_prompt_equal_one_forward_per_sample(t
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
+def test_kl_read_during_sampling_equals_the_two_forward_pass(tmp_path):
+    """Multi-token samples of several prompts, some ending at EOS: each sample's ``kl`` from the decode loop's
+    logits and one baseline forward (rollout.kl) equals ``sequence_kls`` (both models run over the samples)."""
+    from transformers import AutoModelForCausalLM
+
+    from shiftalign.config import ModelConfig
+    from shiftalign.io import read_jsonl
+    from shiftalign.rollout.params import SamplingParams
+    from shiftalign.rollout.sample import SampleConfig
+    from shiftalign.rollout.sample import main as sample_main
+
+    p0, p1 = _policies(tmp_path)
+    m = AutoModelForCausalLM.from_pretrained(p1)
+    with torch.no_grad():  # EOS about as likely as the policy's favourite token: some responses stop early
+        top = m(torch.tensor([[5, 6, 7]])).logits[0, -1].argmax()
+        m.lm_head.weight[m.config.eos_token_id] = m.lm_head.weight[top]
+    m.save_pretrained(p1)
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"q{i}", "prompt": f"what is {i} " * (1 + i % 3)}
+                                                 for i in range(7)])
+    for t in (0.7, 0.0):
+        sc = SampleConfig(prompts=prompts, output=str(tmp_path / f"s{t}.jsonl"), policy=ModelConfig(path=p1),
+                          sampling=SamplingParams(n=3, max_new_tokens=6, temperature=t, seed=1), batch_size=6,
+                          kl_to=p0, progress=False)
+        rows = read_jsonl(sample_main(sc))
+        assert len(rows) == 21 and {r["kl_to"] for r in rows} == {p0}
+        assert len({r["n_tokens"] for r in rows}) > 1  # responses of several lengths
+        want = ev_mod.sequence_kls(p1, p0, rows, False, t if t > 0 else 1.0)
+        np.testing.assert_allclose([r["kl"] for r in rows], want, rtol=1e-4, atol=1e-6)
+        assert min(want) > 0
+    with pytest.raises(Exception, match="kl_to: the hf backend does not read the KL"):
+        sample_main(SampleConfig(prompts=prompts, output=str(tmp_path / "h.jsonl"), policy=ModelConfig(path=p1),
+                                 backend="hf", kl_to=p0, progress=False))
+
+
 def test_evaluate_policies(tmp_path):
     from shiftalign.models.tiny import save_tiny
     from shiftalign.rl.scorers import make_scorer, reward_model_scorer
@@ -152,8 +187,9 @@ def test_evaluate_policies(tmp_path):
                                       "for r in responses]\n")
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"q{i}", "prompt": f"what is {i}"} for i in range(6)])
     gold = {"name": "python", "function": f"{tmp_path / 'gold.py'}:g"}
+    # backend hf: the KL pass runs both models (sequence_kls), whose calls the cache checks below count
     cfg = {"prompts": prompts, "policies": {"initial": p0, "other": p1}, "baseline": "initial", "gold": gold,
-           "reward_model": rm, "sampling": {"n": 3, "max_new_tokens": 8}, "output_dir": str(tmp_path / "ev"),
+           "reward_model": rm, "backend": "hf", "sampling": {"n": 3, "max_new_tokens": 8}, "output_dir": str(tmp_path / "ev"),
            "bootstrap": 200, "progress": False}
     res = _run(tmp_path, cfg)
     init, other = res["policies"]["initial"], res["policies"]["other"]

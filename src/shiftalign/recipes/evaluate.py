@@ -8,7 +8,9 @@ score them with the gold scorer (``rl.scorers``; default VADER sentiment), and r
 - KL to the baseline, of the sampling distributions: both policies at the sampling temperature T,
   KL(pi_T || pi_base,T), computed on the policy's own samples as the sum over response positions of
   the exact per-token KL between the two tempered next-token distributions (``ops.kl``; never
-  negative), with a bootstrap 95 % interval over prompts. top-p / top-k are not applied to either
+  negative), with a bootstrap 95 % interval over prompts. With the decode backend the policy's terms
+  come from the logits its samples were drawn from and only the baseline runs a forward (``rollout.kl``);
+  other backends run both models over the samples (``sequence_kls``). top-p / top-k are not applied to either
   distribution (a truncated baseline would put zero mass on tokens the policy samples, and the KL
   would be infinite); with them the samples' prefixes come from the truncated policy. At T = 0
   (greedy) the KL is that of the two models at T = 1;
@@ -121,9 +123,10 @@ def main(cfg: EvaluateConfig) -> dict:
     gold = make_scorer(cfg.gold)
     samples, scores = {}, {}
     for name, path in cfg.policies.items():
+        reads_kl = SAMPLERS.get(cfg.backend).reads_kl and name != cfg.baseline  # the KL from the sampling pass
         sc = SampleConfig(prompts=cfg.prompts, output=str(out / "samples" / f"{name}.jsonl"),
                           policy=ModelConfig(path=path), sampling=cfg.sampling, wrap_text_as_chat=cfg.wrap_text_as_chat,
-                          backend=cfg.backend, vllm=cfg.vllm,
+                          backend=cfg.backend, vllm=cfg.vllm, kl_to=cfg.policies[cfg.baseline] if reads_kl else None,
                           replace_stale=True, progress=cfg.progress)
         sample_main(sc)
         rows = read_jsonl(sc.output)
@@ -188,7 +191,9 @@ def model_metrics(cfg: EvaluateConfig, name: str, rows: list[dict], gold: np.nda
         if stored.get("key") == key:
             return stored["metrics"]
     m: dict = {"sample_kl": [0.0] * len(rows)}
-    if name != cfg.baseline:
+    if name != cfg.baseline and all("kl" in r for r in rows):  # read during sampling (rollout.kl)
+        m["sample_kl"] = [float(r["kl"]) for r in rows]
+    elif name != cfg.baseline:
         m["sample_kl"] = sequence_kls(cfg.policies[name], cfg.policies[cfg.baseline], rows, cfg.wrap_text_as_chat,
                                       kl_temperature(cfg.sampling)).tolist()
     if cfg.reward_model:

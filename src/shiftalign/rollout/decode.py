@@ -77,10 +77,12 @@ def cache_argument(model) -> str:
 
 @torch.inference_mode()
 def decode(model, prompt_ids: list[list[int]], p: SamplingParams, seed: int | list[int], pad_id: int, eos_id: int,
-           tempered: bool = False) -> list[list[dict]]:
+           tempered: bool = False, keep_logits: bool = False) -> list[list[dict]]:
     """For each prompt, ``p.n`` dicts: ``completion_ids`` (up to and including EOS), ``logp`` (their summed
     untempered log-prob) and ``finished`` (EOS reached). With ``tempered`` (temperature > 0), also
     ``token_logps`` and ``token_entropy``: per token, under pi_T = softmax(logits / T) without truncation.
+    With ``keep_logits``, also ``logits``: the (len, V) fp32 logits each token was drawn from (untempered,
+    untruncated; ``rollout.kl`` reads the KL to a baseline from them without a second forward of the policy).
     ``seed``: one seed for the batch, or one per prompt (``prompt_uniforms``: each prompt's draws its own)."""
     if not isinstance(seed, int) and len(seed) != len(prompt_ids):
         raise ValueError(f"one seed per prompt: got {len(seed)} seeds for {len(prompt_ids)} prompts")
@@ -98,6 +100,7 @@ def decode(model, prompt_ids: list[list[int]], p: SamplingParams, seed: int | li
     logps = torch.zeros(B, p.max_new_tokens, device=device)
     t_logps, t_entropy = torch.zeros_like(logps), torch.zeros_like(logps)
     done = torch.zeros(B, dtype=torch.bool, device=device)
+    kept = None
     inputs, steps = ids, 0
     for t in range(p.max_new_tokens):
         out = model(input_ids=inputs, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
@@ -112,6 +115,10 @@ def decode(model, prompt_ids: list[list[int]], p: SamplingParams, seed: int | li
             nxt = draw(truncate(logits / p.temperature, p.top_k, p.top_p), generator,
                        uniforms[:, t] if per_prompt else None)
         nxt = nxt.masked_fill(done, pad_id)
+        if keep_logits:
+            if kept is None:
+                kept = torch.empty(B, p.max_new_tokens, logits.shape[-1], device=device)
+            kept[:, t] = logits
         live = (~done).float()
         tokens[:, t] = nxt
         lsm = logits.log_softmax(-1)
@@ -137,5 +144,7 @@ def decode(model, prompt_ids: list[list[int]], p: SamplingParams, seed: int | li
         res = {"completion_ids": row[:k], "logp": float(logps[j, :k].sum()), "finished": finished}
         if tempered:
             res["token_logps"], res["token_entropy"] = t_logps[j, :k], t_entropy[j, :k]
+        if keep_logits:
+            res["logits"] = kept[j, :k]
         results[j // p.n].append(res)
     return results

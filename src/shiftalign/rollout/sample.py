@@ -19,6 +19,8 @@ Under ``accelerate launch`` / ``torchrun`` each process samples its share of the
 own shard file and the main process merges them. With ``backend: vllm`` (when vLLM is installed)
 generation runs on one vLLM engine per stage (``rollout.generate.vllm_engine``, released when the stage ends);
 the log-prob is vLLM's cumulative raw log-prob of the response, log pi(y|x) at temperature 1.
+With ``kl_to`` (a baseline model; the decode backend) each row also records ``kl``, the KL of the policy's
+tempered sampling distribution to the baseline's along the response (``rollout.kl``: what ``evaluate`` reports).
 
     shiftalign sample configs/sample.yaml policy.path=runs/dpo/model n=8
 """
@@ -56,6 +58,7 @@ class SampleConfig:
     wrap_text_as_chat: bool = False  # plain-text prompts become a user turn of the chat template
     backend: str = "decode"  # a registered sampling backend (rollout.backends): decode | hf | vllm
     vllm: VLLMConfig = field(default_factory=VLLMConfig)  # with backend vllm: the engine's settings
+    kl_to: str | None = None  # a baseline model: with a backend that reads_kl, each row also gets `kl` (rollout.kl)
     split: str = "train"
     replace_stale: bool = False  # rows made under another sample_key: false = refuse, true = sample again
     progress: bool = True
@@ -77,7 +80,8 @@ def sample_key(cfg: SampleConfig) -> str:
     parts = {"policy": files_fingerprint(cfg.policy.path), "sampling": asdict(cfg.sampling), "backend": cfg.backend,
              "max_prompt_length": cfg.max_prompt_length, "wrap_text_as_chat": cfg.wrap_text_as_chat,
              "seeding": "per prompt",  # rows drawn with one seed per batch (before) are another key
-             **({"vllm_dtype": cfg.vllm.dtype} if cfg.backend == "vllm" else {})}  # the engine's precision
+             **({"vllm_dtype": cfg.vllm.dtype} if cfg.backend == "vllm" else {}),  # the engine's precision
+             **({"kl_to": files_fingerprint(cfg.kl_to)} if cfg.kl_to else {})}  # rows carry their KL to it
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -125,6 +129,9 @@ def main(cfg: SampleConfig) -> Path:
     shard = out if world == 1 else out.with_name(f"{out.stem}.rank-{rank}{out.suffix}")
     examples = load_examples(cfg.prompts, "prompt", cfg.split)[rank::world]  # validated before anything is written
     sampler = SAMPLERS.get(cfg.backend)
+    if cfg.kl_to and not sampler.reads_kl:
+        raise ConfigError(f"kl_to: the {cfg.backend} backend does not read the KL during sampling; "
+                          f"backends that do: {', '.join(n for n in SAMPLERS.names() if SAMPLERS.get(n).reads_kl)}")
     shard.parent.mkdir(parents=True, exist_ok=True)
     key = sample_key(cfg)
     done = finished_prompts(shard, cfg.sampling.n, key, cfg.replace_stale)
@@ -156,6 +163,7 @@ def main(cfg: SampleConfig) -> Path:
                              "completion": tok.decode(smp["completion_ids"], skip_special_tokens=True),
                              "completion_ids": smp["completion_ids"], "logp": smp["logp"],
                              "n_tokens": len(smp["completion_ids"]), "finished": smp["finished"],
+                             **({"kl": smp["kl"], "kl_to": cfg.kl_to} if "kl" in smp else {}),
                              "policy": cfg.policy.path, "sampling": params, "sample_key": key})
         _append(shard, rows)
         bar.update(len(chunk))
