@@ -60,6 +60,8 @@ def test_a_wrong_sub_config_key_names_the_arm_and_the_field():
         parse_arms(_cfg({"name": "x", "kind": "dpo", "stabilise": {"tempr": 1}}))
     with pytest.raises(ConfigError, match=r"arms.x.*train.epochs is not used by the rl recipe"):
         parse_arms(_cfg({"name": "x", "kind": "rl", "rl": {"train": {"epochs": 3}}}))
+    with pytest.raises(ConfigError, match=r"lr_scale: expected a number > 0, got 0"):
+        parse_arms(_cfg({"name": "x", "kind": "dpo", "lr_scale": 0}))
 
 
 def test_a_pseudo_arms_labels_come_from_one_registry_of_sources_each_running_a_registered_labeller():

@@ -24,18 +24,22 @@ from ...recipes.weights import main as weights_main
 from ...reweight import ESTIMATORS
 from ...reweight.pairs import MODES
 from ...reweight.stabilize import StabiliserConfig
-from .spec import ArmKind, ArmResult, register, snapshot_points
+from .spec import AddedOptions, ArmKind, ArmResult, register, snapshot_points
 
 
 @dataclass
-class DPOOptions:
+class DPOOptions(AddedOptions):
     estimator: dict | None = None  # density-ratio weights from this estimator: {name, <its parameters>}
     stabilise: StabiliserConfig = field(default_factory=StabiliserConfig)  # the experiment's, with this arm's overrides
     pair_mode: str | None = None  # prompt- or pair-level weights; the experiment's pair_mode unless set
     policy_ratio: PolicyRatioConfig | None = None  # in-loop policy-likelihood-ratio weights (reweight.policy_ratio)
     train: TrainConfig = field(default_factory=TrainConfig)  # the experiment's dpo_train, with this arm's overrides
+    # Multiplies the arm's learning rate (the experiment's, calibrated when lr_calibration is set, or the arm's own
+    # train.lr): e.g. source-only DPO pushed further along the gold-against-KL frontier, the same on every gold.
+    lr_scale: float = 1.0
 
     INHERITS: ClassVar[dict] = {"stabilise": "stabilise", "pair_mode": "pair_mode", "train": "dpo_train"}
+    ADDED: ClassVar[dict] = {"lr_scale": 1.0}  # options added after runs were made, with their defaults
 
     def role(self) -> str:
         """Unweighted source-only DPO uses nothing of the target: beside the baseline (e.g. trained longer)
@@ -50,6 +54,8 @@ class DPOOptions:
             check_estimator(self.estimator, "estimator")
         if self.pair_mode is not None and self.pair_mode not in MODES:
             raise ConfigError(f"pair_mode: expected one of {', '.join(MODES)}, got {self.pair_mode!r}")
+        if not self.lr_scale > 0:
+            raise ConfigError(f"lr_scale: expected a number > 0, got {self.lr_scale!r}")
 
 
 def check_estimator(estimator: dict, where: str) -> None:
@@ -79,7 +85,8 @@ def run(ctx, name: str, opts: DPOOptions) -> ArmResult:
     if opts.policy_ratio is not None:
         extra["policy_ratio"] = opts.policy_ratio
     out = ctx.root / name
-    res = ctx.train(ctx.run_config("preference", out, ctx.data.source_pairs, opts.train, ctx.cfg.dpo_loss, **extra))
+    train = replace(opts.train, lr=opts.train.lr * opts.lr_scale)
+    res = ctx.train(ctx.run_config("preference", out, ctx.data.source_pairs, train, ctx.cfg.dpo_loss, **extra))
     diagnostics.update(steps=res.steps, final_loss=res.train.get("loss"))
     if opts.policy_ratio is not None:  # the ESS of the weights the steps actually used
         ess = [m["weight_ess_fraction"] for m in _metrics(out) if "weight_ess_fraction" in m]

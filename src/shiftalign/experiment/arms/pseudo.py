@@ -54,7 +54,7 @@ from ...reweight.stabilize import StabiliserConfig
 from ...rl.scorers import make_scorer
 from ...rollout.sample import SampleConfig
 from .dpo import check_estimator
-from .spec import ArmKind, ArmResult, register, snapshot_points
+from .spec import AddedOptions, ArmKind, ArmResult, register, snapshot_points
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class RewardWeights:
 
 
 @dataclass
-class PseudoOptions:
+class PseudoOptions(AddedOptions):
     labeller: str = "reward_model"  # a LABEL_SOURCES entry: reward_model | judge | gold | random
     judge: JudgeLabelConfig = field(default_factory=JudgeLabelConfig)  # with judge: the judge's settings
     rounds: int = 1
@@ -130,12 +130,6 @@ class PseudoOptions:
 
     INHERITS: ClassVar[dict] = {"train": "dpo_train", "reward_weights.stabilise": "stabilise"}
     ADDED: ClassVar[dict] = {"orient": None}  # options added after runs were made, with their defaults
-
-    @classmethod
-    def key_form(cls, written: dict) -> dict:
-        """An option added later is left out of the stage key while at its default, so the arms that do not
-        use it keep the keys of their runs."""
-        return {k: v for k, v in written.items() if not (k in cls.ADDED and v == cls.ADDED[k])}
 
     def arm_refs(self) -> list[str]:
         return [r for r in (self.init, self.source_weights) if r]

@@ -7,9 +7,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 from ...registry import Registry
+
+
+class AddedOptions:
+    """Base of a kind's options that gained fields after runs were made: ``ADDED`` names them with their
+    defaults, and an arm's stage key leaves such a field out while it is at its default, so the arms that do not
+    use it keep the keys of their runs (``experiment.config.written_form`` calls ``key_form``)."""
+
+    ADDED: ClassVar[dict] = {}
+
+    @classmethod
+    def key_form(cls, written: dict) -> dict:
+        return {k: v for k, v in written.items() if not (k in cls.ADDED and v == cls.ADDED[k])}
 
 
 def snapshot_points(summary_dir: Path, prefix: str = "") -> list[dict]:
