@@ -79,6 +79,9 @@ class TrainConfig:
     # Fractions of the run's optimiser steps (each in (0, 1)) at which the model is saved, weights only, to
     # output_dir/snapshots/step-N: the points of a gold-against-KL frontier (experiment.frontier). [] : none.
     snapshots: list[float] = field(default_factory=list)
+    # Data parallelism over several processes: none (every process holds the whole model; DDP) | fsdp (parameters,
+    # gradients and optimiser state sharded over the processes; module train/sharding.py). DeepSpeed is not supported.
+    sharding: str = "none"
 
 
 @dataclass

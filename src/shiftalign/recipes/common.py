@@ -20,7 +20,7 @@ from ..models.load import mixed_precision
 from ..models.packaged import cache_root
 from ..rundir import claim
 from ..runtime import reuse_freed_memory
-from ..train import checkpoint
+from ..train import checkpoint, sharding
 from ..train.loop import Task, Trainer
 from ..train.reference import cached_reference_logps, frozen_reference
 from . import reuse
@@ -45,10 +45,12 @@ class TrainResult:
 
 
 def make_accelerator(cfg):
-    """The run's Accelerator (devices, mixed precision, trackers) for any recipe's config."""
+    """The run's Accelerator (devices, mixed precision, trackers) for any recipe's config; an engine the loop does
+    not support (``train.sharding``, accelerate's DeepSpeed or FSDP) is refused first."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    sharding.check(cfg)
     reuse_freed_memory()
     trackers = cfg.train.report_to or None
     acc = Accelerator(mixed_precision=mixed_precision(cfg.model), cpu=not torch.cuda.is_available(),
@@ -139,10 +141,11 @@ def start_output(cfg, acc) -> TrainResult | None:
     return None
 
 
-def save_model(cfg: RunConfig, path: Path, hf_model, tokenizer) -> None:
-    """A loadable model directory (weights, tokenizer, the config that made it), written atomically."""
+def save_model(cfg: RunConfig, path: Path, hf_model, tokenizer, state_dict: dict | None = None) -> None:
+    """A loadable model directory (weights, tokenizer, the config that made it), written atomically; a sharded
+    model's weights are given as ``state_dict`` (``sharding.full_state_dict``)."""
     with atomic_path(path) as tmp:
-        hf_model.save_pretrained(tmp, safe_serialization=True)
+        hf_model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         write_text_atomic(tmp / "shiftalign_config.yaml", dump_config(cfg))
 
@@ -150,12 +153,13 @@ def save_model(cfg: RunConfig, path: Path, hf_model, tokenizer) -> None:
 def save_final(cfg: RunConfig, acc, hf_model, tokenizer, result: TrainResult) -> Path:
     """The final model (LoRA: the adapter and the merged model) and ``summary.json``."""
     out = Path(cfg.output_dir)
+    state = sharding.full_state_dict(hf_model)  # every process: gathers a sharded model's weights (else None)
     if acc.is_main_process:
-        if hasattr(hf_model, "merge_and_unload"):
+        if hasattr(hf_model, "merge_and_unload"):  # LoRA, never sharded
             with atomic_path(out / "adapter") as tmp:
                 hf_model.save_pretrained(tmp)
             hf_model = hf_model.merge_and_unload()
-        save_model(cfg, out / "model", hf_model, tokenizer)
+        save_model(cfg, out / "model", hf_model, tokenizer, state)
         write_json_atomic(out / "summary.json", asdict(result))
     acc.wait_for_everyone()
     return out / "model"
@@ -170,8 +174,9 @@ def snapshot_saver(cfg: RunConfig, tokenizer, acc):
                           "full model, or leave snapshots empty")
 
     def save(step: int, scorer) -> None:
+        state = sharding.full_state_dict(scorer.model)
         if acc.is_main_process:
-            save_model(cfg, Path(cfg.output_dir) / "snapshots" / f"step-{step:08d}", scorer.model, tokenizer)
+            save_model(cfg, Path(cfg.output_dir) / "snapshots" / f"step-{step:08d}", scorer.model, tokenizer, state)
         acc.wait_for_everyone()
 
     return save

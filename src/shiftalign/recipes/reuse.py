@@ -47,7 +47,7 @@ def content_digest(path: Path) -> str:
 
 # Settings added after runs were first recorded, left out of the key at their default so that those records
 # still match a run that does not use them.
-ADDED_SINCE = {"train.snapshots": []}
+ADDED_SINCE = {"train.snapshots": [], "train.sharding": "none"}
 
 
 def run_key(cfg) -> str:

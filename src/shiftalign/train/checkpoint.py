@@ -3,6 +3,10 @@ state and the data position (the optimiser step; the data order is a pure functi
 
 A checkpoint is written into ``step-N.tmp`` and renamed to ``step-N`` only when complete, so a run
 killed mid-write leaves the previous checkpoint intact. Resuming loads the latest complete one.
+
+A sharded model (``train.sharding: fsdp``) is checkpointed whole: its weights, gathered, in the same file as an
+unsharded model's, and its optimiser state gathered and keyed by parameter name (module ``train.sharding``); resuming
+reads both on the main process and loads them into every process's shards.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+from . import sharding
 
 
 def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -51,9 +58,13 @@ def save(checkpoint_dir: Path, step: int, module, optimizer, scheduler, trainer_
     accelerator.wait_for_everyone()
     save_file({"torch": torch.get_rng_state()}, str(tmp / f"rng-{rank}.safetensors"))
     (tmp / f"rng-{rank}.json").write_text(json.dumps(_rng_state()))
+    weights = sharding.full_state_dict(module)  # every process: a sharded model's weights are gathered
+    if weights is not None:
+        weights = {n: weights[n] for n, p in module.named_parameters() if p.requires_grad and n in weights}
+        optimizer_state = sharding.full_optimizer_state(module, optimizer)
     if accelerator.is_main_process:
-        save_file(trainable_state(module), str(tmp / "trainable.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        save_file(trainable_state(module) if weights is None else weights, str(tmp / "trainable.safetensors"))
+        torch.save(optimizer.state_dict() if weights is None else optimizer_state, tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **trainer_state}, indent=2))
     accelerator.wait_for_everyone()
@@ -72,12 +83,18 @@ def remove_all(checkpoint_dir: Path) -> None:
 
 
 def load(path: Path, module, optimizer, scheduler, accelerator) -> dict:
-    state = load_file(str(path / "trainable.safetensors"))
-    missing = set(trainable_state(module)) - set(state)
+    with safe_open(str(path / "trainable.safetensors"), "pt") as f:
+        stored = set(f.keys())
+    missing = {n for n, p in module.named_parameters() if p.requires_grad} - stored
     if missing:
         raise RuntimeError(f"checkpoint {path} lacks trainable weights {sorted(missing)[:3]}...; was it made by another config?")
-    module.load_state_dict(state, strict=False)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    if sharding.is_sharded(module):  # read by the main process, sent to the shards of every process
+        main = accelerator.is_main_process
+        sharding.load_full_state(module, optimizer, load_file(str(path / "trainable.safetensors")) if main else {},
+                                 torch.load(path / "optimizer.pt", weights_only=True) if main else {})
+    else:
+        module.load_state_dict(load_file(str(path / "trainable.safetensors")), strict=False)
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     rank = accelerator.process_index
     rng_file = path / f"rng-{rank}.json"

@@ -12,7 +12,8 @@ sum_(i in mb) w_i f_i l_i (times the number of processes, which undoes data-para
 the step's micro-batches are done, sum_i w_i f_i is all-reduced and the accumulated gradients are
 divided by it, before clipping and the optimiser step. Gradient accumulation, weights, in-loop
 factors and data parallelism therefore compose exactly: the step equals one single-process pass
-over the global batch.
+over the global batch. With the config's ``train.sharding: fsdp`` the model is sharded over the
+processes (module ``train.sharding``) and the same reduction holds: gradients are reduce-scattered, averaged.
 
 A loss that needs a statistic of the whole step before any gradient (``LossSpec.step_statistic``:
 KTO's reference point z0, the mean log-ratio of its mismatched pairs) gets it from a no-gradient
@@ -36,7 +37,7 @@ from ..data.tokenize import Tokenized
 from ..errors import ConfigError
 from ..log import log
 from ..losses import LossSpec
-from . import checkpoint
+from . import checkpoint, sharding
 from .logger import MetricsLog
 from .optim import make_optimizer, optimizer_step, resume_latest
 
@@ -88,9 +89,9 @@ class Trainer:
         self.total_steps = min(total, t.max_steps) if t.max_steps > 0 else total
         self.out = Path(cfg.output_dir)
         self.lengths = [it.row_length for it in task.train_items]
-        self.optimizer, self.scheduler = make_optimizer(task.scorer, t.lr, t.weight_decay, t.adam_betas, t.schedule,
-                                                        t.warmup_steps, self.total_steps)
-        self.model = accelerator.prepare(task.scorer)
+        self.model = sharding.prepare(task.scorer, accelerator, t.sharding)
+        self.optimizer, self.scheduler = make_optimizer(accelerator.unwrap_model(self.model), t.lr, t.weight_decay,
+                                                        t.adam_betas, t.schedule, t.warmup_steps, self.total_steps)
         self.step = 0
         self.snapshot_steps = snapshot_steps(t.snapshots, self.total_steps)
 
@@ -196,6 +197,23 @@ class Trainer:
         mine = list(range(self.acc.process_index, len(items), self.acc.num_processes))
         bs = self.cfg.train.reference_batch_size
         chunks = [[items[i] for i in mine[s:s + bs]] for s in range(0, len(mine), bs)]
+        # Sharded, with every parameter gathered: processes with different numbers of chunks need not keep in step
+        sums = sharding.call_gathered(model, self._eval_sums, model, chunks)
+        model.train(was)
+        keys = sorted(sums)
+        if self.acc.num_processes > 1:  # a process with fewer rows than processes has none, and no keys
+            from accelerate.utils import gather_object
+
+            keys = sorted(set(gather_object(keys)))
+        total = dict(zip(keys, self._sum(torch.tensor([sums.get(k, 0.0) for k in keys], dtype=torch.float64)).tolist()))
+        w, n = total.pop("_w"), total.pop("_n")
+        result = {"eval/loss": total.pop("loss") / max(w, 1e-12)}
+        for k in [k[:-4] for k in total if k.endswith("/num")]:
+            result[f"eval/{k}"] = total.pop(f"{k}/num") / max(total.pop(f"{k}/den"), 1e-12)
+        result.update({f"eval/{k}": v / n for k, v in total.items()})
+        return result
+
+    def _eval_sums(self, model, chunks: list[list[Tokenized]]) -> dict[str, float]:
         step_mean = self._step_mean(model, chunks, self.task.ref_eval)
         sums: dict[str, float] = {}
         for chunk in chunks:
@@ -210,19 +228,7 @@ class Trainer:
                 for k, (num, den) in self.task.eval_extra(model, batch, out).items():
                     sums[f"{k}/num"] = sums.get(f"{k}/num", 0.0) + float(num)
                     sums[f"{k}/den"] = sums.get(f"{k}/den", 0.0) + float(den)
-        model.train(was)
-        keys = sorted(sums)
-        if self.acc.num_processes > 1:  # a process with fewer rows than processes has none, and no keys
-            from accelerate.utils import gather_object
-
-            keys = sorted(set(gather_object(keys)))
-        total = dict(zip(keys, self._sum(torch.tensor([sums.get(k, 0.0) for k in keys], dtype=torch.float64)).tolist()))
-        w, n = total.pop("_w"), total.pop("_n")
-        result = {"eval/loss": total.pop("loss") / max(w, 1e-12)}
-        for k in [k[:-4] for k in total if k.endswith("/num")]:
-            result[f"eval/{k}"] = total.pop(f"{k}/num") / max(total.pop(f"{k}/den"), 1e-12)
-        result.update({f"eval/{k}": v / n for k, v in total.items()})
-        return result
+        return sums
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict:

@@ -9,7 +9,8 @@ length), compute the KL to the reference per token (k1 or k3; fixed or adaptive 
 compute advantages with the configured algorithm (``rl/``), and update the policy over
 ``epochs_per_rollout`` passes of minibatches. Optional per-prompt importance weights weight each sample's loss and the
 whitening statistics. The configuration is ``train.rl_config.RLConfig``: its ``train:`` section is the
-offline loop's (learning rate, schedule and warm-up over optimiser steps, clipping, resume, checkpoints).
+offline loop's (learning rate, schedule and warm-up over optimiser steps, clipping, resume, checkpoints,
+``sharding``: with ``fsdp`` the policy is sharded, and sampling runs with its parameters gathered).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ..ops.rl import KL_ESTIMATORS, masked_mean, whiten
 from ..rl import RL_ALGOS
 from ..rl.scorers import make_scorer
 from ..rollout.decode import decode
-from . import checkpoint
+from . import checkpoint, sharding
 from .logger import MetricsLog
 from .optim import make_optimizer, optimizer_step, resume_latest
 from .reference import frozen_reference, reference_context
@@ -121,9 +122,9 @@ class RLTrainer:
         policy = PolicyWithValue(model, self.algo.needs_value, cfg.sampling.temperature)
         t = cfg.train
         self.total_steps = cfg.iterations * cfg.updates_per_iteration()  # what the schedule spans
-        self.optimizer, self.scheduler = make_optimizer(policy, t.lr, t.weight_decay, t.adam_betas, t.schedule,
-                                                        t.warmup_steps, self.total_steps)
-        self.policy = acc.prepare(policy)
+        self.policy = sharding.prepare(policy, acc, t.sharding)
+        self.optimizer, self.scheduler = make_optimizer(acc.unwrap_model(self.policy), t.lr, t.weight_decay,
+                                                        t.adam_betas, t.schedule, t.warmup_steps, self.total_steps)
         self.kl_coef = cfg.kl.coef
         self.iteration = 0
         self.entropy_in_loss = getattr(self.params, "entropy_coef", 0.0) != 0  # else updates skip the entropy
@@ -162,8 +163,9 @@ class RLTrainer:
         hf = unwrap_hf(self.acc.unwrap_model(self.policy).model)
         hf.eval()
         seed = random.Random(f"{cfg.seed}:rollout:{it}:{self.acc.process_index}").randrange(2**31)
-        gens = decode(self.acc.unwrap_model(self.policy).model, ids, cfg.sampling, seed, self.tok.pad_token_id,
-                      self.tok.eos_token_id, tempered=True)
+        policy = self.acc.unwrap_model(self.policy)  # sharded: gathered, as processes stop sampling at different steps
+        gens = sharding.call_gathered(policy, decode, policy.model, ids, cfg.sampling, seed, self.tok.pad_token_id,
+                                      self.tok.eos_token_id, tempered=True)
         # One tree row per prompt, [prompt | sample 1 | ... | sample k]: the prompt is computed once
         items, texts, prompts, finished = [], [], [], []
         for e, p_ids, samples in zip(exs, ids, gens):
