@@ -6,7 +6,9 @@
 ``pairs_from_scores`` builds and orients them from one or several score lists (reward models, a scorer);
 ``head_agreement`` is the share of the pairs on which every model of an ensemble agrees.
 Pairs whose score difference is not above ``margin`` are dropped (ties always are: a tie never
-becomes a label by default ordering).
+becomes a label by default ordering). With ``bound`` (``lcb`` or ``worst``, ``ops.ensemble_bound``: Coste et
+al., 2024) an ensemble's pair is kept only if a lower bound of its difference over the models is above
+``margin`` too, and that bound is its margin and confidence.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import itertools
 import math
 import random
 import statistics
+
+from ..ops.ensemble_bound import DEFAULT_LAMBDA, bounded, check_bound, check_members
 
 BUILDERS = ("best_vs_worst", "random", "all")
 
@@ -42,10 +46,16 @@ def orient(i: int, j: int, si: float, sj: float, margin: float):
 
 
 def pairs_from_scores(groups, per_model: list[list[float]], how: str, margin: float, max_spread: float | None,
-                      seed: int, provenance: dict, min_agreement: float | None = None):
-    """Pairs per prompt from K score lists over the flattened samples (K = 1: a single scorer).
-    Ensemble filters: ``max_spread`` drops a pair whose score difference has a larger std over the
-    models; ``min_agreement`` drops one whose mean difference is under that many stds of it."""
+                      seed: int, provenance: dict, min_agreement: float | None = None, bound: str = "mean",
+                      lcb_lambda: float = DEFAULT_LAMBDA):
+    """Pairs per prompt from K score lists over the flattened samples (K = 1: a single scorer), selected and
+    oriented by the mean score. Ensemble filters: ``max_spread`` drops a pair whose score difference has a
+    larger std over the models; ``min_agreement`` drops one whose mean difference is under that many stds of
+    it; ``bound`` (``lcb``: mean - ``lcb_lambda`` std, ``worst``: min over the models, of the difference) drops
+    one whose bounded difference is not above ``margin``, and gives a kept pair that bound as its ``margin``
+    and confidence (the mean difference stays as ``mean_margin``)."""
+    check_bound(bound, lcb_lambda)
+    check_members(len(per_model), bound, f"{len(per_model)} score list(s)")
     rng = random.Random(seed)
     pairs, dropped, k = [], [], 0
     for g in groups:
@@ -68,10 +78,20 @@ def pairs_from_scores(groups, per_model: list[list[float]], how: str, margin: fl
                     (min_agreement is not None and d < min_agreement * spread):
                 dropped.append({**base, "reason": "ensemble spread", "spread": spread, "margin": d})
                 continue
+            extra = {}
+            if bound != "mean":
+                b = bounded(diffs, bound, lcb_lambda)
+                if b <= margin:
+                    dropped.append({**base, "reason": "ensemble bound", "bound": bound, "bounded_margin": b,
+                                    "margin": d, "spread": spread})
+                    continue
+                extra = {"mean_margin": d, "bound": bound, **({"lcb_lambda": lcb_lambda} if bound == "lcb" else {})}
+                d = b
             pairs.append({"id": f"{g[c].id}>{g[r].id}", "prompt": g[c].prompt, "chosen": _response(g[c]),
                           "rejected": _response(g[r]), "chosen_id": g[c].id, "rejected_id": g[r].id,
                           "provenance": {**provenance, "scores": [mean[c], mean[r]], "model_scores": [sc[c], sc[r]],
-                                         "margin": d, "spread": spread, "confidence": 1 / (1 + math.exp(-d))}})
+                                         "margin": d, "spread": spread, "confidence": 1 / (1 + math.exp(-d)),
+                                         **extra}})
     return pairs, dropped
 
 

@@ -9,6 +9,13 @@ Model Ensembles Help Mitigate Overoptimization"), or when the mean difference is
 of the order). Confidence is sigmoid(mean difference): the
 Bradley-Terry probability that the chosen response is preferred.
 
+``bound: lcb | worst`` labels from a lower bound of the ensemble instead (``ops.ensemble_bound``: the UWO
+and WCO of Coste et al., 2024, on each pair's score difference): a pair is kept only if the mean minus
+``lcb_lambda`` standard deviations over the models (``lcb``), or the smallest difference of any model
+(``worst``), is above ``margin``, and that bound becomes its margin, its confidence and so its confidence
+weight in training. ``lcb_lambda`` is fixed a priori (1.0: one standard deviation; no gold is read). It needs
+two or more models or heads, and is refused before any scoring otherwise.
+
 A path may also be a directory of reward heads (``shiftalign heads fit``, ``models.reward_heads``):
 its K heads count as K models of the ensemble, scored from one feature extraction.
 
@@ -27,6 +34,7 @@ from ..config import ModelConfig
 from ..data.batching import collate
 from ..data.tokenize import tokenize_examples
 from ..log import log
+from ..ops.ensemble_bound import DEFAULT_LAMBDA, check_bound, check_members
 from ..ops.logprobs import BranchRewards
 from .orient import orient_pairs
 from .pairs import pairs_from_scores
@@ -39,6 +47,8 @@ class RewardLabelConfig:
     margin: float = 0.0  # keep pairs whose mean score difference is above this
     max_spread: float | None = None  # ensemble: drop pairs whose difference has a larger std over models
     min_agreement: float | None = None  # ensemble: drop pairs whose mean difference is under this many of its stds
+    bound: str = "mean"  # mean | lcb | worst: what of the models' score differences labels a pair (ops.ensemble_bound)
+    lcb_lambda: float = DEFAULT_LAMBDA  # lcb: standard deviations over the models below their mean difference
     batch_size: int = 16
     max_length: int = 1024
     max_prompt_length: int = 512
@@ -47,6 +57,7 @@ class RewardLabelConfig:
     # the reward model's pairs, margins and weights, with chosen / rejected decided by that scorer (ties dropped)
 
     def __post_init__(self):
+        check_bound(self.bound, self.lcb_lambda, "reward_model.")
         if self.orient is not None and not (isinstance(self.orient, dict) and self.orient.get("name")):
             from ..errors import ConfigError
             raise ConfigError(f"reward_model.orient: expected a scorer {{name: ..., ...}} or null, got {self.orient!r}")
@@ -83,17 +94,27 @@ def score_lists(path: str, examples, cfg: RewardLabelConfig) -> list[list[float]
     return RewardHeads.load(path).score_texts(texts, cache_root() / "features").tolist()
 
 
+def ensemble_size(path: str) -> int:
+    """How many models the path counts as in an ensemble: its K heads for a directory of reward heads, else 1."""
+    from ..models.reward_heads import RewardHeads, is_heads_dir
+
+    return int(RewardHeads.load(path).theta.shape[0]) if is_heads_dir(path) else 1
+
+
 def label(groups, cfg: RewardLabelConfig, seed: int = 0):
     """(pairs, dropped, stats): pair rows with provenance, records of what was dropped and why, and with
     ``orient`` the orientation's counts (``{"orient": ...}``)."""
     if not cfg.models:
         from ..errors import ConfigError
         raise ConfigError("reward_model.models: give at least one reward-model path")
+    if cfg.bound != "mean":  # before anything is scored
+        check_members(sum(map(ensemble_size, cfg.models)), cfg.bound, f"reward_model.models {cfg.models}")
     flat = [ex for g in groups for ex in g]
     per_model = [scores for m in cfg.models for scores in score_lists(m, flat, cfg)]
     log(f"scored {len(flat)} samples with {len(per_model)} reward model(s) or head(s)")
     pairs, dropped = pairs_from_scores(groups, per_model, cfg.pairs, cfg.margin, cfg.max_spread, seed,
-                                       {"labeller": "reward_model", "models": cfg.models}, cfg.min_agreement)
+                                       {"labeller": "reward_model", "models": cfg.models}, cfg.min_agreement,
+                                       cfg.bound, cfg.lcb_lambda)
     if cfg.orient is None:
         return pairs, dropped, {}
     pairs, ties, stats = orient_pairs(pairs, cfg.orient)

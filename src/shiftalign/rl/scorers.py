@@ -2,7 +2,10 @@
 
 Registered in :data:`SCORERS`, configured as ``scorer: {name: ..., ...}``:
 - ``reward_model``: a model trained by the ``reward`` recipe (``path``), batched, or a directory of
-  reward heads (``shiftalign heads fit``), scored by the heads' mean;
+  reward heads (``shiftalign heads fit``), scored by the heads' mean, or with ``bound: lcb | worst`` by a
+  lower bound over the heads per response (``ops.ensemble_bound``: Coste et al., 2024's UWO, the mean minus
+  ``lcb_lambda`` standard deviations, or WCO, the smallest head's score); a single model has no ensemble to
+  bound and is refused with a bound;
 - ``python``: any function ``path/to/file.py:function`` (or ``package.module:function``) taking
   (prompts, responses) and returning floats — gold rewards, unit tests, heuristics;
 - ``vader``: the VADER compound sentiment of the response, in [-1, 1] (Hutto & Gilbert, 2014,
@@ -33,6 +36,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
+from ..ops.ensemble_bound import DEFAULT_LAMBDA, bounded, check_bound, check_members
 from ..registry import Registry
 
 SCORERS: Registry = Registry("scorer")
@@ -84,16 +88,21 @@ def python_scorer(function: str, **kw):
     return score
 
 
-def reward_model_scorer(path: str, batch_size: int = 16, max_length: int = 1024, wrap_text_as_chat: bool = False):
-    """A reward model trained by the ``reward`` recipe, or a directory of reward heads (their mean)."""
+def reward_model_scorer(path: str, batch_size: int = 16, max_length: int = 1024, wrap_text_as_chat: bool = False,
+                        bound: str = "mean", lcb_lambda: float = DEFAULT_LAMBDA):
+    """A reward model trained by the ``reward`` recipe, or a directory of reward heads: their mean, or the
+    ``bound`` of their scores per response (``ops.ensemble_bound``)."""
     from ..models.reward_heads import RewardHeads, is_heads_dir
 
+    check_bound(bound, lcb_lambda, "scorer reward_model: ")
     if is_heads_dir(path):  # features of fresh samples are not cached: each call scores new texts
         from ..data.text import text_of
 
         heads = RewardHeads.load(path)
-        return lambda prompts, responses: heads.score_texts(
-            [(text_of(p), text_of(r)) for p, r in zip(prompts, responses)], None).mean(0).tolist()
+        check_members(heads.theta.shape[0], bound, f"scorer reward_model: {path}")
+        return lambda prompts, responses: bounded(heads.score_texts(
+            [(text_of(p), text_of(r)) for p, r in zip(prompts, responses)], None), bound, lcb_lambda).tolist()
+    check_members(1, bound, f"scorer reward_model: {path} (a single reward model, not a directory of heads)")
     from ..config import ModelConfig
     from ..data.batching import collate
     from ..data.schema import Example

@@ -21,6 +21,9 @@ Alignment from Online AI Feedback"):
   an estimator) their density-ratio weights;
 - ``confidence_temperature`` weights each pseudo-pair by 2 sigmoid(margin / T) - 1 (0 for a tie);
   ``max_spread`` drops pairs on which the reward model's ensemble (several heads) disagrees;
+- ``bound: lcb | worst`` (with ``labeller: reward_model`` and an ensemble of heads): pairs labelled, and
+  weighted, by a lower bound of the heads' score differences instead of their mean (``ops.ensemble_bound``:
+  Coste et al., 2024's UWO with ``lcb_lambda`` standard deviations, fixed a priori, or their WCO);
 - ``reward_weights``: label with an importance-weighted reward model instead of the shared one:
   density-ratio weights of the source pairs toward the initial policy's target samples (any
   estimator) weight its Bradley-Terry likelihood; its shift cost is reported beside the shared one's;
@@ -46,6 +49,7 @@ from ...labeling.judge_labeller import JudgeLabelConfig
 from ...labeling.reward_model import RewardLabelConfig
 from ...labeling.scorer import ScorerLabelConfig
 from ...log import log
+from ...ops.ensemble_bound import DEFAULT_LAMBDA, check_bound, check_members
 from ...recipes.iterate import IterateConfig, NoPairsError, RefitConfig
 from ...recipes.iterate import main as iterate_main
 from ...recipes.label import LABELLERS, LabelConfig
@@ -74,7 +78,8 @@ LABEL_SOURCES: Registry[LabelSource] = Registry("label source")
 
 def _rm_settings(ctx, opts, reward_model: str) -> RewardLabelConfig:
     return RewardLabelConfig(models=[reward_model], pairs=opts.pairs, margin=opts.margin, max_spread=opts.max_spread,
-                             min_agreement=opts.min_agreement, wrap_text_as_chat=ctx.cfg.wrap_text_as_chat,
+                             min_agreement=opts.min_agreement, bound=opts.bound, lcb_lambda=opts.lcb_lambda,
+                             wrap_text_as_chat=ctx.cfg.wrap_text_as_chat,
                              orient=LABEL_SOURCES.get(opts.orient).scorer(ctx.cfg) if opts.orient else None)
 
 
@@ -122,6 +127,8 @@ class PseudoOptions(AddedOptions):
     confidence_temperature: float | None = None  # weight pseudo-pairs by 2 sigmoid(margin / T) - 1
     max_spread: float | None = None  # reward_model with several heads: drop pairs whose margin's std is above
     min_agreement: float | None = None  # ... or whose mean margin is under this many of its stds
+    bound: str = "mean"  # reward_model with several heads: mean | lcb | worst of the heads' margins labels a pair
+    lcb_lambda: float = DEFAULT_LAMBDA  # with bound: lcb, that many stds of the heads' margins below their mean
     reward_weights: RewardWeights | None = None  # label with an importance-weighted reward model
     refit_reward: bool = False  # with reward_weights: re-fit it every round toward that round's samples
     orient: str | None = None  # with reward_model: gold | random orients the reward model's pairs (same pairs and
@@ -129,7 +136,8 @@ class PseudoOptions(AddedOptions):
     train: TrainConfig = field(default_factory=TrainConfig)  # the experiment's dpo_train, with this arm's overrides
 
     INHERITS: ClassVar[dict] = {"train": "dpo_train", "reward_weights.stabilise": "stabilise"}
-    ADDED: ClassVar[dict] = {"orient": None}  # options added after runs were made, with their defaults
+    ADDED: ClassVar[dict] = {"orient": None, "bound": "mean", "lcb_lambda": DEFAULT_LAMBDA}  # options added after
+    # runs were made, with their defaults
 
     def arm_refs(self) -> list[str]:
         return [r for r in (self.init, self.source_weights) if r]
@@ -154,6 +162,10 @@ class PseudoOptions(AddedOptions):
             raise ConfigError("orient: orienting the reward model's pairs needs labeller: reward_model")
         if self.refit_reward and self.reward_weights is None:
             raise ConfigError("refit_reward: re-fitting needs reward_weights (its estimator and stabiliser)")
+        check_bound(self.bound, self.lcb_lambda)
+        if self.bound != "mean" and self.labeller != "reward_model":
+            raise ConfigError(f"bound: a bound of the reward model's ensemble needs labeller: reward_model, got "
+                              f"{self.labeller!r}")
 
 
 def label_settings(ctx, name: str, opts: PseudoOptions, reward_model: str) -> LabelConfig:
@@ -195,6 +207,11 @@ def refit_settings(ctx, name: str, rw: RewardWeights) -> RefitConfig:
 def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
     cfg = ctx.cfg
     reward_model, diagnostics, files = ctx.reward_model, {}, {}
+    if opts.bound != "mean":  # before anything is trained or sampled; an importance-weighted or re-fitted
+        # reward model is of the shared one's kind and size
+        from ...labeling.reward_model import ensemble_size
+
+        check_members(ensemble_size(reward_model), opts.bound, f"arms.{name}: the experiment's reward model")
     if opts.reward_weights is not None and not opts.refit_reward:  # with refit_reward: fitted in every round
         reward_model, diagnostics["reward_model"] = importance_weighted_reward(ctx, name, opts.reward_weights)
         files["reward_model"] = reward_model
