@@ -4,14 +4,18 @@
 the initial policy's weights, trained with ``reward_train``) or ``heads`` (``shiftalign heads fit``:
 an ensemble of Bradley-Terry heads on frozen features, one feature extraction for all heads). Either
 can be importance-weighted toward the target: the per-pair weights multiply each pair's likelihood
-term (the loop's weighted reduction, or the heads' sample weights).
+term (the loop's weighted reduction, or the heads' sample weights). A kind that declares ``aligns`` (``heads``)
+can instead, or as well, be fitted on features aligned toward target samples (``align``: CORAL, Sun, Feng &
+Saenko, 2016, ``models.align``): a pseudo arm's ``align`` option aligns its reward model toward the initial
+policy's target samples (the shared reward model is trained before those samples are drawn).
 
 The **shift cost** of a reward model is its accuracy against gold on held-out source pairs (in its
 own domain: the pairs of ``data.heldout_pairs``, ordered by their recorded gold scores) minus its
 accuracy on on-policy pairs of the initial policy's samples of each target prompt, built like the
 source pairs (``on_policy_pairs``): ``best_vs_worst`` (the highest- against the lowest-gold sample) or
 ``all`` (every two samples whose gold scores differ); the accuracy on the other construction is
-reported beside it. Accuracy counts a reward-model tie as 1/2.
+reported beside it. Accuracy counts a reward-model tie as 1/2. A reward model on aligned features is measured
+the same way: it scores both kinds of pairs on their raw features, as it scores what it labels.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 from ..data.text import text_of
 from ..errors import ConfigError
 from ..io import read_jsonl
+from ..models.align import AlignConfig
 from ..models.features import FeatureConfig
 from ..registry import Registry
 
@@ -34,20 +39,24 @@ PAIRS = ("all", "best_vs_worst")
 @dataclass(frozen=True)
 class RewardKind:
     name: str
-    train: Callable  # (setup, out: Path, weights: str | None) -> the reward model's path
+    # (setup, out: Path, weights: str | None, align: AlignConfig | None, target: str | None) -> the model's path;
+    # align and target (samples to align toward) are given only to a kind that ``aligns``
+    train: Callable
     refits_per_round: bool  # whether ``recipes.iterate`` can re-fit it toward each round's samples (``refit``)
+    aligns: bool = False  # whether it can be fitted on features aligned toward target samples (``align``)
 
 
 REWARD_KINDS: Registry[RewardKind] = Registry("reward-model kind")
 
 
-def _heads(ctx, out: Path, weights: str | None) -> str:
+def _heads(ctx, out: Path, weights: str | None, align: AlignConfig | None = None, target: str | None = None) -> str:
     from ..recipes.reward_heads import RewardHeadsConfig
     from ..recipes.reward_heads import main as heads_main
 
     spec = ctx.cfg.reward_model
     heads_main(RewardHeadsConfig(pairs=ctx.data.source_pairs, output_dir=str(out), features=spec.features,
-                                 heads=spec.heads, l2=spec.l2, weights=weights, seed=ctx.cfg.seed))
+                                 heads=spec.heads, l2=spec.l2, weights=weights, seed=ctx.cfg.seed,
+                                 align=align, align_target=target if align is not None else None))
     return str(out)
 
 
@@ -58,7 +67,14 @@ def _finetune(ctx, out: Path, weights: str | None) -> str:
 
 
 REWARD_KINDS.register("finetune", RewardKind("finetune", _finetune, refits_per_round=False))
-REWARD_KINDS.register("heads", RewardKind("heads", _heads, refits_per_round=True))
+REWARD_KINDS.register("heads", RewardKind("heads", _heads, refits_per_round=True, aligns=True))
+
+
+def check_aligns(kind: str, where: str) -> None:
+    """Refuse ``align`` for a reward-model kind that has no features to align."""
+    if not REWARD_KINDS.get(kind).aligns:
+        kinds = [k for k in REWARD_KINDS.names() if REWARD_KINDS.get(k).aligns]
+        raise ConfigError(f"{where}: aligned features need reward_model.kind: {' or '.join(kinds)}, got {kind}")
 
 
 @dataclass
@@ -75,9 +91,17 @@ class RewardSpec:
             raise ConfigError(f"on_policy_pairs: expected one of {', '.join(PAIRS)}, got {self.on_policy_pairs!r}")
 
 
-def train_reward(ctx, out: Path, weights: str | None = None) -> str:
-    """Train the experiment's kind of reward model on the source pairs into ``out``; its path."""
-    return REWARD_KINDS.get(ctx.cfg.reward_model.kind).train(ctx, out, weights)
+def train_reward(ctx, out: Path, weights: str | None = None, align: AlignConfig | None = None,
+                 target: str | None = None) -> str:
+    """Train the experiment's kind of reward model on the source pairs into ``out``; its path. With ``align``:
+    on features aligned toward ``target``'s (samples), for a kind that ``aligns``."""
+    kind = ctx.cfg.reward_model.kind
+    if align is None:
+        return REWARD_KINDS.get(kind).train(ctx, out, weights)
+    check_aligns(kind, "align")
+    if not target:
+        raise ConfigError("align: aligning the reward model's features needs target samples to align toward")
+    return REWARD_KINDS.get(kind).train(ctx, out, weights, align, target)
 
 
 def _scores(rm_path: str, prompts: list, responses: list[str], wrap: bool) -> np.ndarray:

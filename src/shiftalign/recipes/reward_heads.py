@@ -12,6 +12,17 @@ the penalty, by 5-fold cross-validation on the training pairs (``models.reward_h
 every candidate's features coming from one forward pass; ``reward_heads.json`` records each candidate's
 cross-validated log-loss and accuracy and the chosen layer, and its ``features`` name that layer. The
 ``held_out`` pairs are read only after the choice, and only report.
+
+With ``align`` (``{method: coral, eps: 1.0}``, ``models.align``) and ``align_target`` (target rows: the
+policy's samples, prompt + completion) the heads are fitted on the training pairs' features mapped toward the
+target samples' features by CORAL (Sun, Feng & Saenko, 2016): the penalty is then chosen by cross-validation
+on the aligned features (a layer, among candidates, on the raw ones). ``reward_heads.json`` records the
+alignment and the domain-classifier AUC of the responses' features against the target's, raw and aligned;
+with ``held_out`` pairs, their accuracy through the same map (``held_out_accuracy``) and on raw features
+(``held_out_accuracy_raw_features``: how the heads score source texts when used), and the check that the
+map kept the pairs' label information (``align_check``, ``models.reward_heads.alignment_keeps_labels``;
+a warning when it did not). The heads score every text on its raw features (CORAL's classifier applies to
+the target as it is).
 """
 
 from __future__ import annotations
@@ -23,13 +34,16 @@ import numpy as np
 
 from ..config import dump_config
 from ..data.load import attach_weights, load_examples, load_weights
+from ..errors import ConfigError
 from ..io import write_text_atomic
-from ..log import log
+from ..log import log, warn
 from ..metrics import chosen_accuracy
+from ..models.align import AlignConfig, align
 from ..models.features import FEATURE_KINDS, FeatureConfig, candidate_layers, extract, extract_layers
 from ..models.packaged import cache_root
-from ..models.reward_heads import FOLDS, RewardHeads, choose_layer, fit_heads
-from ..reweight.pairs import source_texts
+from ..models.reward_heads import FOLDS, RewardHeads, alignment_keeps_labels, choose_layer, fit_heads
+from ..reweight.diagnostics import domain_auc
+from ..reweight.pairs import source_texts, target_texts
 from ..rundir import claim
 
 
@@ -45,6 +59,13 @@ class RewardHeadsConfig:
     held_out: str | None = None  # preference rows to report accuracy on (e.g. held-out source pairs)
     seed: int = 0
     cache_dir: str | None = None  # feature cache; default $SHIFTALIGN_CACHE/features
+    align: AlignConfig | None = None  # fit on features aligned toward align_target's (models.align: CORAL)
+    align_target: str | None = None  # with align: target rows (prompt + completion, e.g. the policy's samples)
+
+    def __post_init__(self):
+        if (self.align is None) != (self.align_target is None):
+            raise ConfigError("reward heads: align and align_target go together (the method, and the target "
+                              f"samples it aligns toward), got align={self.align!r}, align_target={self.align_target!r}")
 
 
 def _cache(cfg: RewardHeadsConfig) -> Path:
@@ -82,15 +103,29 @@ def main(cfg: RewardHeadsConfig) -> dict:
     if cfg.weights:
         train = attach_weights(train, load_weights(cfg.weights), cfg.weights, cfg.missing_weight)
     held = load_examples(cfg.held_out, "paired") if cfg.held_out else None
+    target = load_examples(cfg.align_target, "sample") if cfg.align_target else None
     FEATURE_KINDS.get(cfg.features.kind)  # an unknown feature kind stops before anything is written
     claim(out, cfg)  # after the config and the files are validated
     w = np.array([1.0 if e.weight is None else e.weight for e in train], np.float64)
     features, Xc, Xr, l2, choice = choose_features(train, w, cfg)  # the training pairs only
-    theta, scale, C = fit_heads(Xc, Xr, w, cfg.heads, l2, cfg.seed)
-    heads = RewardHeads(theta, scale, features, C, {})
+    alignment, align_info = None, None
+    if target is not None:
+        Xs, Xt = np.concatenate([Xc, Xr]), extract(target_texts(target, "both"), features, _cache(cfg))
+        alignment = align(Xs, Xt, cfg.align)  # the training pairs' responses toward the target rows
+        align_info = {**alignment.meta(), "target": cfg.align_target, "target_rows": len(target),
+                      "domain_auc_before": domain_auc(Xs, Xt, seed=cfg.seed),
+                      "domain_auc_after": domain_auc(alignment.source(Xs), Xt, seed=cfg.seed)}
+        l2 = cfg.l2  # the penalty is chosen on the features the heads are fitted on
+    fit_c, fit_r = (Xc, Xr) if alignment is None else (alignment.source(Xc), alignment.source(Xr))
+    theta, scale, C = fit_heads(fit_c, fit_r, w, cfg.heads, l2, cfg.seed)
+    heads = RewardHeads(theta, scale, features, C, {}, alignment)
     info = {"pairs": len(train), "weighted": bool(cfg.weights),
             "weight_ess_fraction": float(w.sum() ** 2 / (len(w) * (w * w).sum())),
-            "train_accuracy": _ensemble_accuracy(heads, Xc, Xr)}
+            "train_accuracy": _ensemble_accuracy(heads, fit_c, fit_r)}
+    if align_info is not None:
+        info["alignment"] = align_info
+        log(f"reward heads: {align_info['method']} toward {len(target)} target rows, domain AUC "
+            f"{align_info['domain_auc_before']:.3f} -> {align_info['domain_auc_after']:.3f}")
     if choice is not None:
         info["layer_choice"] = choice
         log(f"reward heads: layer {choice['chosen']} of {[c['layer'] for c in choice['candidates']]} by "
@@ -98,7 +133,14 @@ def main(cfg: RewardHeadsConfig) -> dict:
             + ", ".join(f"{c['layer']}: {c['cv_accuracy']:.3f}" for c in choice["candidates"]) + ")")
     if held is not None:  # only after the choice: held-out pairs report, they choose nothing
         Hc, Hr = pair_features(held, cfg, features)
-        info.update(held_out_pairs=len(held), held_out_accuracy=_ensemble_accuracy(heads, Hc, Hr))
+        info.update(held_out_pairs=len(held), held_out_accuracy=_ensemble_accuracy(heads, Hc, Hr, source=True))
+        if alignment is not None:
+            info["held_out_accuracy_raw_features"] = _ensemble_accuracy(heads, Hc, Hr)
+            info["align_check"] = alignment_keeps_labels(Xc, Xr, Hc, Hr, alignment, cfg.l2, cfg.seed)
+            if not info["align_check"]["kept"]:
+                warn(f"reward heads: the alignment lost label information: held-out accuracy "
+                     f"{info['align_check']['held_out_accuracy_aligned']:.3f} on aligned features against "
+                     f"{info['align_check']['held_out_accuracy_raw_features']:.3f} on raw ones")
     heads.info = info
     heads.save(out)
     write_text_atomic(out / "config.yaml", dump_config(cfg))
@@ -107,6 +149,8 @@ def main(cfg: RewardHeadsConfig) -> dict:
     return info
 
 
-def _ensemble_accuracy(heads: RewardHeads, chosen: np.ndarray, rejected: np.ndarray) -> float:
-    """Share of pairs whose chosen response the ensemble's mean score puts higher (ties count half)."""
-    return chosen_accuracy(heads.scores(chosen).mean(0), heads.scores(rejected).mean(0))
+def _ensemble_accuracy(heads: RewardHeads, chosen: np.ndarray, rejected: np.ndarray, source: bool = False) -> float:
+    """Share of pairs whose chosen response the ensemble's mean score puts higher (ties count half); ``source``:
+    features of source pairs, mapped as the training pairs were (``RewardHeads.source_scores``)."""
+    score = heads.source_scores if source else heads.scores
+    return chosen_accuracy(score(chosen).mean(0), score(rejected).mean(0))

@@ -29,7 +29,11 @@ Alignment from Online AI Feedback"):
   estimator) weight its Bradley-Terry likelihood; its shift cost is reported beside the shared one's;
 - ``refit_reward`` (with ``reward_weights`` and reward heads): that importance-weighted reward model is
   re-fitted every round toward the round's own samples (``recipes.iterate``'s ``refit``), so it
-  follows the policy as it moves.
+  follows the policy as it moves;
+- ``align`` (``{method: coral, eps: 1.0}``; reward heads): label with reward heads fitted on the source pairs'
+  features aligned toward the initial policy's target samples (CORAL, Sun, Feng & Saenko, 2016,
+  ``models.align``), with ``reward_weights`` importance-weighted as well; its shift cost and the domain AUC
+  of the features before and after the alignment are reported beside the shared reward model's.
 Diagnostics: pseudo-pairs per round, their label accuracy against gold (gold ties left out) and, with an
 ensemble reward model, its heads' agreement (``labeling.pairs.head_agreement``: needs no gold, so a user of the
 method sees it too, where the label accuracy needs gold).
@@ -49,6 +53,7 @@ from ...labeling.judge_labeller import JudgeLabelConfig
 from ...labeling.reward_model import RewardLabelConfig
 from ...labeling.scorer import ScorerLabelConfig
 from ...log import log
+from ...models.align import AlignConfig
 from ...ops.ensemble_bound import DEFAULT_LAMBDA, check_bound, check_members
 from ...recipes.iterate import IterateConfig, NoPairsError, RefitConfig
 from ...recipes.iterate import main as iterate_main
@@ -131,13 +136,15 @@ class PseudoOptions(AddedOptions):
     lcb_lambda: float = DEFAULT_LAMBDA  # with bound: lcb, that many stds of the heads' margins below their mean
     reward_weights: RewardWeights | None = None  # label with an importance-weighted reward model
     refit_reward: bool = False  # with reward_weights: re-fit it every round toward that round's samples
+    align: AlignConfig | None = None  # label with reward heads on features aligned toward the initial policy's
+    # target samples ({method: coral, eps}: models.align)
     orient: str | None = None  # with reward_model: gold | random orients the reward model's pairs (same pairs and
     # weights): the labels-only oracle (gold; gold ties dropped) or control (a seeded coin flip per pair)
     train: TrainConfig = field(default_factory=TrainConfig)  # the experiment's dpo_train, with this arm's overrides
 
     INHERITS: ClassVar[dict] = {"train": "dpo_train", "reward_weights.stabilise": "stabilise"}
-    ADDED: ClassVar[dict] = {"orient": None, "bound": "mean", "lcb_lambda": DEFAULT_LAMBDA}  # options added after
-    # runs were made, with their defaults
+    # options added after runs were made, with their defaults
+    ADDED: ClassVar[dict] = {"orient": None, "bound": "mean", "lcb_lambda": DEFAULT_LAMBDA, "align": None}
 
     def arm_refs(self) -> list[str]:
         return [r for r in (self.init, self.source_weights) if r]
@@ -162,6 +169,10 @@ class PseudoOptions(AddedOptions):
             raise ConfigError("orient: orienting the reward model's pairs needs labeller: reward_model")
         if self.refit_reward and self.reward_weights is None:
             raise ConfigError("refit_reward: re-fitting needs reward_weights (its estimator and stabiliser)")
+        if self.align is not None and self.labeller != "reward_model":
+            raise ConfigError("align: a reward model on aligned features needs labeller: reward_model")
+        if self.align is not None and self.refit_reward:
+            raise ConfigError("align: the per-round refit (refit_reward) fits unaligned heads; use one or the other")
         check_bound(self.bound, self.lcb_lambda)
         if self.bound != "mean" and self.labeller != "reward_model":
             raise ConfigError(f"bound: a bound of the reward model's ensemble needs labeller: reward_model, got "
@@ -175,15 +186,23 @@ def label_settings(ctx, name: str, opts: PseudoOptions, reward_model: str) -> La
                        **{source.labeller: source.settings(ctx, opts, reward_model)})
 
 
-def importance_weighted_reward(ctx, name: str, rw: RewardWeights) -> tuple[str, dict]:
-    """An importance-weighted reward model of the experiment's kind: (path, its diagnostics)."""
+def adapted_reward(ctx, name: str, rw: RewardWeights | None, align: AlignConfig | None = None) -> tuple[str, dict]:
+    """A reward model of the experiment's kind, importance-weighted (``rw``) and / or on features aligned toward
+    the initial policy's target samples (``align``): (path, its diagnostics)."""
+    from ...models.reward_heads import RewardHeads
     from ..rewards import shift_cost, train_reward
     from .dpo import fit_weights
 
-    fitted = fit_weights(ctx, name, rw.estimator, rw.stabilise, ctx.cfg.pair_mode)
-    path = train_reward(ctx, ctx.root / "rewards" / name, weights=fitted.file)
-    return path, {"kind": f"{ctx.cfg.reward_model.kind}, importance-weighted", **fitted.diagnostics,
-                  **shift_cost(ctx, path, ctx.samples)}
+    fitted = fit_weights(ctx, name, rw.estimator, rw.stabilise, ctx.cfg.pair_mode) if rw is not None else None
+    path = train_reward(ctx, ctx.root / "rewards" / name, weights=fitted.file if fitted else None, align=align,
+                        target=ctx.samples)
+    kind = ", ".join([ctx.cfg.reward_model.kind] + ["importance-weighted"] * (rw is not None)
+                     + [f"{align.method}-aligned"] * (align is not None))
+    aligned = {}
+    if align is not None:
+        a = RewardHeads.load(path).info["alignment"]
+        aligned = {"align_domain_auc_before": a["domain_auc_before"], "align_domain_auc_after": a["domain_auc_after"]}
+    return path, {"kind": kind, **(fitted.diagnostics if fitted else {}), **aligned, **shift_cost(ctx, path, ctx.samples)}
 
 
 def refit_settings(ctx, name: str, rw: RewardWeights) -> RefitConfig:
@@ -212,8 +231,13 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
         from ...labeling.reward_model import ensemble_size
 
         check_members(ensemble_size(reward_model), opts.bound, f"arms.{name}: the experiment's reward model")
-    if opts.reward_weights is not None and not opts.refit_reward:  # with refit_reward: fitted in every round
-        reward_model, diagnostics["reward_model"] = importance_weighted_reward(ctx, name, opts.reward_weights)
+    if opts.align is not None:
+        from ..rewards import check_aligns
+
+        check_aligns(cfg.reward_model.kind, f"arms.{name}.align")
+    if (opts.reward_weights is not None or opts.align is not None) and not opts.refit_reward:  # with refit_reward:
+        # fitted in every round
+        reward_model, diagnostics["reward_model"] = adapted_reward(ctx, name, opts.reward_weights, opts.align)
         files["reward_model"] = reward_model
     train = ctx.run_config("preference", None, None, opts.train, cfg.dpo_loss)
     if opts.init:
