@@ -1,4 +1,4 @@
-"""`shiftalign sample` on a tiny model: rows, recorded log-probs, resume."""
+"""`shiftalign sample` on a tiny model: rows, recorded log-probs, resume; the backends (vLLM against a stand-in)."""
 
 import json
 
@@ -142,23 +142,29 @@ def test_a_resumed_job_draws_what_an_uninterrupted_one_draws(tmp_path, tiny_dir,
 
 
 class _StandInVLLM:
-    """A stand-in ``vllm`` module that records its calls: engines built, requests with their seeds; its
-    "samples" are a function of the prompt and the seed, its log-prob their token sum, negated."""
+    """A stand-in ``vllm`` module that records its calls: engines built, requests with their seeds (and the
+    adapter request they carry, in ``adapters``); its "samples" are a function of the prompt and the seed, its
+    log-prob their token sum, negated. ``modules``: it and its ``vllm.lora.request``, for ``sys.modules``."""
 
     def __init__(self, logprob=True):
-        self.engines, self.requests, self.logprob = [], [], logprob
+        self.engines, self.requests, self.adapters, self.logprob = [], [], [], logprob
         outer = self
 
         class SamplingParams:
             def __init__(self, **kw):
                 self.kw = kw
 
+        class LoRARequest:
+            def __init__(self, lora_name, lora_int_id, lora_path):
+                self.args = (lora_name, lora_int_id, lora_path)
+
         class LLM:
             def __init__(self, **kw):
                 outer.engines.append(kw)
 
-            def generate(self, prompts, sps):
+            def generate(self, prompts, sps, lora_request=None):
                 outer.requests.append([sp.kw["seed"] for sp in sps])
+                outer.adapters.append(None if lora_request is None else lora_request.args)
                 outs = []
                 for pr, sp in zip(prompts, sps):
                     comps = []
@@ -170,6 +176,9 @@ class _StandInVLLM:
                 return outs
 
         self.module = type("vllm", (), {"LLM": LLM, "SamplingParams": SamplingParams})
+        request = type("vllm.lora.request", (), {"LoRARequest": LoRARequest})
+        self.modules = {"vllm": self.module, "vllm.lora": type("vllm.lora", (), {"request": request}),
+                        "vllm.lora.request": request}
 
 
 def test_vllm_is_one_engine_per_stage_with_a_seed_per_prompt_and_never_a_silent_log_prob(tmp_path, tiny_dir,
@@ -237,3 +246,76 @@ def test_the_backend_and_its_engine_settings_reach_every_sampler_of_evaluate_and
     with pytest.raises(ConfigError, match="unknown sampling backend 'magic'"):
         validate_inputs(ExperimentConfig(backend="magic", arms=[{"name": "initial", "kind": "initial"}],
                                          baseline_arm="initial", oracle_arm=None))
+
+
+def _lora_run(run, base, r=4):
+    """A LoRA run's files as ``recipes.common.save_final`` writes them: ``run/adapter`` (peft) and ``run/model``
+    (merged, with the tokenizer); the adapter's lora_B made non-zero so that it changes the model."""
+    from shiftalign.config import ModelConfig
+    from shiftalign.models.load import load_policy
+
+    model, tok = load_policy(from_dict(ModelConfig, {"path": base, "lora": {"r": r, "target_modules": ["q_proj", "v_proj"]}}))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.1)
+    model.save_pretrained(run / "adapter")
+    model.merge_and_unload().save_pretrained(run / "model")
+    tok.save_pretrained(run / "model")
+    return str(run / "model")
+
+
+def test_vllm_serves_a_lora_policy_as_an_adapter_request_on_its_base(tmp_path, monkeypatch):
+    """With vllm.lora_adapters, a LoRA run's model/ (and a bare peft adapter directory) is sampled as an adapter
+    request on an engine of the adapter's base: LoRA enabled, one adapter, max_lora_rank the adapter's rank
+    rounded up to a rank vLLM takes; every request carries the adapter. Its rows get a key of their own, which
+    follows the adapter's and the base's files; a policy that is not LoRA keeps the engine and the key it has
+    without the setting; a bare adapter without it is refused."""
+    import shutil
+    import sys
+
+    from shiftalign.errors import ConfigError
+    from shiftalign.models.tiny import save_tiny
+    from shiftalign.rollout.sample import sample_key
+
+    fake = _StandInVLLM()
+    for name, module in fake.modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    base = save_tiny(tmp_path / "base")
+    merged = _lora_run(tmp_path / "run", base)
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"p{i}", "prompt": f"q {i}"} for i in range(3)])
+
+    def cfg(policy, out, **vllm):
+        return from_dict(SampleConfig, {"prompts": prompts, "output": str(tmp_path / out), "policy": {"path": policy},
+                                        "sampling": {"n": 2, "max_new_tokens": 3}, "batch_size": 4,
+                                        "backend": "vllm", "progress": False, "vllm": vllm})
+
+    served = cfg(merged, "lora.jsonl", lora_adapters=True)
+    sample_main(served)
+    engine = fake.engines[-1]
+    assert engine["model"] == base and engine["enable_lora"] and engine["max_loras"] == 1
+    assert engine["max_lora_rank"] == 8 and "lora_adapters" not in engine  # r=4 -> vLLM's next rank
+    assert fake.adapters == [("policy", 1, str(tmp_path / "run" / "adapter"))] * 2  # two batches
+    key = sample_key(served)
+    assert {r["sample_key"] for r in read_jsonl(served.output)} == {key}
+    assert key != sample_key(cfg(merged, "x.jsonl"))  # the merged weights, loaded: another computation
+
+    fake.adapters.clear()
+    sample_main(cfg(str(tmp_path / "run" / "adapter"), "bare.jsonl", lora_adapters=True))  # its base's tokenizer
+    assert fake.engines[-1]["model"] == base and fake.adapters == [("policy", 1, str(tmp_path / "run" / "adapter"))] * 2
+    with pytest.raises(ConfigError, match="lora_adapters: true"):
+        sample_main(cfg(str(tmp_path / "run" / "adapter"), "refused.jsonl"))
+
+    fake.adapters.clear()
+    sample_main(cfg(base, "plain.jsonl", lora_adapters=True))  # not LoRA: as without the setting
+    assert fake.engines[-1]["model"] == base and "enable_lora" not in fake.engines[-1] and fake.adapters == [None] * 2
+    assert sample_key(cfg(base, "x.jsonl", lora_adapters=True)) == sample_key(cfg(base, "x.jsonl"))
+
+    # the key follows the files served: the adapter retrained, the base retrained at the same path
+    _lora_run(tmp_path / "other", base)
+    shutil.copy(tmp_path / "other" / "adapter" / "adapter_model.safetensors", tmp_path / "run" / "adapter")
+    assert sample_key(served) != key
+    key = sample_key(served)
+    shutil.rmtree(base)
+    save_tiny(base, seed=3)
+    assert sample_key(served) != key

@@ -49,9 +49,12 @@ def check_attention(cfg: ModelConfig) -> None:
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
+    """The tokenizer of the model at ``path`` (a peft adapter directory without one: its base model's)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_model_path(path), trust_remote_code=trust_remote_code)
+    from .adapter import tokenizer_path
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_path(path), trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if tok.eos_token_id is None:

@@ -12,7 +12,8 @@ for rendering prompts and decoding responses).
   ``reads_kl``: with ``kl_to`` in the sample config, its engine is that baseline model and each sample gets
   ``kl`` from the logits it was drawn from (``rollout.kl``);
 - ``hf``: transformers' ``generate`` (``rollout.generate``);
-- ``vllm``: vLLM, when it is installed.
+- ``vllm``: vLLM, when it is installed; with ``vllm.lora_adapters`` a LoRA policy is served as an adapter
+  request on an engine of its base model (``vllm_adapter``, ``rollout.generate``).
 """
 
 from __future__ import annotations
@@ -67,10 +68,27 @@ def _vllm(model, tok, engine, prompt_ids, p, seed):
     return generate_vllm(engine, prompt_ids, p, seed)
 
 
+def vllm_adapter(cfg):
+    """The LoRA adapter (``models.adapter.LoraAdapter``) that ``backend: vllm`` serves for ``cfg.policy`` as an
+    adapter request: with ``vllm.lora_adapters`` and a LoRA policy; else None (the policy's own weights are loaded).
+    A bare adapter directory without that setting has no weights of its own to load: refused."""
+    from ..errors import ConfigError
+    from ..models.adapter import find_adapter, is_adapter_dir
+
+    if cfg.backend != "vllm":
+        return None
+    if cfg.vllm.lora_adapters:
+        return find_adapter(cfg.policy.path)
+    if is_adapter_dir(cfg.policy.path):
+        raise ConfigError(f"policy.path: {cfg.policy.path} is a peft adapter directory; vLLM samples it as an adapter "
+                          "request on its base model with vllm.lora_adapters: true")
+    return None
+
+
 def _vllm_start(cfg):
     from ..models.packaged import resolve_model_path
 
-    return vllm_engine(resolve_model_path(cfg.policy.path), cfg.sampling.seed, cfg.vllm)
+    return vllm_engine(resolve_model_path(cfg.policy.path), cfg.sampling.seed, cfg.vllm, vllm_adapter(cfg))
 
 
 SAMPLERS.register("decode", SamplerBackend("decode", _decode, loads_model=True, start=_decode_start,

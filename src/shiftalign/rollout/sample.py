@@ -18,7 +18,9 @@ temperature changed) stop the run with a message, or with ``replace_stale: true`
 Under ``accelerate launch`` / ``torchrun`` each process samples its share of the prompts into its
 own shard file and the main process merges them. With ``backend: vllm`` (when vLLM is installed)
 generation runs on one vLLM engine per stage (``rollout.generate.vllm_engine``, released when the stage ends);
-the log-prob is vLLM's cumulative raw log-prob of the response, log pi(y|x) at temperature 1.
+the log-prob is vLLM's cumulative raw log-prob of the response, log pi(y|x) at temperature 1. With
+``vllm.lora_adapters`` a LoRA policy is served as an adapter request on an engine of its base model, and its rows'
+key records the adapter's and the base's files.
 With ``kl_to`` (a baseline model; the decode backend) each row also records ``kl``, the KL of the policy's
 tempered sampling distribution to the baseline's along the response (``rollout.kl``: what ``evaluate`` reports).
 
@@ -43,7 +45,7 @@ from ..data.text import encode, render_prompt
 from ..errors import ConfigError
 from ..io import write_text_atomic
 from ..log import log
-from .backends import SAMPLERS
+from .backends import SAMPLERS, vllm_adapter
 from .params import SamplingParams, VLLMConfig
 
 
@@ -77,10 +79,15 @@ def sample_key(cfg: SampleConfig) -> str:
 
     from ..models.fingerprint import files_fingerprint
 
+    adapter = vllm_adapter(cfg)
     parts = {"policy": files_fingerprint(cfg.policy.path), "sampling": asdict(cfg.sampling), "backend": cfg.backend,
              "max_prompt_length": cfg.max_prompt_length, "wrap_text_as_chat": cfg.wrap_text_as_chat,
              "seeding": "per prompt",  # rows drawn with one seed per batch (before) are another key
              **({"vllm_dtype": cfg.vllm.dtype} if cfg.backend == "vllm" else {}),  # the engine's precision
+             # a LoRA policy served as base + adapter request: the merged model in exact arithmetic only, and
+             # computed from the adapter's and the base's files (rollout.generate)
+             **({"vllm_lora": {"adapter": files_fingerprint(adapter.path), "base": files_fingerprint(adapter.base)}}
+                if adapter is not None else {}),
              **({"kl_to": files_fingerprint(cfg.kl_to)} if cfg.kl_to else {})}  # rows carry their KL to it
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -132,8 +139,8 @@ def main(cfg: SampleConfig) -> Path:
     if cfg.kl_to and not sampler.reads_kl:
         raise ConfigError(f"kl_to: the {cfg.backend} backend does not read the KL during sampling; "
                           f"backends that do: {', '.join(n for n in SAMPLERS.names() if SAMPLERS.get(n).reads_kl)}")
+    key = sample_key(cfg)  # before anything is written: it reads (and checks) the policy's files
     shard.parent.mkdir(parents=True, exist_ok=True)
-    key = sample_key(cfg)
     done = finished_prompts(shard, cfg.sampling.n, key, cfg.replace_stale)
     todo = [e for e in examples if e.id not in done]
     log(f"sample: {len(examples)} prompts ({len(done)} already done) x {cfg.sampling.n} -> {out}")
