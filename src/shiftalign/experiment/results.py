@@ -69,6 +69,14 @@ def _rounds_mean(diagnostics: list[dict], key: str = "label_accuracy") -> list[f
     return [_mean(seed[i] for seed in per_seed if i < len(seed)) for i in range(max(map(len, per_seed), default=0))]
 
 
+def _rounds_interval(diagnostics: list[dict], key: str) -> list[list | None]:
+    """``key`` (an interval) of each round of an iterated arm with one seed replicate; None where several
+    replicates have the round (an interval of one replicate's pairs does not average; each stays in its stage)."""
+    per_seed = [[r.get(key) for r in d.get("rounds") or []] for d in diagnostics]
+    return [(have[0] if len(have := [seed[i] for seed in per_seed if i < len(seed)]) == 1 else None)
+            for i in range(max(map(len, per_seed), default=0))]
+
+
 class Readings:
     """What every row reads from a run: each arm's evaluated replicates, its per-prompt gold, differences
     against the baseline or another arm (over prompts and seeds, ``experiment.statistics``), the gap
@@ -161,6 +169,8 @@ def _diagnostics(results: list, first: dict) -> dict:
             "label_accuracy": _mean(r.diagnostics.get("label_accuracy") for r in results),
             "label_accuracy_by_round": _rounds_mean([r.diagnostics for r in results]),
             "head_agreement_by_round": _rounds_mean([r.diagnostics for r in results], "head_agreement"),
+            "spread_auroc_by_round": _rounds_mean([r.diagnostics for r in results], "spread_auroc"),
+            "spread_auroc_ci95_by_round": _rounds_interval([r.diagnostics for r in results], "spread_auroc_ci95"),
             "pseudo_pairs": first.get("pseudo_pairs")}
 
 

@@ -51,6 +51,11 @@ def diagnosis(r: dict, kind: str) -> str:
     if agreement:
         parts.append(f"every head agrees on {' → '.join(num(a) for a in agreement)} of them"
                      + (" by round" if len(agreement) > 1 else ""))
+    auroc = [(a, ci) for a, ci in zip(r.get("spread_auroc_by_round") or [], r.get("spread_auroc_ci95_by_round") or [])
+             if a is not None]
+    if auroc:
+        parts.append("the heads' spread flags a wrong label with AUROC " + " → ".join(
+            num(a) + (f" {num(ci)}" if ci else "") for a, ci in auroc) + (" by round" if len(auroc) > 1 else ""))
     if r.get("rm_accuracy") is not None and kind == "rl":
         parts.append(f"reward-model accuracy on its samples {num(r['rm_accuracy'])}")
     if r.get("kl") is not None:

@@ -17,7 +17,8 @@ weight in training. ``lcb_lambda`` is fixed a priori (1.0: one standard deviatio
 two or more models or heads, and is refused before any scoring otherwise.
 
 A path may also be a directory of reward heads (``shiftalign heads fit``, ``models.reward_heads``):
-its K heads count as K models of the ensemble, scored from one feature extraction.
+its K heads count as K models of the ensemble, scored from one feature extraction (a diverse ensemble's,
+``models.diverse_heads``: one per feature set, the layers of one model from one pass).
 
 With ``orient`` (a scorer of ``rl.scorers``) the pairs are selected and weighted by the reward model as
 above and oriented by that scorer instead (``labeling.orient``): the labels-only oracle (the gold
@@ -98,7 +99,7 @@ def ensemble_size(path: str) -> int:
     """How many models the path counts as in an ensemble: its K heads for a directory of reward heads, else 1."""
     from ..models.reward_heads import RewardHeads, is_heads_dir
 
-    return int(RewardHeads.load(path).theta.shape[0]) if is_heads_dir(path) else 1
+    return RewardHeads.load(path).size if is_heads_dir(path) else 1
 
 
 def label(groups, cfg: RewardLabelConfig, seed: int = 0):

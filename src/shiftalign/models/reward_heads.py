@@ -29,6 +29,10 @@ symmetrised ({d, 1} and {-d, 0}) so that both classes exist.
   and :func:`alignment_keeps_labels` checks on held-out source pairs, mapped as the training pairs were,
   that the heads on the aligned features lose no more than 0.02 of the accuracy of heads on the raw ones.
 
+- **Diverse members** (``models.diverse_heads``, after Eisenstein et al., 2023): the K heads split over several
+  feature sets (layers of the policy, a sentence embedding), so that members differ in their features as well as
+  in their resample; :meth:`RewardHeads.load` reads either kind of directory.
+
 Saved as a directory: ``reward_heads.json`` (feature settings, penalty, training summary, the alignment's
 settings) and ``heads.safetensors`` (theta: K x d, scale: d; with an alignment its map: d x d and two means).
 ``is_heads_dir`` tells such a directory from a reward model's; the reward-model labeller and scorer accept either.
@@ -47,6 +51,7 @@ from ..errors import ConfigError
 from ..io import atomic_path, read_text, write_json_atomic
 from ..metrics import chosen_accuracy
 from .align import Alignment
+from .diverse_heads import DiverseHeads
 from .features import FeatureConfig, extract
 
 META = "reward_heads.json"
@@ -60,6 +65,11 @@ class RewardHeads:
     l2: float  # scikit-learn's C (inverse penalty) the heads were fitted with
     info: dict  # training summary: pairs, effective pairs, weighted, ...
     alignment: Alignment | None = None  # the map of the source features the heads were fitted on (models.align)
+
+    @property
+    def size(self) -> int:
+        """K: how many members of an ensemble the heads count as."""
+        return int(self.theta.shape[0])
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """(K, N) scores of N feature rows under each head."""
@@ -86,12 +96,16 @@ class RewardHeads:
                                              **self.info})
 
     @classmethod
-    def load(cls, directory: Path) -> RewardHeads:
+    def load(cls, directory: Path) -> RewardHeads | DiverseHeads:
+        """The heads saved in ``directory``; a diverse ensemble's (``members`` in its ``reward_heads.json``) as
+        :class:`models.diverse_heads.DiverseHeads`, whose ``size`` and ``score_texts`` read the same."""
         from safetensors.numpy import load_file
 
         directory = Path(directory)
         meta = json.loads(read_text(directory / META))
         t = load_file(str(directory / "heads.safetensors"))
+        if "members" in meta:
+            return DiverseHeads.from_saved(directory, meta, t, cls)
         info = {k: v for k, v in meta.items() if k not in ("features", "heads", "l2", "align")}
         alignment = Alignment.from_saved(meta["align"], t) if meta.get("align") else None
         return cls(t["theta"], t["scale"], from_dict(FeatureConfig, meta["features"], f"{directory / META}: features"),
@@ -181,17 +195,21 @@ def _differences(chosen: np.ndarray, rejected: np.ndarray, weights: np.ndarray |
 
 
 def fit_heads(chosen: np.ndarray, rejected: np.ndarray, weights: np.ndarray | None = None, heads: int = 8,
-              l2: float | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+              l2: float | None = None, seed: int = 0, resample: bool | None = None
+              ) -> tuple[np.ndarray, np.ndarray, float]:
     """(theta (K, d), scale (d,), C) of K Bradley-Terry heads on features of chosen and rejected responses.
-    ``weights``: per-pair importance weights (None: uniform); ``heads`` = 1 fits on all pairs once."""
+    ``weights``: per-pair importance weights (None: uniform); ``heads`` = 1 fits on all pairs once, unless
+    ``resample`` (None: bootstrap resamples when ``heads`` > 1; True: always, as for a member of a diverse
+    ensemble, ``models.diverse_heads``)."""
     D, w, scale = _differences(chosen, rejected, weights)
     n = len(D)
     C = choose_l2(D, w, seed) if l2 is None else float(l2)
     X, y = np.concatenate([D, -D]), np.r_[np.ones(n), np.zeros(n)]
     rng = np.random.default_rng(seed)
+    resample = heads > 1 if resample is None else resample
     theta = []
     for k in range(heads):
-        counts = np.ones(n) if heads == 1 else rng.multinomial(n, np.full(n, 1 / n)).astype(np.float64)
+        counts = rng.multinomial(n, np.full(n, 1 / n)).astype(np.float64) if resample else np.ones(n)
         sw = counts * w
         theta.append(_logistic(C).fit(X, y, sample_weight=np.r_[sw, sw]).coef_[0])
     return np.stack(theta), scale, C

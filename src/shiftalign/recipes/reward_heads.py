@@ -23,6 +23,12 @@ with ``held_out`` pairs, their accuracy through the same map (``held_out_accurac
 map kept the pairs' label information (``align_check``, ``models.reward_heads.alignment_keeps_labels``;
 a warning when it did not). The heads score every text on its raw features (CORAL's classifier applies to
 the target as it is).
+
+With ``members`` (a list of feature sets) or ``diverse: true`` (every candidate layer of ``features.layer`` and
+the sentence embedding) the ``heads`` are split over those feature sets instead: a diverse ensemble
+(``models.diverse_heads``, after Eisenstein et al., 2023), every head on its own bootstrap resample, the hidden
+layers of one model from one backbone pass. ``reward_heads.json`` records each set's head count and penalty, and
+the training and held-out accuracy of the whole ensemble and of each set's heads (``*_accuracy_by_member``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from ..io import write_text_atomic
 from ..log import log, warn
 from ..metrics import chosen_accuracy
 from ..models.align import AlignConfig, align
+from ..models.diverse_heads import DiverseHeads, extract_sets, member_sets, split_heads
 from ..models.features import FEATURE_KINDS, FeatureConfig, candidate_layers, extract, extract_layers
 from ..models.packaged import cache_root
 from ..models.reward_heads import FOLDS, RewardHeads, alignment_keeps_labels, choose_layer, fit_heads
@@ -61,11 +68,19 @@ class RewardHeadsConfig:
     cache_dir: str | None = None  # feature cache; default $SHIFTALIGN_CACHE/features
     align: AlignConfig | None = None  # fit on features aligned toward align_target's (models.align: CORAL)
     align_target: str | None = None  # with align: target rows (prompt + completion, e.g. the policy's samples)
+    members: list[FeatureConfig] | None = None  # a diverse ensemble: the heads split over these feature sets
+    diverse: bool = False  # a diverse ensemble over every candidate layer of features.layer and the sentence embedding
 
     def __post_init__(self):
         if (self.align is None) != (self.align_target is None):
             raise ConfigError("reward heads: align and align_target go together (the method, and the target "
                               f"samples it aligns toward), got align={self.align!r}, align_target={self.align_target!r}")
+        sets = member_sets(self.features, self.members, self.diverse)
+        if sets is not None:
+            split_heads(self.heads, len(sets))
+            if self.align is not None:
+                raise ConfigError("reward heads: align maps one feature set; a diverse ensemble (members / diverse) "
+                                  "has several")
 
 
 def _cache(cfg: RewardHeadsConfig) -> Path:
@@ -107,6 +122,9 @@ def main(cfg: RewardHeadsConfig) -> dict:
     FEATURE_KINDS.get(cfg.features.kind)  # an unknown feature kind stops before anything is written
     claim(out, cfg)  # after the config and the files are validated
     w = np.array([1.0 if e.weight is None else e.weight for e in train], np.float64)
+    sets = member_sets(cfg.features, cfg.members, cfg.diverse)
+    if sets is not None:
+        return fit_diverse(cfg, out, train, held, w, sets)
     features, Xc, Xr, l2, choice = choose_features(train, w, cfg)  # the training pairs only
     alignment, align_info = None, None
     if target is not None:
@@ -119,9 +137,7 @@ def main(cfg: RewardHeadsConfig) -> dict:
     fit_c, fit_r = (Xc, Xr) if alignment is None else (alignment.source(Xc), alignment.source(Xr))
     theta, scale, C = fit_heads(fit_c, fit_r, w, cfg.heads, l2, cfg.seed)
     heads = RewardHeads(theta, scale, features, C, {}, alignment)
-    info = {"pairs": len(train), "weighted": bool(cfg.weights),
-            "weight_ess_fraction": float(w.sum() ** 2 / (len(w) * (w * w).sum())),
-            "train_accuracy": _ensemble_accuracy(heads, fit_c, fit_r)}
+    info = {**_weight_info(cfg, train, w), "train_accuracy": _ensemble_accuracy(heads, fit_c, fit_r)}
     if align_info is not None:
         info["alignment"] = align_info
         log(f"reward heads: {align_info['method']} toward {len(target)} target rows, domain AUC "
@@ -154,3 +170,44 @@ def _ensemble_accuracy(heads: RewardHeads, chosen: np.ndarray, rejected: np.ndar
     features of source pairs, mapped as the training pairs were (``RewardHeads.source_scores``)."""
     score = heads.source_scores if source else heads.scores
     return chosen_accuracy(score(chosen).mean(0), score(rejected).mean(0))
+
+
+def _weight_info(cfg: RewardHeadsConfig, train, w: np.ndarray) -> dict:
+    return {"pairs": len(train), "weighted": bool(cfg.weights),
+            "weight_ess_fraction": float(w.sum() ** 2 / (len(w) * (w * w).sum()))}
+
+
+def fit_diverse(cfg: RewardHeadsConfig, out: Path, train, held, w: np.ndarray, sets: list[FeatureConfig]) -> dict:
+    """The heads split over the feature sets ``sets`` (``models.diverse_heads``), each head on its own bootstrap
+    resample with its set's penalty (``cfg.l2``, or cross-validated per set), saved into ``out``; the summary."""
+    def features_of(examples) -> list[tuple[np.ndarray, np.ndarray]]:
+        chosen, rejected = source_texts(examples, "both")
+        return [(X[: len(examples)], X[len(examples):]) for X in extract_sets(chosen + rejected, sets, _cache(cfg))]
+
+    pairs = features_of(train)
+    members = []
+    for m, ((Xc, Xr), features, k) in enumerate(zip(pairs, sets, split_heads(cfg.heads, len(sets)))):
+        theta, scale, C = fit_heads(Xc, Xr, w, k, cfg.l2, cfg.seed + m, resample=True)
+        members.append(RewardHeads(theta, scale, features, C, {}))
+    heads = DiverseHeads(members, {})
+    info = {**_weight_info(cfg, train, w), **_diverse_accuracy(heads, pairs, "train")}
+    if held is not None:
+        info.update(held_out_pairs=len(held), **_diverse_accuracy(heads, features_of(held), "held_out"))
+    heads.info = info
+    heads.save(out)
+    write_text_atomic(out / "config.yaml", dump_config(cfg))
+    log(f"reward heads: {heads.size} heads over {len(sets)} feature sets "
+        f"({', '.join(f'{f.kind} {f.layer}' if f.kind == 'hidden' else f.kind for f in sets)}) of {len(train)} "
+        f"pairs; " + ", ".join(f"{k} {v:.3f}" for k, v in info.items() if k.endswith("accuracy")) + f" -> {out}")
+    return info
+
+
+def _diverse_accuracy(heads: DiverseHeads, pairs: list[tuple[np.ndarray, np.ndarray]], name: str) -> dict:
+    """The accuracy of the whole ensemble's mean score and of each feature set's heads alone."""
+    chosen = heads.score_sets([c for c, _ in pairs])
+    rejected = heads.score_sets([r for _, r in pairs])
+    ends = np.cumsum([m.size for m in heads.members])
+    by_member = [chosen_accuracy(c.mean(0), r.mean(0)) for c, r in zip(np.split(chosen, ends[:-1]),
+                                                                      np.split(rejected, ends[:-1]))]
+    return {f"{name}_accuracy": chosen_accuracy(chosen.mean(0), rejected.mean(0)),
+            f"{name}_accuracy_by_member": by_member}

@@ -99,7 +99,7 @@ def reward_model_scorer(path: str, batch_size: int = 16, max_length: int = 1024,
         from ..data.text import text_of
 
         heads = RewardHeads.load(path)
-        check_members(heads.theta.shape[0], bound, f"scorer reward_model: {path}")
+        check_members(heads.size, bound, f"scorer reward_model: {path}")
         return lambda prompts, responses: bounded(heads.score_texts(
             [(text_of(p), text_of(r)) for p, r in zip(prompts, responses)], None), bound, lcb_lambda).tolist()
     check_members(1, bound, f"scorer reward_model: {path} (a single reward model, not a directory of heads)")

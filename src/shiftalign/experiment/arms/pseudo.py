@@ -33,10 +33,14 @@ Alignment from Online AI Feedback"):
 - ``align`` (``{method: coral, eps: 1.0}``; reward heads): label with reward heads fitted on the source pairs'
   features aligned toward the initial policy's target samples (CORAL, Sun, Feng & Saenko, 2016,
   ``models.align``), with ``reward_weights`` importance-weighted as well; its shift cost and the domain AUC
-  of the features before and after the alignment are reported beside the shared reward model's.
+  of the features before and after the alignment are reported beside the shared reward model's;
+- ``reward_members`` (feature sets) or ``reward_diverse: true`` (reward heads): label with heads split over
+  several feature sets (``models.diverse_heads``, Eisenstein et al., 2023), its shift cost reported too.
 Diagnostics: pseudo-pairs per round, their label accuracy against gold (gold ties left out) and, with an
 ensemble reward model, its heads' agreement (``labeling.pairs.head_agreement``: needs no gold, so a user of the
-method sees it too, where the label accuracy needs gold).
+method sees it too, where the label accuracy needs gold) and the AUROC of its spread for a wrong label, with a
+bootstrap interval over the pairs (``labeling.gold_check``: whether the members' disagreement flags the labels
+that are wrong, which a ``bound`` or ``max_spread`` relies on; Coste et al., 2024).
 """
 
 from __future__ import annotations
@@ -46,21 +50,20 @@ from pathlib import Path
 from typing import Callable, ClassVar
 
 from ...config import TrainConfig
-from ...data.text import text_of
 from ...errors import ConfigError
-from ...io import read_jsonl
+from ...labeling.gold_check import round_label_check
 from ...labeling.judge_labeller import JudgeLabelConfig
 from ...labeling.reward_model import RewardLabelConfig
 from ...labeling.scorer import ScorerLabelConfig
 from ...log import log
 from ...models.align import AlignConfig
+from ...models.features import FeatureConfig
 from ...ops.ensemble_bound import DEFAULT_LAMBDA, check_bound, check_members
 from ...recipes.iterate import IterateConfig, NoPairsError, RefitConfig
 from ...recipes.iterate import main as iterate_main
 from ...recipes.label import LABELLERS, LabelConfig
 from ...registry import Registry
 from ...reweight.stabilize import StabiliserConfig
-from ...rl.scorers import make_scorer
 from ...rollout.sample import SampleConfig
 from .dpo import check_estimator
 from .spec import AddedOptions, ArmKind, ArmResult, register, snapshot_points
@@ -138,16 +141,22 @@ class PseudoOptions(AddedOptions):
     refit_reward: bool = False  # with reward_weights: re-fit it every round toward that round's samples
     align: AlignConfig | None = None  # label with reward heads on features aligned toward the initial policy's
     # target samples ({method: coral, eps}: models.align)
+    reward_members: list[FeatureConfig] | None = None  # label with reward heads split over these feature sets
+    reward_diverse: bool = False  # ... or over every candidate layer of reward_model.features and the embedding
     orient: str | None = None  # with reward_model: gold | random orients the reward model's pairs (same pairs and
     # weights): the labels-only oracle (gold; gold ties dropped) or control (a seeded coin flip per pair)
     train: TrainConfig = field(default_factory=TrainConfig)  # the experiment's dpo_train, with this arm's overrides
 
     INHERITS: ClassVar[dict] = {"train": "dpo_train", "reward_weights.stabilise": "stabilise"}
     # options added after runs were made, with their defaults
-    ADDED: ClassVar[dict] = {"orient": None, "bound": "mean", "lcb_lambda": DEFAULT_LAMBDA, "align": None}
+    ADDED: ClassVar[dict] = {"orient": None, "bound": "mean", "lcb_lambda": DEFAULT_LAMBDA, "align": None,
+                             "reward_members": None, "reward_diverse": False}
 
     def arm_refs(self) -> list[str]:
         return [r for r in (self.init, self.source_weights) if r]
+
+    def diverse(self) -> bool:
+        return self.reward_members is not None or self.reward_diverse
 
     def role(self) -> str:
         """Random labels carry no information about the target: that arm is the drift control; gold labels
@@ -173,6 +182,11 @@ class PseudoOptions(AddedOptions):
             raise ConfigError("align: a reward model on aligned features needs labeller: reward_model")
         if self.align is not None and self.refit_reward:
             raise ConfigError("align: the per-round refit (refit_reward) fits unaligned heads; use one or the other")
+        if self.diverse() and (self.labeller != "reward_model" or self.align is not None):
+            raise ConfigError("reward_members / reward_diverse: heads on several feature sets need labeller: "
+                              "reward_model, and no align (which maps one feature set)")
+        if self.reward_members is not None and self.reward_diverse:
+            raise ConfigError("reward_members / reward_diverse: give the feature sets or reward_diverse: true, not both")
         check_bound(self.bound, self.lcb_lambda)
         if self.bound != "mean" and self.labeller != "reward_model":
             raise ConfigError(f"bound: a bound of the reward model's ensemble needs labeller: reward_model, got "
@@ -186,18 +200,21 @@ def label_settings(ctx, name: str, opts: PseudoOptions, reward_model: str) -> La
                        **{source.labeller: source.settings(ctx, opts, reward_model)})
 
 
-def adapted_reward(ctx, name: str, rw: RewardWeights | None, align: AlignConfig | None = None) -> tuple[str, dict]:
+def adapted_reward(ctx, name: str, rw: RewardWeights | None, align: AlignConfig | None = None,
+                   members: list[FeatureConfig] | None = None) -> tuple[str, dict]:
     """A reward model of the experiment's kind, importance-weighted (``rw``) and / or on features aligned toward
-    the initial policy's target samples (``align``): (path, its diagnostics)."""
+    the initial policy's target samples (``align``) or split over feature sets (``members``): (path, its
+    diagnostics)."""
     from ...models.reward_heads import RewardHeads
     from ..rewards import shift_cost, train_reward
     from .dpo import fit_weights
 
     fitted = fit_weights(ctx, name, rw.estimator, rw.stabilise, ctx.cfg.pair_mode) if rw is not None else None
     path = train_reward(ctx, ctx.root / "rewards" / name, weights=fitted.file if fitted else None, align=align,
-                        target=ctx.samples)
-    kind = ", ".join([ctx.cfg.reward_model.kind] + ["importance-weighted"] * (rw is not None)
-                     + [f"{align.method}-aligned"] * (align is not None))
+                        target=ctx.samples, members=members)
+    kind = ", ".join([ctx.cfg.reward_model.kind] + (["importance-weighted"] if rw is not None else [])
+                     + ([f"{align.method}-aligned"] if align is not None else [])
+                     + ([f"diverse over {len(members)} feature sets"] if members is not None else []))
     aligned = {}
     if align is not None:
         a = RewardHeads.load(path).info["alignment"]
@@ -205,11 +222,12 @@ def adapted_reward(ctx, name: str, rw: RewardWeights | None, align: AlignConfig 
     return path, {"kind": kind, **(fitted.diagnostics if fitted else {}), **aligned, **shift_cost(ctx, path, ctx.samples)}
 
 
-def refit_settings(ctx, name: str, rw: RewardWeights) -> RefitConfig:
-    """``iterate``'s per-round refit from the experiment's reward heads and the arm's reward_weights."""
+def refit_settings(ctx, name: str, rw: RewardWeights, members: list[FeatureConfig] | None = None) -> RefitConfig:
+    """``iterate``'s per-round refit from the experiment's reward heads (on the arm's feature sets ``members``
+    when given) and the arm's reward_weights."""
     from ...recipes.reward_heads import RewardHeadsConfig
     from ...recipes.weights import WeightsConfig
-    from ..rewards import REWARD_KINDS
+    from ..rewards import REWARD_KINDS, heads_members
 
     cfg, spec = ctx.cfg, ctx.cfg.reward_model
     if not REWARD_KINDS.get(spec.kind).refits_per_round:
@@ -220,7 +238,7 @@ def refit_settings(ctx, name: str, rw: RewardWeights) -> RefitConfig:
         weights=WeightsConfig(source=ctx.data.source_pairs, pair_mode=cfg.pair_mode, features=cfg.features,
                               estimator=dict(rw.estimator), stabilise=rw.stabilise),
         heads=RewardHeadsConfig(pairs=ctx.data.source_pairs, features=spec.features, heads=spec.heads, l2=spec.l2,
-                                seed=cfg.seed))
+                                seed=cfg.seed, **heads_members(spec, members)))
 
 
 def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
@@ -235,9 +253,13 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
         from ..rewards import check_aligns
 
         check_aligns(cfg.reward_model.kind, f"arms.{name}.align")
-    if (opts.reward_weights is not None or opts.align is not None) and not opts.refit_reward:  # with refit_reward:
-        # fitted in every round
-        reward_model, diagnostics["reward_model"] = adapted_reward(ctx, name, opts.reward_weights, opts.align)
+    from ..rewards import reward_member_sets
+
+    members = reward_member_sets(cfg.reward_model, opts.reward_members, opts.reward_diverse,
+                                 f"arms.{name}.reward_") if opts.diverse() else None  # the arm's own heads' sets
+    if (opts.reward_weights is not None or opts.align is not None or members) and not opts.refit_reward:
+        # with refit_reward: fitted in every round
+        reward_model, diagnostics["reward_model"] = adapted_reward(ctx, name, opts.reward_weights, opts.align, members)
         files["reward_model"] = reward_model
     train = ctx.run_config("preference", None, None, opts.train, cfg.dpo_loss)
     if opts.init:
@@ -256,15 +278,14 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
                        mix_weights=ctx.arm(opts.source_weights).files.get("weights") if opts.source_weights else None,
                        confidence_temperature=opts.confidence_temperature,
                        round1_samples=ctx.samples_of(opts.init) if opts.init else ctx.samples,
-                       refit=refit_settings(ctx, name, opts.reward_weights) if opts.refit_reward else None)
+                       refit=refit_settings(ctx, name, opts.reward_weights, members) if opts.refit_reward else None)
     try:
         history = iterate_main(it)
     except NoPairsError as e:  # recorded, shown in the results, and left out of the evaluation
         log(f"arm {name}: {e}")
         return ArmResult(model=None, failed=str(e), diagnostics=diagnostics, files=files)
     rounds = [{"round": h["round"], "pairs": h["labels"]["pairs"], "unlabelled": h["labels"]["unlabelled"],
-               "label_accuracy": pair_label_accuracy(Path(h["samples"]).parent / "labels" / "pseudo_pairs.jsonl",
-                                                     cfg.gold),
+               **round_label_check(Path(h["samples"]).parent / "labels" / "pseudo_pairs.jsonl", cfg.gold, cfg.seed),
                "head_agreement": h["labels"].get("head_agreement"),
                **({"reward_" + k: h["refit"].get(k) for k in ("ess_fraction", "domain_auc_before", "domain_auc_after")}
                   if "refit" in h else {})} for h in history]
@@ -277,19 +298,6 @@ def run(ctx, name: str, opts: PseudoOptions) -> ArmResult:
     return ArmResult(model=history[-1]["model"], files=files, points=points, diagnostics={
         **diagnostics, "rounds": rounds, "pseudo_pairs": sum(r["pairs"] for r in rounds),
         "label_accuracy": sum(acc) / len(acc) if acc else None})
-
-
-def pair_label_accuracy(pairs_file: Path, gold: dict) -> float | None:
-    """Fraction of labelled pairs whose chosen response has the higher gold score (gold ties left out)."""
-    rows = read_jsonl(pairs_file) if pairs_file.exists() else []
-    if not rows:
-        return None
-    fn = make_scorer(dict(gold))
-    prompts = [text_of(r["prompt"]) for r in rows]
-    chosen = fn(prompts, [text_of(r["chosen"]) for r in rows])
-    rejected = fn(prompts, [text_of(r["rejected"]) for r in rows])
-    decided = [(c, r) for c, r in zip(chosen, rejected) if c != r]
-    return sum(c > r for c, r in decided) / len(decided) if decided else None
 
 
 register(ArmKind("pseudo", PseudoOptions, run))
