@@ -88,7 +88,8 @@ def test_quickstart_experiment_killed_mid_stage_continues(tmp_path):
     # data, lr_calibration, reward, policy_samples, reward_shift, initial, dpo_source, rm_warm, oracle_warm
     assert text.count("done earlier") == 9
     assert "resuming from" in text  # dpo_source_long continues from its checkpoint
-    assert len(list((out / "stages").glob("*.json"))) == 11 and not list(out.rglob("checkpoints"))
+    # those 9, dpo_source_long, evaluate, selection
+    assert len(list((out / "stages").glob("*.json"))) == 12 and not list(out.rglob("checkpoints"))
     row = next(r for r in json.loads((out / "results.json").read_text())["arms"] if r["arm"] == "rm_warm")
     assert row["matched"]["arm"] == "dpo_source_long" and row["matched"]["oracle"] == "oracle_warm"
     page = (out / "report.html").read_text()

@@ -67,7 +67,7 @@ def test_every_arm_runs_and_results_follow_the_definitions(bench_cfg, tmp_path, 
     # A second run redoes nothing; another configuration in the same directory is refused.
     capsys.readouterr()
     assert _run(bench_cfg, tmp_path, monkeypatch, server) == 0
-    assert capsys.readouterr().out.count("done earlier") == 5 + len(bench_cfg["arms"])
+    assert capsys.readouterr().out.count("done earlier") == 6 + len(bench_cfg["arms"])  # 6: every stage but the arms'
     assert _run({**bench_cfg, "dpo_loss": {"name": "dpo", "beta": 0.5}}, tmp_path, monkeypatch, server) == 2
     assert "another configuration" in capsys.readouterr().err
 
@@ -113,15 +113,17 @@ def test_an_arm_added_or_changed_runs_alone_and_shared_settings_still_guard_the_
         added = base + [{"name": "oracle", "kind": "pseudo", "labeller": "gold"}]
         assert _run({**bench_cfg, "arms": added}, tmp_path, monkeypatch, server) == 0
         out = capsys.readouterr().out
-        assert out.count("done earlier") == 4 + 3  # data, reward, samples, shift cost + the three arms
-        assert "stage 8/9 arm_oracle ..." in out and "stage 9/9 evaluate ..." in out
+        # data, reward, samples, shift cost + the three arms + the selection (its candidates, dpo_source's
+        # policies, are unchanged: an oracle is no candidate)
+        assert out.count("done earlier") == 4 + 3 + 1
+        assert "stage 8/10 arm_oracle ..." in out and "stage 9/10 evaluate ..." in out
         rows = {r["arm"]: r for r in json.loads((root / "results.json").read_text())["arms"]}
         assert set(rows) == {"initial", "dpo_source", "warm", "oracle"}
         # A changed arm runs again, and so does the arm warm-started from it; the others do not.
         changed = [dict(a, train={"lr": 3e-3}) if a["name"] == "dpo_source" else a for a in added]
         assert _run({**bench_cfg, "arms": changed}, tmp_path, monkeypatch, server) == 0
         out = capsys.readouterr().out
-        assert out.count("its settings changed since it ran") == 3  # dpo_source, warm, evaluate
+        assert out.count("its settings changed since it ran") == 4  # dpo_source, warm, evaluate, selection
         assert "arm_oracle: done earlier" in out and "arm_initial: done earlier" in out
         assert (root / "dpo_source" / "model" / "model.safetensors").read_bytes() != first_model
         # ... and drawn again from the changed policy, not reused.
@@ -209,6 +211,17 @@ def test_pseudo_labelling_as_published_with_reward_heads(bench_cfg, tmp_path, mo
     ev = json.loads((root / "evaluate" / "evaluation.json").read_text())["policies"]
     assert {"dpo_source@1", "warm@1"} <= set(ev)
     assert rows["dpo_source"]["gold"] == pytest.approx((ev["dpo_source"]["gold_mean"] + ev["dpo_source@1"]["gold_mean"]) / 2)
+    # gold-free selection with the heads: every member scores each candidate, whose overlap with the source is measured
+    sel = res["selection"]
+    assert [c["name"] for c in sel["candidates"] if c["point"] is None] == [
+        "dpo_source", "dpo_source@1", "dpo_classifier", "warm", "warm@1", "iw_rm", "iw_refit", "rl_iw"]
+    assert [c["name"] for c in sel["candidates"] if c["point"]] == ["warm round 1 end", "warm@1 round 1 end",
+                                                                     "iw_refit round 1 end"]
+    assert sel["members"] == 4 and all(0 < c["ess_fraction"] <= 1 and c["lcb"] <= c["score"] for c in sel["candidates"])
+    cons = sel["selectors"]["conservative"]
+    kept = [c for c in sel["candidates"] if c["ess_fraction"] >= 0.1]
+    assert cons["pick"] == (max(kept, key=lambda c: c["lcb"])["name"] if kept else None)
+    assert "Gold-free selection" in (root / "results.md").read_text()
 
 
 @pytest.mark.parametrize("arm, message", [
@@ -432,7 +445,8 @@ def test_only_arms_runs_a_selection_and_a_later_run_adds_the_rest(bench_cfg, tmp
         capsys.readouterr()
         assert _run({**bench_cfg, "arms": arms}, tmp_path, monkeypatch, server) == 0
         out = capsys.readouterr().out
-        assert out.count("done earlier") == 4 + 4 and "arm_random_labels ..." in out
+        # + the selection: random labels are no candidate, so its candidates are unchanged
+        assert out.count("done earlier") == 4 + 4 + 1 and "arm_random_labels ..." in out
         assert _run({**bench_cfg, "arms": arms, "only_arms": ["nope"]}, tmp_path, monkeypatch, server) == 2
         assert "only_arms: nope not among the arms" in capsys.readouterr().err
 

@@ -35,3 +35,13 @@ def test_trajectory_points_are_evaluated_in_the_arms_stage_and_their_weights_del
     lo, hi = f[0]["gain_ci95"]
     assert lo <= f[0]["gain_over_initial"] <= hi
     assert len(rows["it"]["frontier"]) == 4 and "frontier" not in rows["initial"]
+    # gold-free selection reads the points' samples after their weights are gone: every replicate's point and
+    # final policy of the source-only arm is a candidate (the gold-labelled arms are not)
+    sel = json.loads((root / "results.json").read_text())["selection"]
+    reps = {n: json.loads((root / "stages" / f"arm_{n}.json").read_text())["points"] for n in ("dpo_source", "dpo_source@1")}
+    assert [c["name"] for c in sel["candidates"]] == [x for n in reps for x in [f"{n} {p['label']}" for p in reps[n]] + [n]]
+    assert sel["candidates"][0]["gold"] == pytest.approx(point["gold_mean"]) and sel["candidates"][0]["samples_n"] == 12
+    assert sel["members"] == 1 and sel["selectors"]["conservative"]["pick"] is None  # a fine-tuned model: no spread
+    rm = sel["selectors"]["reward_model"]
+    assert rm["pick"] in {c["name"] for c in sel["candidates"]} and rm["regret"] >= 0
+    assert rm["regret_ci95"][0] <= rm["regret"] <= rm["regret_ci95"][1]

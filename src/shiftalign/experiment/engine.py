@@ -25,6 +25,11 @@ in a finished experiment runs that arm and the evaluation again, nothing else; s
 5. ``evaluate``        on held-out target prompts, by the gold scorer: gold reward with paired-bootstrap
                        95 % intervals against the baseline arm, win rate and KL against the initial
                        policy, the reward model's accuracy on on-policy pairs (``recipes.evaluate``);
+6. ``selection``       gold-free selection's evidence: the reward model's member scores and the overlap (ESS/N)
+                       of its training responses with the samples of every candidate policy (method and
+                       source-only arms' trajectory points and final policies; ``experiment.candidates``), read
+                       from the evaluations' samples without gold; the selectors' picks and their regret against
+                       the gold-best candidate are computed with the results (``experiment.selection``);
 then ``results.json``, ``results.md`` and ``report.html`` (``experiment.results``, ``experiment.report``), from
 one ``ExperimentRun`` record (``experiment.run``); methods are also read against the source-only frontier at
 matched KL (``experiment.frontier``).
@@ -45,6 +50,8 @@ from ..recipes.evaluate import main as evaluate_main
 from ..train import checkpoint
 from .arms import ARMS, ArmResult, arm_refs
 from .calibrate import calibrate_lr
+from .candidates import SETTINGS as SELECTION_SETTINGS
+from .candidates import candidates, gather
 from .config import Arm, ExperimentConfig, parse_arms, rebase, selected_arms
 from .context import Context, DataFiles, Setup
 from .points import evaluate_points
@@ -149,7 +156,7 @@ def drop_checkpoints(run_dir: Path) -> None:
 def main(cfg: ExperimentConfig) -> dict:
     arms = selected_arms(validate_inputs(cfg), cfg)
     root = Path(cfg.output_dir)
-    stage = Stages(root, 5 + (cfg.lr_calibration is not None) + sum(a.seeds for a in arms),
+    stage = Stages(root, 6 + (cfg.lr_calibration is not None) + sum(a.seeds for a in arms),
                    config=shared_settings(cfg))
     keys = arm_keys(arms)
     data = stage("data", lambda: build_data(cfg, root))
@@ -196,6 +203,11 @@ def main(cfg: ExperimentConfig) -> dict:
         return {"file": str(root / "evaluate" / "evaluation.json")}
 
     ev = stage("evaluate", evaluate, key=stage_key({n: keys[n] for n, r in ctx.arms.items() if r.model}))
-    run = ExperimentRun(cfg=cfg, arms=arms, results=ctx.arms, evaluation=json.loads(read_text(ev["file"])),
-                        stages=stage.records, data=data, reward_models=reward_models, calibration=calibration)
+    evaluation = json.loads(read_text(ev["file"]))
+    cands = candidates(arms, ctx.arms, evaluation, root)
+    selection = stage("selection", lambda: gather(cands, reward_model, files.source_pairs, cfg.wrap_text_as_chat, cfg.seed),
+                      key=stage_key({"candidates": {c["replicate"]: keys[c["replicate"]] for c in cands},
+                                     "settings": SELECTION_SETTINGS}))
+    run = ExperimentRun(cfg=cfg, arms=arms, results=ctx.arms, evaluation=evaluation, stages=stage.records, data=data,
+                        reward_models=reward_models, calibration=calibration, selection=selection)
     return write_outputs(root, run)

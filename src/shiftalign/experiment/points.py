@@ -21,19 +21,24 @@ from ..recipes.evaluate import main as evaluate_main
 INITIAL = "initial policy"  # the name the initial policy has in the points' evaluation
 
 
+def point_name(name: str, label: str) -> str:
+    """The name point ``label`` of replicate ``name`` has in the points' evaluation (and its samples' file)."""
+    return f"{name} {label}"
+
+
 def evaluate_points(ctx, name: str, points: list[dict]) -> list[dict]:
     """``points`` ({label, model}) of replicate ``name`` evaluated: {label, gold_per_prompt, kl_per_prompt,
     gold_mean, kl_to_baseline}, in the same order; the snapshots' weights are deleted afterwards."""
     if not points:
         return []
     cfg = ctx.cfg
-    policies = {INITIAL: cfg.model.path, **{f"{name} {p['label']}": p["model"] for p in points}}
+    policies = {INITIAL: cfg.model.path, **{point_name(name, p["label"]): p["model"] for p in points}}
     ec = replace(cfg.evaluate, prompts=ctx.data.eval_prompts, output_dir=str(ctx.root / "points"), policies=policies,
                  baseline=INITIAL, compare_to=INITIAL, reward_model=None, gold=dict(cfg.gold),
                  wrap_text_as_chat=cfg.wrap_text_as_chat, progress=cfg.progress)
     result = evaluate_main(ec)["policies"]
     keep = ("gold_per_prompt", "kl_per_prompt", "gold_mean", "kl_to_baseline")
-    evaluated = [{"label": p["label"], **{k: result[f"{name} {p['label']}"][k] for k in keep}} for p in points]
+    evaluated = [{"label": p["label"], **{k: result[point_name(name, p["label"])][k] for k in keep}} for p in points]
     for p in points:
         drop_snapshot(Path(p["model"]))
     return evaluated

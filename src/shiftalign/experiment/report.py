@@ -11,9 +11,10 @@ from ..report.html import write_report
 from ..report.plots import difference_plot, gold_vs_kl, png_file, save_png, training_curves
 from ..rundir import fingerprint
 from .calibrate import describe
+from .candidates import selection_results
 from .results import Readings, arm_rows, seed_variance_record
 from .run import ExperimentRun
-from .tables import arms_tables, markdown_table, minutes, num
+from .tables import arms_tables, markdown_table, minutes, num, selection_markdown, selection_note, selection_tables
 from .verdict import verdict
 
 
@@ -46,7 +47,8 @@ def write_outputs(root: Path, run: ExperimentRun) -> dict:
                     {a.name: a.role for a in run.arms})
     total = sum(seconds.values())
     reward_models = run.reward_models
-    result = {"arms": rows, "reward_models": reward_models, "verdict": lines, "data": {k: v for k, v in data.items() if not isinstance(v, dict)},
+    selection = selection_results(run)
+    result = {"arms": rows, "reward_models": reward_models, "selection": selection, "verdict": lines, "data": {k: v for k, v in data.items() if not isinstance(v, dict)},
               "evaluation": {k: v for k, v in evaluation.items() if k != "policies"}, "stage_seconds": records,
               "total_seconds": total, "seed_variance": seed_variance_record(readings),
               "config_fingerprint": fingerprint(cfg), **({"lr_calibration": calibration} if calibration else {})}
@@ -63,6 +65,7 @@ def write_outputs(root: Path, run: ExperimentRun) -> dict:
         markdown_table(rows, cfg.baseline_arm, initial)
     if rm_rows:
         md += "\n\n" + "\n".join("| " + " | ".join(r) + " |" for r in [RM_HEADERS, ["---"] * len(RM_HEADERS)] + rm_rows)
+    md += "\n\n" + selection_markdown(selection)
     write_text_atomic(root / "results.md", md)
 
     ok = [r for r in rows if "failed" not in r]
@@ -84,10 +87,12 @@ def write_outputs(root: Path, run: ExperimentRun) -> dict:
              "response (never negative); its interval resamples prompts.",
              "Reward models: in-domain accuracy on held-out source pairs, on-policy accuracy on every two samples of "
              "a target prompt from the initial policy with different gold scores; shift cost = in-domain − on-policy.",
+             selection_note(selection),
              "– : does not apply to this arm."]
     report = write_report(root / "report.html", "shiftalign experiment", lines,
                           [*arms_tables(rows, cfg.baseline_arm, initial),
                            *([("Reward models: accuracy against gold", RM_HEADERS, rm_rows)] if rm_rows else []),
+                           *selection_tables(selection, initial),
                            ("Stages", ["stage", "time (min)"], stage_rows)], images, notes)
     log(f"results: {root / 'results.md'}; report: {report}")
     log(md)

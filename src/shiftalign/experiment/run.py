@@ -21,6 +21,7 @@ class ExperimentRun:
     data: dict = field(default_factory=dict)  # the data stage's record
     reward_models: dict = field(default_factory=dict)  # name -> accuracies, shift cost
     calibration: dict | None = None  # the lr_calibration stage's record
+    selection: dict | None = None  # the selection stage's record: the candidates' gold-free evidence (None: not run)
 
     @property
     def baseline(self) -> str:

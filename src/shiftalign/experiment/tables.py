@@ -1,6 +1,6 @@
 """An experiment's rows as the reader sees them: three significant digits, units in the headers, the arms
 table of results.md, and the report's three tables of the arms (gold and KL; diagnostics; matched KL), split so
-that they fit a laptop's window."""
+that they fit a laptop's window; and the tables of gold-free selection (``experiment.selection``)."""
 
 from __future__ import annotations
 
@@ -94,3 +94,56 @@ def recovery_text(r: dict) -> str:
     """A gap recovery with its interval where it has one."""
     ci = r.get("gap_recovery_ci95")
     return num(r.get("gap_recovery")) + (f" {num(ci)}" if ci and r.get("gap_recovery") is not None else "")
+
+
+SELECTION_HEADERS = ["selector", "pick", "its estimate", "gold of the pick", "gold-best candidate", "its gold",
+                     "regret (gold-best − pick)", "regret 95 % CI (prompts)", "why"]
+CANDIDATE_HEADERS = ["candidate", "KL to {initial} (nats)", "RM score", "RM lower bound", "member sd", "ESS/N",
+                     "left out by", "gold reward"]
+
+
+def selection_rows(sel: dict) -> list[list[str]]:
+    """One row per selector of gold-free selection (``experiment.selection.grade``): its pick beside the
+    gold-best candidate, the regret with its interval, and why it picked or abstained."""
+    return [[name, s["pick"] or "abstains", num(s["estimate"]), num(s["gold"]), sel["gold_best"] or "–",
+             num(sel["gold_best_gold"]), num(s["regret"]), num(s["regret_ci95"]), s["reason"]]
+            for name, s in sel["selectors"].items()]
+
+
+def candidate_rows(sel: dict) -> list[list[str]]:
+    """One row per scored candidate: its gold-free evidence, the selectors that left it out, its gold."""
+    return [[c["name"], num(c["kl"]), num(c["score"]), num(c["lcb"]), num(c["spread"]), num(c["ess_fraction"]),
+             ", ".join(n for n, s in sel["selectors"].items() if c["name"] in s["excluded"]) or "–", num(c["gold"])]
+            for c in sel["candidates"]]
+
+
+def selection_markdown(sel: dict) -> str:
+    """The selectors' table for results.md, or why there is none."""
+    if "skipped" in sel:
+        return f"Gold-free selection: none ({sel['skipped']})."
+    rows = [SELECTION_HEADERS, ["---"] * len(SELECTION_HEADERS), *selection_rows(sel)]
+    return "Gold-free selection among the candidate policies (no gold read by the selectors):\n\n" + \
+        "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def selection_tables(sel: dict, initial: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Gold-free selection in the report: each selector's pick beside the gold-best candidate; the candidates."""
+    if "skipped" in sel:
+        return []
+    return [("Gold-free selection: each selector's pick and its regret against the gold-best candidate",
+             SELECTION_HEADERS, selection_rows(sel)),
+            ("Gold-free selection: the candidates' evidence (and their gold, which no selector reads)",
+             [h.format(initial=initial) for h in CANDIDATE_HEADERS], candidate_rows(sel))]
+
+
+def selection_note(sel: dict) -> str:
+    if "skipped" in sel:
+        return f"Gold-free selection: none ({sel['skipped']})."
+    rules = "; ".join(f"`{n}`: {s['rule']}" for n, s in sel["selectors"].items())
+    unscored = sel.get("unscored") or {}
+    return (f"Gold-free selection (experiment.selection) among {len(sel['candidates'])} candidate policies (the "
+            f"trajectory points and final policies of the method and source-only arms), from the reward model's "
+            f"scores of each one's evaluation samples ({sel.get('members')} member(s)) and the overlap ESS/N of its "
+            f"training responses with them; {rules}. Regret = gold of the gold-best candidate − gold of the pick, its "
+            f"95 % interval a paired bootstrap over prompts with the two candidates fixed."
+            + (f" Not scored: {'; '.join(f'{k} ({v})' for k, v in unscored.items())}." if unscored else ""))

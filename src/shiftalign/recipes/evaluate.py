@@ -77,6 +77,12 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int, seed: int) -> tuple[f
     return float(d.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
+def samples_file(output_dir: str | Path, name: str) -> Path:
+    """Where the evaluation written to ``output_dir`` keeps policy ``name``'s samples (read again by the
+    experiment's gold-free selection, ``experiment.candidates``)."""
+    return Path(output_dir) / "samples" / f"{name}.jsonl"
+
+
 def kl_temperature(p: SamplingParams) -> float:
     return p.temperature if p.temperature > 0 else 1.0
 
@@ -124,7 +130,7 @@ def main(cfg: EvaluateConfig) -> dict:
     samples, scores = {}, {}
     for name, path in cfg.policies.items():
         reads_kl = SAMPLERS.get(cfg.backend).reads_kl and name != cfg.baseline  # the KL from the sampling pass
-        sc = SampleConfig(prompts=cfg.prompts, output=str(out / "samples" / f"{name}.jsonl"),
+        sc = SampleConfig(prompts=cfg.prompts, output=str(samples_file(out, name)),
                           policy=ModelConfig(path=path), sampling=cfg.sampling, wrap_text_as_chat=cfg.wrap_text_as_chat,
                           backend=cfg.backend, vllm=cfg.vllm, kl_to=cfg.policies[cfg.baseline] if reads_kl else None,
                           replace_stale=True, progress=cfg.progress)
