@@ -6,7 +6,8 @@ are taken (expected_lifted.json). Both are written by ``python tests/test_result
 
 expected.json first held what the experiment itself wrote, and the reshaping of the experiment layer kept
 it to 1e-12; it was pinned again when the intervals came to include the training-seed variance
-(experiment.statistics), the one change of the numbers meant since."""
+(experiment.statistics), and again when a warm-started arm's frontier curve came to start at the policy it
+starts from instead of running straight from the initial policy (its matched-KL numbers only)."""
 
 import copy
 import json
@@ -49,6 +50,32 @@ def build(evaluation: dict, stages: dict, arms: list) -> dict:
     lines = verdict(rows, {a.name: a.kind for a in run.arms}, cfg.baseline_arm, cfg.oracle_arm, run.gold_name,
                     {a.name: a.role for a in run.arms})
     return json.loads(json.dumps({"rows": rows, "verdict": lines}))
+
+
+def test_a_warm_started_arms_curve_starts_at_the_policy_it_starts_from():
+    """rm_iterative_warm starts from dpo_source: its curve runs initial policy -> dpo_source's final policy (each
+    replicate its own seed's) -> its points, so at KLs below its start it is not a straight line from the
+    initial policy; a cold-started arm's curve has no such point."""
+    import numpy as np
+
+    from shiftalign.experiment.arms import ArmResult
+    from shiftalign.experiment.config import ExperimentConfig, parse_arms
+    from shiftalign.experiment.results import Readings, curve_of
+    from shiftalign.experiment.run import ExperimentRun
+
+    evaluation, stages, arms = inputs()
+    cfg = ExperimentConfig(arms=arms, baseline_arm="dpo_source", oracle_arm="oracle")
+    run = ExperimentRun(cfg, parse_arms(cfg), {n: ArmResult.from_record(s) for n, s in stages.items()}, evaluation,
+                        stages=[])
+    r = Readings(run)
+    warm = curve_of(next(a for a in run.arms if a.name == "rm_iterative_warm"), r)
+    start = [p for p in warm.points if p.label == "start (dpo_source)"]
+    assert len(start) == 1 and not start[0].initial
+    pol = evaluation["policies"]
+    want = [pol[n]["gold_per_prompt"] for n in r.evaluated["dpo_source"]][:len(r.evaluated["rm_iterative_warm"])]
+    np.testing.assert_array_equal(start[0].gold, np.array(want))
+    cold = curve_of(next(a for a in run.arms if a.name == "oracle"), r)
+    assert not any(p.label.startswith("start") for p in cold.points)
 
 
 def assert_close(got, want, where="") -> None:

@@ -54,3 +54,16 @@ def test_matched_kl_is_read_and_an_oracle_that_does_not_beat_the_source_frontier
     rows[1]["matched_kl"] = [_at(2.0, 0.06, [0.02, 0.1])]
     lead = verdict(rows, KINDS, "src", "oracle", "vader", ROLES)[0]
     assert "no gap any method" not in lead and "`m` recovers 0.67 [0.52, 0.81] of the gap" in lead
+
+
+def test_no_gap_is_not_read_where_the_source_frontier_stops_short_of_the_oracles_kl():
+    """Compared at the largest KL the source-only frontier reaches (capped), an oracle's interval says nothing
+    about its own KL: the verdict says the gap is not measured there, never that the regime has none."""
+    rows = [_row("src", 0.0, [0.0, 0.0]),
+            _row("oracle", 0.15, [0.1, 0.2], matched_kl=[_at(5.0, -0.05, [-0.09, 0.02], capped=True,
+                                                             note="compared at 5 nats")]),
+            _row("m", 0.1, [0.05, 0.15], gap_recovery=0.67, gap_recovery_ci95=[0.52, 0.81])]
+    lead = verdict(rows, KINDS, "src", "oracle", "vader", ROLES)[0]
+    assert "does not reach the oracle's own KL, so whether gold labels beat more source training there is not " \
+           "measured" in lead
+    assert "no gap any method" not in lead and "`m` recovers 0.67 [0.52, 0.81] of the gap" in lead

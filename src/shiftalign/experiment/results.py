@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .arms import source_only
+from .arms import source_only, start_arm
 from .frontier import Curve, Point, default_levels, matched_kl
 from .run import ExperimentRun
 from .seeds import seed_spread, two_level_bootstrap
@@ -203,8 +203,10 @@ def _point(label: str, gold: np.ndarray, kl: np.ndarray, initial: str | None, r:
 
 
 def curve_of(arm, r: Readings) -> Curve | None:
-    """The arm's gold-against-KL curve (``experiment.frontier``): the initial policy, the trajectory points
-    every replicate has, the final policy; None without per-prompt numbers or an evaluated initial policy."""
+    """The arm's gold-against-KL curve (``experiment.frontier``): the initial policy, for a warm-started arm the
+    final policy of the arm it starts from (each replicate's own start: the replicate of the same seed, else the
+    first, as training picks it), the trajectory points every replicate has, the final policy; None without
+    per-prompt numbers or an evaluated initial policy."""
     run, names = r.run, r.evaluated.get(arm.name) or []
     initial = next((a.name for a in run.arms if a.role == "reference" and r.evaluated[a.name]), None)
     if (not r.golds or not names or initial is None or arm.role == "reference"
@@ -212,6 +214,11 @@ def curve_of(arm, r: Readings) -> Curve | None:
         return None
     g0 = r.golds[initial]
     points = [Point("initial", 0.0, g0, np.zeros_like(g0))]
+    start = start_arm(arm.options)
+    if start and r.evaluated.get(start) and all("kl_per_prompt" in e for e in r.entries(start)):
+        pick = [k if k < len(r.evaluated[start]) else 0 for k in range(len(names))]
+        points.append(Point(f"start ({start})", 1e-9, r.golds[start][pick],  # trained: shares the arm's seed
+                            _per_prompt(r.entries(start), "kl_per_prompt", "kl_to_baseline")[pick]))
     per_replicate = [run.results[n].points for n in names]
     n = min(map(len, per_replicate))
     for i in range(n):

@@ -99,9 +99,10 @@ def at_matched_kl(r: dict) -> str:
 
 def no_gap(o: dict) -> bool:
     """Gold labels of the target do not beat more source training at the same KL: the oracle's interval
-    against the source-only frontier at its own KL does not lie above zero."""
+    against the source-only frontier at its own KL does not lie above zero. Not read where the frontier stops
+    short of the oracle's KL (``capped``): there the question is not measured."""
     own = next((m for m in o.get("matched_kl") or [] if m["asked"] == "own"), None)
-    return own is not None and own["ci95"][0] <= 0
+    return own is not None and not own.get("capped") and own["ci95"][0] <= 0
 
 
 def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, gold: str,
@@ -138,6 +139,10 @@ def verdict(rows: list[dict], kinds: dict, baseline: str, oracle: str | None, go
         lines.append(lead)
     for o in (r for r in ok.values() if roles.get(r["arm"]) == "oracle" and r.get("matched_kl")):
         text = f"The oracle `{o['arm']}` against the source-only frontier: {at_matched_kl(o)}."
+        own = next((m for m in o["matched_kl"] if m["asked"] == "own"), None)
+        if own is not None and own.get("capped"):
+            text += (" The source-only frontier does not reach the oracle's own KL, so whether gold labels beat more "
+                     "source training there is not measured.")
         if no_gap(o):
             text += (" Gold labels on the target do not beat more source training at the same KL: this regime has "
                      "no gap any method could recover, so no gap recovery against it is read.")

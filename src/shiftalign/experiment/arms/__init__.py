@@ -16,6 +16,6 @@ An options dataclass may declare the arm's role with a ``role()`` method (:func:
 from __future__ import annotations
 
 from . import dpo, initial, pseudo, rl  # noqa: F401  (registration)
-from .spec import ARMS, ROLES, ArmKind, ArmResult, arm_refs, arm_role, register, source_only
+from .spec import ARMS, ROLES, ArmKind, ArmResult, arm_refs, arm_role, register, source_only, start_arm
 
-__all__ = ["ARMS", "ROLES", "ArmKind", "ArmResult", "arm_refs", "arm_role", "register", "source_only"]
+__all__ = ["ARMS", "ROLES", "ArmKind", "ArmResult", "arm_refs", "arm_role", "register", "source_only", "start_arm"]

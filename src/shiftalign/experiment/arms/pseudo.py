@@ -155,6 +155,9 @@ class PseudoOptions(AddedOptions):
     def arm_refs(self) -> list[str]:
         return [r for r in (self.init, self.source_weights) if r]
 
+    def start_arm(self) -> str | None:
+        return self.init
+
     def diverse(self) -> bool:
         return self.reward_members is not None or self.reward_diverse
 

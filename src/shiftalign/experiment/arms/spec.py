@@ -72,6 +72,12 @@ def arm_refs(options) -> list[str]:
     return list(options.arm_refs()) if hasattr(options, "arm_refs") else []
 
 
+def start_arm(options) -> str | None:
+    """The earlier arm whose policy this arm's training starts from (a warm start), as its options declare with
+    ``start_arm()``; None (the initial policy) by default. Its final point starts the arm's frontier curve."""
+    return options.start_arm() if hasattr(options, "start_arm") else None
+
+
 def arm_role(options) -> str:
     """What an arm is for in the results: ``method`` (the default; the verdict picks the best of these),
     ``control`` (e.g. random labels, or source-only DPO trained longer: training without information
