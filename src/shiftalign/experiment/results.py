@@ -175,8 +175,8 @@ def _diagnostics(results: list, first: dict) -> dict:
 
 
 def frontier_of(arm, r: Readings) -> list[dict]:
-    """The arm's earlier trajectory points (``experiment.points``), each averaged over the replicates that
-    have it (by position), then its final policy: label, replicates, mean gold with its gain over the initial
+    """The arm's earlier trajectory points (``experiment.points``; a warm-started arm's first is the policy it
+    starts from), each averaged over the replicates that have it (by position), then its final policy: label, replicates, mean gold with its gain over the initial
     policy (95 % interval over prompts and seeds), mean KL to the initial policy with its interval."""
     run, names = r.run, r.evaluated[arm.name]
     per_replicate = [run.results[n].points for n in names]
@@ -184,6 +184,9 @@ def frontier_of(arm, r: Readings) -> list[dict]:
         return []
     initial = next((a.name for a in run.arms if a.role == "reference" and r.evaluated[a.name]), None)
     out = []
+    start = _start(arm, r)
+    if start is not None:
+        out.append(_point(start.label, start.gold, start.kl, initial, r))
     for i in range(max(map(len, per_replicate))):
         pts = [p[i] for p in per_replicate if i < len(p)]
         out.append(_point(pts[0]["label"], np.array([p["gold_per_prompt"] for p in pts], np.float64),
@@ -202,6 +205,18 @@ def _point(label: str, gold: np.ndarray, kl: np.ndarray, initial: str | None, r:
     return point
 
 
+def _start(arm, r: Readings) -> Point | None:
+    """A warm-started arm's first trajectory point: the final policy of the arm it starts from, for each of its
+    replicates the one training picked (the replicate of the same seed, else the first); None for an arm that
+    starts from the initial policy or whose start has no per-prompt numbers."""
+    start, names = start_arm(arm.options), r.evaluated.get(arm.name) or []
+    if not start or not names or not r.evaluated.get(start) or not all("kl_per_prompt" in e for e in r.entries(start)):
+        return None
+    pick = [k if k < len(r.evaluated[start]) else 0 for k in range(len(names))]
+    return Point(f"start ({start})", 1e-9, r.golds[start][pick],  # trained: it shares the arm's seed
+                 _per_prompt(r.entries(start), "kl_per_prompt", "kl_to_baseline")[pick])
+
+
 def curve_of(arm, r: Readings) -> Curve | None:
     """The arm's gold-against-KL curve (``experiment.frontier``): the initial policy, for a warm-started arm the
     final policy of the arm it starts from (each replicate's own start: the replicate of the same seed, else the
@@ -214,11 +229,9 @@ def curve_of(arm, r: Readings) -> Curve | None:
         return None
     g0 = r.golds[initial]
     points = [Point("initial", 0.0, g0, np.zeros_like(g0))]
-    start = start_arm(arm.options)
-    if start and r.evaluated.get(start) and all("kl_per_prompt" in e for e in r.entries(start)):
-        pick = [k if k < len(r.evaluated[start]) else 0 for k in range(len(names))]
-        points.append(Point(f"start ({start})", 1e-9, r.golds[start][pick],  # trained: shares the arm's seed
-                            _per_prompt(r.entries(start), "kl_per_prompt", "kl_to_baseline")[pick]))
+    start = _start(arm, r)
+    if start is not None:
+        points.append(start)
     per_replicate = [run.results[n].points for n in names]
     n = min(map(len, per_replicate))
     for i in range(n):
