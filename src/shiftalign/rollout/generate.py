@@ -80,6 +80,11 @@ def vllm_engine(model_path: str, seed: int, settings=None, adapter=None) -> VLLM
         raise ConfigError("backend vllm needs vLLM installed: pip install 'shiftalign[vllm]'") from None
     knobs = {} if settings is None else {k: v for k, v in asdict(settings).items()
                                          if v is not None and k != "lora_adapters"}  # ours, not an LLM argument
+    if "enable_chunked_prefill" not in knobs and not torch.cuda.is_available():
+        # vLLM 0.32 on a CPU rewinds a seeded request's generator when its prompt is prefilled in chunks (a
+        # partial prefill's sampled token is discarded), which the CPU generator cannot do: the engine stops with
+        # "CPU Generator does not use offset" (64 prompts x 4 samples here). Every request here is seeded.
+        knobs["enable_chunked_prefill"] = False
     if adapter is None:
         return VLLMEngine(LLM(model=model_path, seed=seed, logprobs_mode="raw_logprobs", **knobs))
     from vllm.lora.request import LoRARequest

@@ -30,6 +30,9 @@ class VLLMConfig:
     dtype: str = "auto"  # the weights' dtype in the engine (auto: the checkpoint's, bf16 for fp32 on a GPU)
     enforce_eager: bool = False  # true: no CUDA graphs (slower; less memory, quicker to start)
     max_model_len: int | None = None  # the context the engine reserves memory for (None: the model's)
+    # None: vLLM's default on a GPU, off on a CPU, where vLLM 0.32 stops with "CPU Generator does not use offset"
+    # once a seeded request's prompt is prefilled in chunks (rollout.generate.vllm_engine)
+    enable_chunked_prefill: bool | None = None
     lora_adapters: bool = False  # true: a LoRA policy (a LoRA run's model/ beside its adapter/, or a peft adapter
     # directory) is served as a vLLM LoRA adapter request on an engine of its base model, not as its merged weights
     # (rollout.generate); a policy that is not LoRA is sampled as without it
