@@ -86,13 +86,30 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     name = args.command + (f" {args.action}" if getattr(args, "action", None) else "")
     reuse_freed_memory()
+    finished = False
     try:
         with restart_allowed(args.restart):
             _run(name, args)
+        finished = True
         return 0
     except ShiftalignError as e:
         print(f"shiftalign: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        _leave_process_group(finished)
+
+
+def _leave_process_group(finished: bool) -> None:
+    """Under torchrun: the process group is torn down before the interpreter exits (left to exit, a process's
+    communication threads can still be running: it aborts with "terminate called without an active
+    exception"); after a finished command every process first waits for the others (after a failure it does not:
+    the others may never arrive)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if finished:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 def load_for_command(name: str, config: str, overrides: list[str]):
