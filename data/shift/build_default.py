@@ -18,9 +18,20 @@ competent in its own domain:
   best-vs-worst pairs carry the clearer signal real preference data has.
 Held-out source pairs come from prompts of their own (no prompt is shared with the training pairs).
 
+A second regime, ``format``, labels the same responses with a biased rater: one who favours a response
+laid out over several lines (a line break: a list, steps, a heading), as raters and reward models
+favour list formatting (Zhang et al., 2024, "From Lists to Emojis") and length (Singhal et al., 2023).
+Its rating adds ``FORMAT_BIAS_SDS`` within-prompt standard deviations of the gold (measured on the
+source responses, per gold) to a formatted response, with the same noise draws as the default regime.
+On the behaviour responses the cue is nearly independent of every gold (correlation -0.03 with
+vader, +0.06 with plain_language, +0.08 with readability; in ``build_info.json``): in the source pairs
+it predicts the labels, whereas labels of the policy's own samples by gold do not depend on it.
+Source-only DPO can learn the rater's taste for formatting, which gold does not pay for.
+
 Outputs in ``data/shift/default/``: ``source_pairs_<gold>.jsonl`` and ``heldout_pairs_<gold>.jsonl``
 (prompt, chosen, rejected, gold scores, the label's probability), ``source_prompts.jsonl``,
-``target_prompts.jsonl``, ``target_eval_prompts.jsonl``, ``build_info.json``, and
+``target_prompts.jsonl``, ``target_eval_prompts.jsonl``, ``build_info.json``, the ``format`` regime's
+``source_pairs_<gold>_format.jsonl`` and ``heldout_pairs_<gold>_format.jsonl``, and
 ``behaviour_responses.jsonl``: the four responses of every source and held-out prompt, so that a
 rebuild (e.g. after adding a gold to ``GOLDS``) labels them again without sampling them again.
 
@@ -66,6 +77,7 @@ GOLDS = {"vader": 0.1, "readability": 0.1, "plain_language": 0.1}  # gold scorer
 MAX_NEW_TOKENS = 48
 SEED = 0
 PAIRING = "best_vs_worst"  # one pair per prompt: the top and the bottom of four noisy ratings
+FORMAT_BIAS_SDS = 2.0  # the format regime's rater bias, in within-prompt gold standard deviations
 SIZES = {"source": (780, 260), "heldout": (75, 25), "target": (32, 96), "target_eval": (16, 48)}  # (home, work)
 
 
@@ -80,6 +92,37 @@ def take(home: list[str], work: list[str], n_home: int, n_work: int, rng: random
     out = [home.pop() for _ in range(n_home)] + [work.pop() for _ in range(n_work)]
     rng.shuffle(out)
     return out
+
+
+def formatted(response: str) -> bool:
+    """The format regime's cue: the response runs over several lines."""
+    return "\n" in response
+
+
+def within_prompt_sd(gold, prompts: list[str], responses: list[list[str]]) -> float:
+    """Mean over prompts of the standard deviation of the gold across a prompt's distinct responses."""
+    sds = []
+    for p, rs in zip(prompts, responses):
+        kept = list(dict.fromkeys(r for r in rs if r))
+        if len(kept) > 1:
+            g = gold([p] * len(kept), kept)
+            mean = sum(g) / len(g)
+            sds.append((sum((x - mean) ** 2 for x in g) / (len(g) - 1)) ** 0.5)
+    return sum(sds) / len(sds)
+
+
+def cue_statistics(gold, prompts: list[str], responses: list[list[str]], rows: list[dict]) -> dict:
+    """How the cue relates to the gold on the responses, and to the labels in ``rows``."""
+    flat = [(p, r) for p, rs in zip(prompts, responses) for r in rs if r]
+    g = gold([p for p, _ in flat], [r for _, r in flat])
+    c = [float(formatted(r)) for _, r in flat]
+    n, mg, mc = len(g), sum(g) / len(g), sum(c) / len(c)
+    cov = sum((a - mg) * (b - mc) for a, b in zip(g, c)) / n
+    sd_g, sd_c = (sum((a - mg) ** 2 for a in g) / n) ** 0.5, (sum((b - mc) ** 2 for b in c) / n) ** 0.5
+    split = [r for r in rows if formatted(r["chosen"]) != formatted(r["rejected"])]
+    return {"cue_share_of_responses": round(mc, 4), "cue_gold_correlation": round(cov / (sd_g * sd_c), 4),
+            "pairs_split_by_cue": len(split),
+            "chosen_has_cue_in_split_pairs": round(sum(formatted(r["chosen"]) for r in split) / max(len(split), 1), 4)}
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -122,12 +165,20 @@ def main() -> None:
     for gold_name, tau in GOLDS.items():
         gold = make_scorer({"name": gold_name})
         g: dict = {"tau": tau}
+        bias = FORMAT_BIAS_SDS * within_prompt_sd(gold, prompts["source"], responses["source"])
+        fmt: dict = {"bias": round(bias, 4), "bias_in_within_prompt_sds": FORMAT_BIAS_SDS}
         for name, prefix in (("source", "src"), ("heldout", "held")):
-            rows = label_pairs(prompts[name], responses[name], gold, tau, random.Random(f"{SEED}:{gold_name}:{name}"),
-                               f"{prefix}-{gold_name}", PAIRING)
-            write_jsonl(out / f"{'source' if name == 'source' else 'heldout'}_pairs_{gold_name}.jsonl", rows)
-            g[f"{name}_pairs"] = len(rows)
-            g[f"{name}_label_agreement_with_gold"] = label_agreement(rows)
+            for regime, rating_bias, stats in (("", None, g), ("_format", lambda r: bias * formatted(r), fmt)):
+                rows = label_pairs(prompts[name], responses[name], gold, tau,
+                                   random.Random(f"{SEED}:{gold_name}:{name}"), f"{prefix}-{gold_name}{regime}",
+                                   PAIRING, rating_bias)
+                write_jsonl(out / f"{'source' if name == 'source' else 'heldout'}_pairs_{gold_name}{regime}.jsonl",
+                            rows)
+                stats[f"{name}_pairs"] = len(rows)
+                stats[f"{name}_label_agreement_with_gold"] = label_agreement(rows)
+                if name == "source":
+                    stats["cue"] = cue_statistics(gold, prompts[name], responses[name], rows)
+        g["format_regime"] = fmt
         info["golds"][gold_name] = g
     for name in ("source", "target", "target_eval"):
         write_jsonl(out / f"{name}_prompts.jsonl", [{"id": f"{name}-{i:04d}", "prompt": p}

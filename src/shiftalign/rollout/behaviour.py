@@ -6,12 +6,18 @@ length differ from the target policy's). For responses a and b with gold scores 
 chosen with probability sigmoid((g(a) - g(b)) / tau) (Bradley & Terry, 1952): tau -> 0 gives gold
 labels, larger tau more label noise. Every row records both gold scores and the label's probability,
 so label accuracy can be analysed afterwards.
+
+A rater may also be biased: ``rating_bias(response)`` is added to the gold score in the rating, as a
+rater who favours a feature the gold does not reward (raters and reward models favour longer and
+list-formatted answers: Singhal et al., 2023; Zhang et al., 2024, "From Lists to Emojis"). The recorded
+``p_label`` stays the gold's Bradley-Terry probability, so the bias shows as lower agreement with gold.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..log import log
@@ -50,7 +56,8 @@ PAIRINGS = ("disjoint", "best_vs_worst")
 
 
 def label_pairs(prompts: list[str], responses: list[list[str]], gold, tau: float, rng: random.Random,
-                id_prefix: str = "src", pairing: str = "disjoint") -> list[dict]:
+                id_prefix: str = "src", pairing: str = "disjoint",
+                rating_bias: Callable[[str], float] | None = None) -> list[dict]:
     """Preference rows from each prompt's responses, labelled by ``gold`` with noise of temperature ``tau``.
 
     - ``disjoint``: pairs 1-2, 3-4, ...; a is chosen with probability sigmoid((g(a) - g(b)) / tau);
@@ -59,10 +66,12 @@ def label_pairs(prompts: list[str], responses: list[list[str]], gold, tau: float
       g + tau * Gumbel noise, the highest rating is chosen and the lowest rejected. The ratings follow a
       Plackett-Luce model, whose pairwise marginals are the Bradley-Terry probabilities above.
     Responses that are empty or repeated within a pair are left out. ``p_label`` is the Bradley-Terry
-    probability of the recorded order."""
+    probability of the recorded order under the gold. ``rating_bias`` (default none) adds its value for
+    each response to the gold score the rater sees; the noise draws are the same with and without it."""
     if pairing not in PAIRINGS:
         raise ValueError(f"pairing: expected one of {', '.join(PAIRINGS)}, got {pairing!r}")
     rows: list[dict] = []
+    bias = rating_bias or (lambda response: 0.0)
 
     def add(p: str, a: str, b: str, ga: float, gb: float) -> None:  # a is chosen
         rows.append({"id": f"{id_prefix}-{len(rows):04d}", "prompt": p, "chosen": a, "rejected": b,
@@ -74,7 +83,7 @@ def label_pairs(prompts: list[str], responses: list[list[str]], gold, tau: float
                 if not a or not b or a == b:
                     continue
                 ga, gb = gold([p, p], [a, b])
-                if rng.random() < 1 / (1 + math.exp(-(ga - gb) / tau)):
+                if rng.random() < 1 / (1 + math.exp(-(ga + bias(a) - gb - bias(b)) / tau)):
                     add(p, a, b, ga, gb)
                 else:
                     add(p, b, a, gb, ga)
@@ -83,7 +92,8 @@ def label_pairs(prompts: list[str], responses: list[list[str]], gold, tau: float
         if len(kept) < 2:
             continue
         scores = gold([p] * len(kept), kept)
-        ratings = [g - tau * math.log(-math.log(rng.random() or 1e-300)) for g in scores]  # + tau * Gumbel(0, 1)
+        ratings = [g + bias(r) - tau * math.log(-math.log(rng.random() or 1e-300))  # + tau * Gumbel(0, 1)
+                   for g, r in zip(scores, kept)]
         hi, lo = max(range(len(kept)), key=ratings.__getitem__), min(range(len(kept)), key=ratings.__getitem__)
         add(p, kept[hi], kept[lo], scores[hi], scores[lo])
     return rows
