@@ -1,6 +1,7 @@
 """Bench scripts that the suite can check: bench/gpu_smoke.sh says "no CUDA" and exits 0 on a CPU machine,
 and every command it would run on a GPU machine names config keys that exist; bench/rl_iteration.py
-reports the parts of an RL iteration."""
+reports the parts of an RL iteration; bench/agreement_by_round.py and bench/cue_drift.py read an experiment's
+output."""
 
 import os
 import shlex
@@ -89,3 +90,27 @@ def test_agreement_by_round_splits_label_accuracy_by_whether_every_head_agrees(t
     assert (r2["head_agreement"], r2["accuracy_unanimous"], r2["accuracy_split"]) == (0.5, 1.0, 0.0)
     assert "| vader | arm | 2 | 0.500 | 0.500 (2) | 1.000 (1) | 0.000 (1) |" in capsys.readouterr().out
     assert json.loads((tmp_path / "a.json").read_text()) == [r1, r2]
+
+
+def test_cue_drift_reads_each_evaluated_policy_share_of_the_cue(tmp_path, capsys):
+    """bench/cue_drift.py on two evaluation.json files (frontier points and final policies) with samples."""
+    import importlib.util
+    import json
+
+    def write(folder, policies):
+        (folder / "samples" / "arm step 1").mkdir(parents=True)
+        report = {"policies": {n: {"gold_mean": g, "kl_per_prompt": kl} for n, (g, kl, _) in policies.items()}}
+        (folder / "evaluation.json").write_text(json.dumps(report))
+        for name, (_, _, completions) in policies.items():
+            (folder / "samples" / f"{name}.jsonl").write_text("".join(json.dumps({"completion": c}) + "\n"
+                                                                       for c in completions))
+    write(tmp_path / "points", {"arm step 1/2": (0.5, [1.0, 3.0], ["a\nb", "a", "b", "c"])})
+    write(tmp_path / "evaluation", {"arm": (0.7, [4.0], ["1. a\n2. b", "x\ny"]), "initial": (0.4, [0.0], ["a"])})
+    spec = importlib.util.spec_from_file_location("cue_drift", ROOT / "bench" / "cue_drift.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main([str(tmp_path), "--out", str(tmp_path / "c.json")])
+    assert [(r["policy"], r["samples"], r["cue_share"], r["gold"], r["kl"]) for r in rows] == [
+        ("arm", 2, 1.0, 0.7, 4.0), ("arm step 1/2", 4, 0.25, 0.5, 2.0), ("initial", 1, 0.0, 0.4, 0.0)]
+    assert "| arm step 1/2 | 4 | 0.250 | 0.500 | 2.00 |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "c.json").read_text()) == rows
