@@ -295,8 +295,9 @@ def test_the_verdict_states_the_result_from_the_numbers():
 def test_the_default_profile_uses_the_same_method_settings_on_every_gold():
     """bench/shift/default_plain_language.yaml and default_readability.yaml extend default.yaml: resolved, each
     differs from it in exactly the gold, its two pairs files and the output directory, with the same arms in the
-    same order; the format regime's profiles differ from the default ones in the pairs files alone; all parse as
-    experiment configs."""
+    same order; the format regime's profiles differ from the default ones in the pairs files alone, and the
+    methods and recipe-ablation profiles' second gold from their first in the gold and its pairs files; all parse
+    as experiment configs."""
     from pathlib import Path
 
     from shiftalign.config import load_config, to_dict
@@ -324,15 +325,19 @@ def test_the_default_profile_uses_the_same_method_settings_on_every_gold():
             f"data/shift/default/source_pairs_{gold}.jsonl", f"data/shift/default/heldout_pairs_{gold}.jsonl")
     for variant, base, golds in (("format.yaml", "default.yaml", False),
                                  ("format_plain_language.yaml", "default_plain_language.yaml", False),
-                                 ("format_plain_language.yaml", "format.yaml", True)):
+                                 ("format_plain_language.yaml", "format.yaml", True),
+                                 ("methods_plain_language.yaml", "methods.yaml", True),
+                                 ("recipe_ablations_plain_language.yaml", "recipe_ablations.yaml", True)):
         cfg = flat(to_dict(load_config(str(root / variant), [], ExperimentConfig)))
         ref = flat(to_dict(load_config(str(root / base), [], ExperimentConfig)))
         assert ref.keys() == cfg.keys()
         changed = {"output_dir", "data.source_pairs", "data.heldout_pairs"} | ({"gold.name"} if golds else set())
         assert {k for k in ref if ref[k] != cfg[k]} == changed, variant
-        assert cfg["data.source_pairs"] == f"data/shift/default/source_pairs_{cfg['gold.name']}_format.jsonl"
+        cue = "_format" if variant.startswith("format") else ""
+        assert cfg["data.source_pairs"] == f"data/shift/default/source_pairs_{cfg['gold.name']}{cue}.jsonl"
     for f in ("default.yaml", "default_plain_language.yaml", "default_readability.yaml", "small.yaml",
-              "small_data.yaml", "format.yaml", "format_plain_language.yaml"):
+              "small_data.yaml", "format.yaml", "format_plain_language.yaml", "methods.yaml",
+              "methods_plain_language.yaml", "recipe_ablations.yaml", "recipe_ablations_plain_language.yaml"):
         parse_arms(load_config(str(root / f), [], ExperimentConfig))
 
 
