@@ -1,5 +1,7 @@
 """Plot helpers that can be checked without looking at the picture."""
 
+import numpy as np
+
 from shiftalign.report.plots import DEFAULT_OFFSET, gold_vs_kl_figure, label_positions
 
 
@@ -61,3 +63,21 @@ def test_every_arm_of_a_crowded_plot_is_told_apart_and_a_moved_label_is_joined_t
     assert all(t.arrow_patch is not None for t in moved)
     assert labels["far_a"].arrow_patch is None and labels["far_b"].arrow_patch is None
     assert all(t.get_color() == p.get_color() for t, p in zip(ax.texts, points))
+
+
+def test_the_source_only_frontier_is_drawn_beneath_the_arms_with_its_label():
+    from shiftalign.experiment.frontier import Curve, Point, envelope_line
+    from shiftalign.report.plots import FRONTIER_LABEL
+
+    def curve(arm, ks, gs):
+        pts = [Point("0", 0.0, np.zeros((1, 4)), np.zeros((1, 4)))]
+        return Curve(arm, (*pts, *(Point(str(k), 1.0, np.full((1, 4), g), np.full((1, 4), k)) for k, g in zip(ks, gs))))
+
+    line = envelope_line([curve("short", [1.0], [0.5]), curve("far", [4.0], [0.8])], n=5)
+    assert np.allclose(line, [(0.0, 0.0), (1.0, 0.5), (2.0, 0.6), (3.0, 0.7), (4.0, 0.8)])
+    rows = [{"arm": "initial", "kl": 0.0, "gold": 0.0}, {"arm": "m", "kl": 2.0, "gold": 0.7}]
+    ax = gold_vs_kl_figure(rows, "initial", line).axes[0]
+    band = [x for x in ax.lines if x.get_label() == FRONTIER_LABEL]
+    assert len(band) == 1 and list(band[0].get_xdata()) == [k for k, _ in line] and band[0].get_zorder() == 0
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [FRONTIER_LABEL]
+    assert gold_vs_kl_figure(rows, "initial").axes[0].get_legend() is None

@@ -7,7 +7,9 @@ are taken (expected_lifted.json). Both are written by ``python tests/test_result
 expected.json first held what the experiment itself wrote, and the reshaping of the experiment layer kept
 it to 1e-12; it was pinned again when the intervals came to include the training-seed variance
 (experiment.statistics), and again when a warm-started arm's frontier curve came to start at the policy it
-starts from instead of running straight from the initial policy (its matched-KL numbers only)."""
+starts from instead of running straight from the initial policy (its matched-KL numbers only), and when the
+source-only frontier came to count mixtures of the baseline arms' points (frontier.py, eq. 1; matched-KL numbers
+only)."""
 
 import copy
 import json

@@ -13,12 +13,22 @@ point (fraction 0: KL 0, the initial policy's gold), joined by straight lines; i
 its last point.
 
 Envelope (:func:`envelope`). Several source-only settings (longer training, a higher learning rate, a lower
-beta) make one baseline frontier, their upper envelope
+beta) make one baseline frontier: the most gold source-only training reaches within a KL budget k, its own
+policies and their mixtures counted,
 
-    E(k) = max_c f_c(k),  over the curves c with 0 <= k <= K_c,                                     (1)
+    E(k) = max { lambda g_i + (1 - lambda) g_j :  lambda k_i + (1 - lambda) k_j <= k,  lambda in [0, 1] },   (1)
 
-f_c the piecewise-linear curve through c's points (mean KL, mean gold) and K_c its largest mean KL. Where no
-curve reaches k, E(k) is not defined (NaN): nothing is extrapolated.
+over every pair of points i, j (mean KL k, mean gold g) of every baseline curve, for k up to the largest KL a
+point reaches, K_B = max_c K_c; beyond it E(k) is not defined (NaN): nothing is extrapolated. A mixture is
+achievable: the policy that samples from policy i with probability lambda and from j otherwise has gold
+lambda g_i + (1 - lambda) g_j and, KL being jointly convex, a KL to the initial policy of at most
+lambda k_i + (1 - lambda) k_j, so mixing makes the achievable set convex (as randomised policies do in
+constrained MDPs: Altman, 1999, "Constrained Markov Decision Processes"). E is therefore the least concave
+majorant of the baseline's points, held level beyond its highest point: non-decreasing in k, since a policy that
+stays within a smaller budget stays within a larger one. Two settings that reach very different KLs are thus
+joined by a straight line between their points, not each read along its own path from the initial policy,
+which would understate the baseline between them (and let it fall as the budget grows). The method's side is
+its own curve, read as it is (see eq. 2), so the comparison errs against the method, not for it.
 
 Matched KL (:func:`matched_kl`). A method m is compared with the envelope at a KL k:
 
@@ -52,7 +62,7 @@ gold deviation already covers for the method and which hardly moves an interpola
 also scale a curve's KL by 10-20 % gave coverage 0.97-0.995 in the same simulation: conservative, not short).
 With no trained curve of two replicates the seed variance is unknown and the interval is over prompts only,
 and says so. Measured in tests/test_frontier.py: 95 % intervals cover the true matched-KL difference at the
-method's own KL in 0.96 (1 seed) and 0.955 (3 seeds) of 400 simulated experiments.
+method's own KL in 0.953 (1 seed) and 0.953 (3 seeds) of 400 simulated experiments.
 
     from shiftalign.experiment.frontier import Curve, Point, default_levels, matched_kl
     init = Point("0", 0.0, g0, np.zeros_like(g0))
@@ -143,7 +153,8 @@ class Curve:
 
 
 class Envelope(NamedTuple):
-    """E(k) of eq. 1 at each asked KL (NaN where no curve reaches it) and the arm that attains it (None there)."""
+    """E(k) of eq. 1 at each asked KL (NaN where no curve reaches it) and the arm that attains it ("a + b" for a
+    mixture of two curves' points; None where it is not defined)."""
 
     gold: np.ndarray
     arm: list[str | None]
@@ -159,8 +170,8 @@ class MatchedKL(NamedTuple):
     diff: float
     lo: float
     hi: float
-    baseline_arm: str    # the baseline curve that attains the envelope at kl
-    attained_share: float  # share of draws in which that curve attains it
+    baseline_arm: str    # the baseline curve that attains the envelope at kl ("a + b": a mixture of two curves)
+    attained_share: float  # share of draws in which the same curve (or pair) attains it
     capped: bool         # compared at the largest common KL instead of the one asked
     note: str            # why, in words ("" when not capped)
     method: str          # what the interval resamples
@@ -175,7 +186,16 @@ def envelope(curves: Sequence[Curve], at_kl) -> Envelope:
     q = np.atleast_1d(np.asarray(at_kl, np.float64))
     x, y = _stack(curves, None, None)
     g, i = _envelope(x, y, q[None, :])
-    return Envelope(g[0], [None if j < 0 else curves[j].arm for j in i[0]])
+    return Envelope(g[0], [_attaining(curves, j) for j in i[0]])
+
+
+def envelope_line(curves: Sequence[Curve], n: int = 200) -> list[tuple[float, float]]:
+    """Eq. 1 on ``n`` evenly spaced KLs from 0 to the largest a baseline point reaches, as (KL, gold) pairs to
+    draw; empty without curves."""
+    if not curves:
+        return []
+    q = np.linspace(0.0, max(c.reach for c in curves), n)
+    return [(float(k), float(g)) for k, g in zip(q, envelope(curves, q).gold) if np.isfinite(g)]
 
 
 def default_levels(method_curve: Curve, fractions: Sequence[float] = (0.25, 0.5)) -> list[str | float]:
@@ -236,7 +256,7 @@ def matched_kl(method_curve: Curve, baseline_curves: Sequence[Curve], at: str | 
         j = int(arm[0, 0])
         capped = bool(k[0] < want[0])
         out.append(MatchedKL(a, float(k[0]), float(gm[0]), float(gb[0, 0]), float(d[0]), float(lo), float(hi),
-                             baseline_curves[j].arm, float(np.mean(arm[1:, 0] == j)), capped,
+                             _attaining(baseline_curves, j), float(np.mean(arm[1:, 0] == j)), capped,
                              _note(a, float(want[0]), float(k[0]), float(reach_b[0]), capped), _method(sv)))
     return out
 
@@ -308,8 +328,38 @@ def _interp(x: np.ndarray, y: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def _envelope(xs: list[np.ndarray], ys: list[np.ndarray], q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eq. 1 row-wise: (R, Q) envelope gold (NaN where no curve reaches) and the attaining curve's index (-1)."""
-    g = np.stack([_interp(x, y, q) for x, y in zip(xs, ys)])  # (C, R, Q)
-    none = np.isnan(g).all(0)
-    arm = np.where(none, -1, np.argmax(np.where(np.isnan(g), -math.inf, g), 0))
-    return np.where(none, np.nan, np.nanmax(np.where(none[None], 0.0, g), 0)), arm
+    """Eq. 1 row-wise: (R, Q) envelope gold (NaN beyond every point's KL) and the attaining pair's code
+    (:func:`_attaining`; -1 there). Every pair (i, j) of points with k_i <= q contributes its mixture at KL
+    min(q, k_j) when k_i < k_j, and point i alone contributes g_i."""
+    x, y = np.concatenate(xs, 1), np.concatenate(ys, 1)  # (R, J): every curve's points side by side
+    curve = np.concatenate([np.full(a.shape[1], c) for c, a in enumerate(xs)])
+    C = len(xs)
+    xi, xj = x[:, None, :, None], x[:, None, None, :]  # (R, 1, J, 1), (R, 1, 1, J)
+    yi, yj = y[:, None, :, None], y[:, None, None, :]
+    qq = q[:, :, None, None]  # (R, Q, 1, 1)
+    ahead = xj > xi
+    t = np.clip(np.where(ahead, (np.minimum(qq, xj) - xi) / np.where(ahead, xj - xi, 1.0), 0.0), 0.0, 1.0)
+    value = np.where(qq >= xi, yi + t * (yj - yi), -math.inf)  # (R, Q, J, J); t = 0 unless j is ahead of i
+    J = x.shape[1]
+    flat = value.reshape(*value.shape[:2], J * J)
+    best = flat.argmax(-1)  # (R, Q)
+    i, j = np.divmod(best, J)
+    g = np.take_along_axis(flat, best[..., None], -1)[..., 0]
+    tb = np.take_along_axis(t.reshape(flat.shape), best[..., None], -1)[..., 0]
+    ci, cj = curve[i], curve[j]
+    alone = np.where(tb >= 1.0, cj, ci)  # the mixture's weight sits on one point
+    mixed = (tb > 0.0) & (tb < 1.0) & (ci != cj)
+    code = np.where(mixed, np.minimum(ci, cj) * C + np.maximum(ci, cj) + C, alone)
+    none = (q > x.max(1, keepdims=True)) | ~np.isfinite(g)
+    return np.where(none, np.nan, g), np.where(none, -1, code)
+
+
+def _attaining(curves: Sequence[Curve], code: int) -> str | None:
+    """The arm (or the two arms, "a + b") that an envelope code of :func:`_envelope` names; None for -1."""
+    C = len(curves)
+    if code < 0:
+        return None
+    if code < C:
+        return curves[code].arm
+    a, b = divmod(code - C, C)
+    return f"{curves[a].arm} + {curves[b].arm}"

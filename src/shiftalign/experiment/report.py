@@ -12,6 +12,7 @@ from ..report.plots import difference_plot, gold_vs_kl, png_file, save_png, trai
 from ..rundir import fingerprint
 from .calibrate import describe
 from .candidates import selection_results
+from .frontier import envelope_line
 from .results import Readings, arm_rows, seed_variance_record
 from .run import ExperimentRun
 from .tables import arms_tables, markdown_table, minutes, num, selection_markdown, selection_note, selection_tables
@@ -71,7 +72,8 @@ def write_outputs(root: Path, run: ExperimentRun) -> dict:
     ok = [r for r in rows if "failed" not in r]
     plots = {"difference.png": ("Gold reward: difference to the baseline with 95 % intervals",
                                 difference_plot(ok, cfg.baseline_arm) if ok else None),
-             "gold_vs_kl.png": ("Gold reward against KL to the initial policy", gold_vs_kl(ok, initial) if ok else None),
+             "gold_vs_kl.png": ("Gold reward against KL to the initial policy",
+                                gold_vs_kl(ok, initial, envelope_line(readings.baseline_curves)) if ok else None),
              "training_curves.png": ("Training curves", training_curves(_curves(root, arms)))}
     for fname, (_, uri) in plots.items():
         if uri:  # also as files, for BENCHMARKS.md

@@ -244,8 +244,8 @@ def curve_of(arm, r: Readings) -> Curve | None:
 
 
 def matched_kl_rows(arm, r: Readings) -> list[dict]:
-    """The arm (a method or an oracle) against the source-only frontier (the upper envelope of every
-    source-only arm's curve) at its own KL and at 1/2 and 1/4 of it: differences with 95 % intervals over
+    """The arm (a method or an oracle) against the source-only frontier (frontier.py, eq. 1: the best
+    mixture of every source-only arm's points within the KL) at its own KL and at 1/2 and 1/4 of it: differences with 95 % intervals over
     prompts and seeds; a KL the frontier does not reach is replaced by the largest it reaches, and the
     note says so."""
     if arm.role not in ("method", "oracle") or not r.baseline_curves:

@@ -98,18 +98,26 @@ def label_positions(points: list[tuple[float, float]], widths: list[float], heig
     return result
 
 
-def gold_vs_kl(rows: list[dict], initial: str) -> str:
-    """rows: dicts with arm, gold, kl, kl_ci95."""
-    return figure_png(gold_vs_kl_figure(rows, initial))
+def gold_vs_kl(rows: list[dict], initial: str, frontier: list[tuple[float, float]] | None = None) -> str:
+    """rows: dicts with arm, gold, kl, kl_ci95; frontier: (KL, gold) points of the source-only frontier."""
+    return figure_png(gold_vs_kl_figure(rows, initial, frontier))
 
 
-def gold_vs_kl_figure(rows: list[dict], initial: str):
+FRONTIER_LABEL = "source-only frontier"
+
+
+def gold_vs_kl_figure(rows: list[dict], initial: str, frontier: list[tuple[float, float]] | None = None):
     """The figure of ``gold_vs_kl``. Each arm has its own colour and marker (10 colours, then the next marker),
     its label the arm's colour; a label moved away from its point to stay clear of the others is joined to it
     by a thin line. An arm with a ``frontier`` (its earlier trajectory points) is drawn as a curve from the
-    initial policy through them to its final point."""
+    initial policy through them to its final point. ``frontier``, when given, is drawn as a thick grey band
+    beneath the arms: the source-only frontier the methods are read against (experiment.frontier, eq. 1)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
+    if frontier:
+        ax.plot(*zip(*frontier), color="0.6", lw=5, alpha=0.35, solid_capstyle="round", zorder=0,
+                label=FRONTIER_LABEL)
+        ax.legend(loc="lower right", fontsize=8, frameon=False)
     margin = 0.12  # room for labels moved up or down
     ax.margins(y=margin)
     box = ax.get_window_extent()  # the y range of the data is drawn this many points tall, less the margins
