@@ -41,3 +41,6 @@ def main():
 if __name__ == "__main__":
     torch.set_num_threads(1)
     main()
+    # left to the interpreter's exit, the process group's threads can still run: "terminate called without an
+    # active exception" aborts the process
+    torch.distributed.destroy_process_group()

@@ -138,3 +138,27 @@ def test_a_directory_from_before_a_new_field_is_the_same_configuration_at_that_f
         with pytest.raises(ConfigError, match="another configuration"):
             claim(tmp_path / "b", changed)
     assert json.loads((tmp_path / "b" / MARKER).read_text()) == stored_old
+
+
+def test_under_several_processes_every_process_reads_before_the_main_one_writes(tmp_path):
+    """The claim two processes make of one new directory: each reads it before the barrier and only the main
+    process writes after it, so the other never reads a directory that is half-made (a bare directory holding
+    the marker's temporary file used to read as foreign files, and stopped that process)."""
+    from dataclasses import dataclass
+
+    from shiftalign.rundir import MARKER, claim
+
+    @dataclass
+    class Cfg:
+        lr: float = 1e-5
+
+    root = tmp_path / "run"
+    seen = []
+
+    def barrier_then_main_writes():  # the other process reached the barrier; the main one then writes
+        seen.append(root.exists())
+        assert claim(root, Cfg(), is_main=True, wait=lambda: seen.append(root.exists())) is False
+
+    assert claim(root, Cfg(), is_main=False, wait=barrier_then_main_writes) is False
+    assert seen == [False, False] and (root / MARKER).is_file() and [p.name for p in root.iterdir()] == [MARKER]
+    assert claim(root, Cfg(), is_main=False, wait=lambda: None) is True  # later: the same config resumes

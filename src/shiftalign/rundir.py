@@ -82,33 +82,42 @@ def _same_but_new_defaults(old: dict, new: dict, cfg) -> bool:
     return set(old) <= set(new) and all(old.get(k, defaults.get(k, missing)) == v for k, v in new.items())
 
 
-def claim(directory: str | Path, cfg, is_main: bool = True) -> bool:
-    """Make ``directory`` this config's (see the module docstring). True when it resumes an earlier run."""
+def claim(directory: str | Path, cfg, is_main: bool = True, wait=None) -> bool:
+    """Make ``directory`` this config's (see the module docstring). True when it resumes an earlier run.
+
+    Under several processes each one calls it with ``wait`` (a barrier): every process reads the directory
+    before ``wait`` and only the main one writes after it, so no process reads a directory half-written by
+    another (a freshly made directory holding only the marker's temporary file would read as foreign)."""
     root = Path(directory)
     fp, flat = fingerprint(cfg), flat_config(cfg)
+    action, problem = _state(root, fp, flat, cfg)
+    if problem is not None and not _restart.get():
+        raise ConfigError(f"{problem}; use another output directory, or --restart to remove its contents and start over")
+    if wait is not None:
+        wait()
+    if is_main and action == "clear":
+        for child in root.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    if is_main and action != "resume":
+        root.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(root / MARKER, {"fingerprint": fp, "config": flat})
+    return action in ("resume", "update")
+
+
+def _state(root: Path, fp: str, flat: dict, cfg) -> tuple[str, str | None]:
+    """What :func:`claim` does with ``root``, read without writing: ``resume`` (same config), ``update`` (same
+    config but for new defaults: the marker is rewritten), ``new`` (no or an empty directory) or ``clear``
+    (another config's or foreign files; the problem is said, and only ``--restart`` goes on)."""
     marker = root / MARKER
     if marker.is_file():
         stored = json.loads(marker.read_text(encoding="utf-8"))
         if stored.get("fingerprint") == fp:
-            return True
+            return "resume", None
         if _same_but_new_defaults(stored.get("config", {}), flat, cfg):
-            if is_main:
-                write_json_atomic(marker, {"fingerprint": fp, "config": flat})
-            return True
-        problem = f"{root} was made under another configuration (differs in: {_differences(stored.get('config', {}), flat)})"
-    elif root.is_dir() and any(root.iterdir()):
-        problem = f"{root} holds files that no shiftalign run of this kind wrote (no {MARKER})"
-    elif root.exists() and not root.is_dir():
+            return "update", None
+        return "clear", f"{root} was made under another configuration (differs in: {_differences(stored.get('config', {}), flat)})"
+    if root.is_dir() and any(root.iterdir()):
+        return "clear", f"{root} holds files that no shiftalign run of this kind wrote (no {MARKER})"
+    if root.exists() and not root.is_dir():
         raise ConfigError(f"{root}: expected a directory for the outputs, found a file")
-    else:
-        problem = None
-    if problem is not None:
-        if not _restart.get():
-            raise ConfigError(f"{problem}; use another output directory, or --restart to remove its contents and start over")
-        if is_main:
-            for child in root.iterdir():
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-    if is_main:
-        root.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(marker, {"fingerprint": fp, "config": flat})
-    return False
+    return "new", None

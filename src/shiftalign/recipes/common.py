@@ -132,7 +132,7 @@ def start_output(cfg, acc) -> TrainResult | None:
     validated) and record the resolved config. Returns the result of a run that already finished
     under this config (nothing is left to do), else None."""
     out = Path(cfg.output_dir)
-    resumed = claim(out, cfg, acc.is_main_process)
+    resumed = claim(out, cfg, acc.is_main_process, wait=acc.wait_for_everyone)
     acc.wait_for_everyone()
     if resumed and (out / "summary.json").is_file() and (out / "model").is_dir():
         return TrainResult.read(out)
