@@ -9,7 +9,8 @@ it to 1e-12; it was pinned again when the intervals came to include the training
 (experiment.statistics), and again when a warm-started arm's frontier curve came to start at the policy it
 starts from instead of running straight from the initial policy (its matched-KL numbers only), and when the
 source-only frontier came to count mixtures of the baseline arms' points (frontier.py, eq. 1; matched-KL numbers
-only)."""
+only), and when the differences' intervals became generalised pivotal ones (statistics.py, eq. 3): the
+Satterthwaite df had collapsed here, giving `dpo_classifier` [-0.743, +0.756], now [-0.031, +0.045]."""
 
 import copy
 import json

@@ -78,13 +78,14 @@ def test_pooled_seed_variance_is_unbiased_and_counts_the_prompt_by_seed_noise_on
 
 @pytest.mark.parametrize("s_arm,sd_seed,seed", [(1, 0.03, 0), (3, 0.03, 1), (1, 0.015, 2)])
 def test_difference_covers_the_true_difference_over_prompts_and_seeds(s_arm, sd_seed, seed):
-    """Measured: 1 vs 3 at sd 0.03: coverage 0.963, mean width 1.17x the known-variance interval's;
-    3 vs 3: 0.946, 1.10x; 1 vs 3 at sd 0.015: 0.967, 1.15x."""
+    """Measured (eq. 3, 4,000 draws): 1 vs 3 at sd 0.03: coverage 0.968, mean width 1.21x the known-variance
+    interval's; 3 vs 3: 0.944, 1.08x; 1 vs 3 at sd 0.015: 0.971, 1.18x. (The Satterthwaite t it replaced:
+    0.963 / 1.17x, 0.946 / 1.10x, 0.967 / 1.15x.)"""
     g, mu = experiment(s_arm, sd_seed, seed)
     methods = set()
 
     def report_row(arms):
-        r = differences(arms, "base")["arm"]  # what the report calls for every row
+        r = differences(arms, "base", n=4000)["arm"]  # what the report calls for every row
         methods.add(r.over_seeds)
         return r.lo, r.hi
 
@@ -124,7 +125,8 @@ def test_without_a_two_replicate_arm_the_interval_is_prompt_only_and_says_so():
     assert r.method.startswith(PROMPTS_ONLY) and not r.over_seeds
     d = arms["arm"][0] - arms["base"][0]
     half = t.ppf(0.975, P - 1) * d.std(ddof=1) / math.sqrt(P)
-    assert (r.diff, r.lo, r.hi, r.df) == pytest.approx((d.mean(), d.mean() - half, d.mean() + half, P - 1))
+    assert r.diff == pytest.approx(d.mean())  # without a seed term the pivot is t on P - 1 df (20,000 draws)
+    assert (r.lo, r.hi) == pytest.approx((d.mean() - half, d.mean() + half), abs=0.02 * half)
     assert rows["base"][:3] == (0.0, 0.0, 0.0)
     # with a pooled seed variance, an untrained arm adds no seed term, a trained one does
     arms["other"] = simulate({"o": 3}, {"o": 0.0}, 0.03, rng, 1)["o"][0]
@@ -139,7 +141,7 @@ def test_without_a_two_replicate_arm_the_interval_is_prompt_only_and_says_so():
 
 
 def test_family_wise_intervals_cover_all_arms_together(one_vs_three):
-    """Measured: all three differences covered at once in 0.96 of the experiments; each interval is wider
+    """Measured: all three differences covered at once in 0.964 of the experiments; each interval is wider
     than its own, and with one arm it is its own."""
     g, mu = one_vs_three
     names = ["arm", "oracle", "other"]
@@ -158,7 +160,7 @@ def test_family_wise_intervals_cover_all_arms_together(one_vs_three):
 @pytest.mark.parametrize("s_arm", [1, 3])
 def test_gap_recovery_interval_covers_the_true_ratio(s_arm):
     """True ratio 0.5 (arm gain 0.075, oracle gain 0.15). Measured: resolved in >= 99.5 % of the experiments
-    and covering 0.955 (1 seed) / 0.953 (3 seeds); asserted: >= 0.93, counting an unresolved
+    and covering 0.952 (1 seed) / 0.952 (3 seeds); asserted: >= 0.93, counting an unresolved
     experiment as a miss."""
     g, _ = experiment(s_arm, 0.03, seed=10 + s_arm)
     hits, resolved = [], []
@@ -170,13 +172,13 @@ def test_gap_recovery_interval_covers_the_true_ratio(s_arm):
 
 
 def test_gap_recovery_is_not_resolved_without_an_oracle_gain():
-    """An oracle that gains nothing: the ratio is resolved in about 2.5 % of experiments (measured 2.3 %: a
-    one-sided 2.5 % test of the oracle's gain), never with a nan; an oracle below the baseline never."""
+    """An oracle that gains nothing: the ratio is resolved in about 2.5 % of experiments (a one-sided 2.5 % test
+    of the oracle's gain; measured 2.0 %), never with a nan; an oracle below the baseline never."""
     g, _ = experiment(1, 0.03, seed=20, mu_oracle=0.0)
     out = [gap_recovery({k: v[e] for k, v in g.items()}, "base", "arm", "oracle", n=2000) for e in range(300)]
     assert np.mean([r.resolved for r in out]) <= 0.06
     for r in out:
-        assert r.resolved == (r.ratio is not None and r.nonpositive_share < 0.025)
+        assert r.resolved == (r.ratio is not None and r.nonpositive_share < 0.025 - 1e-12)
         assert (r.lo is None) == (not r.resolved) and not (r.resolved and (math.isnan(r.lo) or math.isnan(r.hi)))
         assert not recovers_at_least(r) or r.lo >= 0.5
     g, _ = experiment(1, 0.03, seed=21, mu_oracle=-0.2)
@@ -193,3 +195,22 @@ def test_recovers_at_least_reads_the_lower_bound():
     assert near.resolved and near.nonpositive_share == 0 and near.lo < near.ratio < near.hi
     assert recovers_at_least(near) and near.lo >= 0.5
     assert half.lo < 0.5 < half.hi and not recovers_at_least(half)
+
+
+def test_an_arm_quieter_than_the_pooled_ones_gets_a_finite_interval_that_still_covers():
+    """Two noisy 2-seed arms make the pool (B - W/P a small difference of large mean squares) and two quiet arms
+    are compared, the control with one seed: the Satterthwaite df of the former interval collapsed (median
+    width 5e53 in this simulation). The pivotal interval (eq. 3) is finite in every experiment, at most a few
+    times the known-variance width, and covers; measured: coverage 0.995, median width 0.13 (largest 0.54)."""
+    rng = np.random.default_rng(40)
+    hits, widths = [], []
+    for _ in range(200):
+        g = simulate({"p1": 2, "p2": 2}, {"p1": 0.0, "p2": 0.0}, 0.0, rng, 1)
+        arms = {k: 3 * v[0] for k, v in g.items()}  # three times the prompt-by-seed noise
+        h = simulate({"arm": 2, "ctl": 1}, {"arm": 0.05, "ctl": 0.0}, 0.0, rng, 1)
+        arms.update({k: 0.3 * v[0] for k, v in h.items()})  # true difference 0.015
+        r = differences(arms, "ctl", n=4000)["arm"]
+        assert r.over_seeds and math.isfinite(r.lo) and math.isfinite(r.hi)
+        hits.append(r.lo <= 0.015 <= r.hi)
+        widths.append(r.hi - r.lo)
+    assert np.mean(hits) >= 0.95 and np.median(widths) < 0.5, (np.mean(hits), np.median(widths))

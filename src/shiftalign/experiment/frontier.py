@@ -47,7 +47,7 @@ The interval is a percentile interval over ``n`` draws; each draw resamples
     untrained curve get none. sigma2* is the pooled seed variance of one replicate's mean gold
     (``statistics.pooled_seed_variance``, eq. 2 there, on the final points of the trained curves) drawn
     per draw as its generalised pivotal quantity (Weerahandi, 1993, "Generalized confidence intervals",
-    JASA 88; the simulated counterpart of statistics.py's Satterthwaite t):
+    JASA 88; statistics.py eq. 3, ``seed_variance_draws``):
         sigma2* = max(0, B df_B / chi2_{df_B} - (W / P) df_W / chi2_{df_W}),
     B and W the between-replicate and residual mean squares of eq. 2; a known variance (a float) is used
     as it is. This propagates the uncertainty of a variance pooled over few replicates (df 4 with two
@@ -79,7 +79,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from shiftalign.experiment.statistics import PROMPTS_AND_SEEDS, PROMPTS_ONLY, SeedVariance, pooled_seed_variance
+from shiftalign.experiment.statistics import (
+    PROMPTS_AND_SEEDS,
+    PROMPTS_ONLY,
+    SeedVariance,
+    pooled_seed_variance,
+    seed_variance_draws,
+)
 
 OWN = "own"
 
@@ -281,11 +287,7 @@ def _method(sv) -> str:
 def _seed_draws(sv, curves: Sequence[Curve], n: int, rng) -> np.ndarray:
     """(n, C) gold deviations of each curve's trained points: N(0, sigma2* / S_k), sigma2* per draw."""
     if isinstance(sv, SeedVariance):
-        if sv.value is None:
-            return np.zeros((n, len(curves)))
-        between = sv.between * sv.df / rng.chisquare(sv.df, n)
-        within = sv.within / sv.prompts * sv.within_df / rng.chisquare(sv.within_df, n)
-        s2 = np.maximum(0.0, between - within)
+        s2 = seed_variance_draws(sv, n, rng)
     else:
         s2 = np.full(n, float(sv))
     per = np.array([0.0 if c.untrained or not c.replicates else 1.0 / c.replicates for c in curves])

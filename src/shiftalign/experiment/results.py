@@ -4,8 +4,8 @@ written from them: ``experiment.tables`` and ``experiment.verdict``).
 Differences to the baseline and their 95 % intervals are over prompts *and* training seeds
 (``experiment.statistics``, eq. 1): the variance of the per-prompt paired differences plus the
 training-seed variance of each arm's mean, sigma^2 / S, with sigma^2 pooled over every trained arm of two or
-more replicates (eq. 2), so an arm of one seed carries seed variance too; a t quantile on Satterthwaite's
-degrees of freedom. With no multi-seed arm the seed variance is unknown and every row's ``ci95_method``
+more replicates (eq. 2), so an arm of one seed carries seed variance too; the interval is a generalised
+(pivotal) one, each mean square drawn from its own law (eq. 3). With no multi-seed arm the seed variance is unknown and every row's ``ci95_method``
 says the interval is over prompts only. An evaluation without per-prompt numbers gives its own paired
 prompt interval (``ci95_method`` says so).
 
