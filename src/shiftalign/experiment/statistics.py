@@ -37,7 +37,8 @@ uncertainty of a seed variance pooled over few replicates (df 2 to 6) widens the
 replaces a t on the Welch-Satterthwaite degrees of freedom (Satterthwaite, 1946, Biometrics Bull. 2), whose
 nu = V^2 / sum(term^2 / df) collapses towards 0 when B - W/P is a small difference of large mean squares
 and the compared arms' own prompt variance is small (arms noisier than the compared ones in the pool): a
-t quantile at nu 0.001 made an interval of +-3e64. Without a seed term E* is exactly t_{P-1} sqrt(Var_p/P).
+t quantile at nu 0.001 made an interval of +-3e64. Without a seed term E* is exactly t_{P-1} sqrt(Var_p/P),
+and its quantile is read from the t law rather than drawn.
 A truncated sigma^2_hat = 0 still draws sigma2* > 0 whenever B's pivot exceeds W's: the seed variance
 is still uncertain. Pooling assumes one seed variance for all trained arms; an arm whose own replicates
 spread far more than the pool (its ``seed_spread``) is read with that in mind.
@@ -50,8 +51,11 @@ Family-wise intervals (:func:`simultaneous_differences`): single-step max-|t| (H
 2008, "Simultaneous inference in general parametric models", Biom. J. 50), the joint law of the arms'
 errors drawn as eq. 3 jointly: normal with the per-prompt covariance of the arms' differences / P, scaled by
 one sqrt((P-1) / chi2_{P-1}), plus seed deviations N(0, sigma2* / S_k) per arm minus the baseline's
-N(0, sigma2* / S_B) shared by all, sigma2* one draw for all; the critical value of max_k |E*_k| / se_k is
-simulated.
+N(0, sigma2* / S_B) shared by all, sigma2* one draw for all. Each arm's interval is D_k +- c h_k, h_k the
+``level`` quantile of its own |E*_k| and c that of max_k |E*_k| / h_k; standardising by the drawn h_k rather
+than a plug-in standard error keeps an arm whose plug-in is near zero (sigma^2_hat truncated, a difference
+with almost no prompt variance) from inflating c and so every other arm's interval. A single prompt
+covariance scaled by one chi-square (not a Wishart draw) leaves each arm's own law exact.
 
 Gap recovery (:func:`gap_recovery`), R = D(arm) / D(oracle), both against the baseline, with a percentile
 interval over draws of the pair (D(arm), D(oracle)) from their joint law, the joint eq. 3 draws above (prompts
@@ -199,8 +203,20 @@ def _error_draws(arrays: dict[str, np.ndarray], baseline: str, names: list[str],
 
 
 def _plug_in_se(a: np.ndarray, b: np.ndarray, f: float, sv: SeedVariance) -> float:
-    """sqrt(Var_hat(D)) of eq. 1, sigma^2_hat plugged in."""
+    """sqrt(Var_hat(D)) of eq. 1, sigma^2_hat plugged in (reported; the intervals come from eq. 3)."""
     return math.sqrt(float((a.mean(0) - b.mean(0)).var(ddof=1)) / a.shape[1] + f * (sv.value or 0.0))
+
+
+def _half_width(arrays: dict[str, np.ndarray], baseline: str, k: str, sv: SeedVariance, f: float,
+                untrained: Collection[str], level: float, n: int, seed: int) -> float:
+    """Half-width of the ``level`` interval of eq. 3: read from the t law when there is no seed term (E* is then
+    t_{P-1} sqrt(Var_p / P) exactly), else the quantile of |E*| over ``n`` draws."""
+    if sv.value is None or f == 0:
+        from scipy.stats import t
+
+        d = arrays[k].mean(0) - arrays[baseline].mean(0)
+        return float(t.ppf(0.5 + level / 2, len(d) - 1)) * math.sqrt(float(d.var(ddof=1)) / len(d))
+    return float(np.quantile(np.abs(_error_draws(arrays, baseline, [k], sv, untrained, n, seed)[:, 0]), level))
 
 
 def differences(arms: Mapping[str, object], baseline: str, seed_var: SeedVariance | None = None,
@@ -219,10 +235,10 @@ def differences(arms: Mapping[str, object], baseline: str, seed_var: SeedVarianc
             out[k] = Difference(0.0, 0.0, 0.0, method, 0.0)
             continue
         b = arrays[baseline]
+        f = _seed_factor(arrays, (k, baseline), untrained)
         d = float(a.mean() - b.mean())
-        se = _plug_in_se(a, b, _seed_factor(arrays, (k, baseline), untrained), sv)
-        h = float(np.quantile(np.abs(_error_draws(arrays, baseline, [k], sv, untrained, n, seed)[:, 0]), level))
-        out[k] = Difference(d, d - h, d + h, method, se)
+        h = _half_width(arrays, baseline, k, sv, f, untrained, level, n, seed)
+        out[k] = Difference(d, d - h, d + h, method, _plug_in_se(a, b, f, sv))
     return out
 
 
@@ -230,28 +246,26 @@ def simultaneous_differences(arms: Mapping[str, object], baseline: str, names: C
                              seed_var: SeedVariance | None = None, level: float = 0.95, n: int = 20000,
                              seed: int = 0, untrained: Collection[str] = ()) -> dict[str, Difference]:
     """Intervals for the differences of ``names`` to ``baseline`` that hold together with probability
-    ``level`` (max-|t|, prompts and seeds; see the module docstring). ``n`` simulated draws."""
+    ``level`` (see the module docstring): D_k +- c h_k, h_k the ``level`` quantile of |E*_k| and c that of
+    max_k |E*_k| / h_k over ``n`` joint draws (c >= 1; with one arm c = 1)."""
     arrays = _arrays(arms)
     sv = seed_var if seed_var is not None else pooled_seed_variance(arrays, untrained)
     names = [k for k in names if k != baseline]
     if not names:
         return {}
     single = differences({k: arrays[k] for k in [*names, baseline]}, baseline, sv, level, untrained, n, seed)
-    se = np.array([single[k].se for k in names])
-    live = se > 0
-    if not live.any():
-        return {k: single[k] for k in names}
-    z = _error_draws(arrays, baseline, [k for k, ok in zip(names, live) if ok], sv, untrained, n, seed)
-    c = float(np.quantile(np.abs(z / se[live]).max(1), level))
-    return {k: single[k]._replace(lo=single[k].diff - c * s, hi=single[k].diff + c * s)
-            for k, s in zip(names, se)}
+    z = np.abs(_error_draws(arrays, baseline, names, sv, untrained, n, seed))
+    h = np.quantile(z, level, axis=0)
+    live = h > 0  # an arm whose draws are all zero has nothing uncertain: a zero-width interval
+    c = float(np.quantile((z[:, live] / h[live]).max(1), level)) if live.any() else 0.0
+    return {k: single[k]._replace(lo=single[k].diff - c * w, hi=single[k].diff + c * w) for k, w in zip(names, h)}
 
 
 def gap_recovery(arms: Mapping[str, object], baseline: str, arm: str, oracle: str,
                  seed_var: SeedVariance | None = None, level: float = 0.95, n: int = 4000, seed: int = 0,
                  untrained: Collection[str] = ()) -> Recovery:
     """(D(arm) / D(oracle)) with its percentile interval over ``n`` joint draws of the two differences
-    (eq. 1, bivariate t), both against ``baseline``; not resolved (``lo``, ``hi`` None) when the point
+    (eq. 3), both against ``baseline``; not resolved (``lo``, ``hi`` None) when the point
     estimate, or (1 - level) / 2 or more of the draws, have a non-positive oracle gain."""
     arrays = _arrays(arms)
     if baseline in (arm, oracle):
